@@ -1,0 +1,1 @@
+"""Typed messages exchanged on the bus: subjects, envelope and versioned models."""

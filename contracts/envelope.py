@@ -1,0 +1,56 @@
+"""The envelope every message carries, and helpers to derive deterministic ids.
+
+Money and quantities are ``Decimal`` and travel as strings. Models are frozen and ignore unknown
+fields, so a newer producer never breaks an older consumer; a breaking change is a new ``v2``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+SCHEMA_VERSION = 1
+
+# Decimal that serializes as a JSON string ("0.10000000"), never as a float.
+Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+
+# A fixed namespace for uuid5 so that every service derives the same id for the same fact.
+_ID_NAMESPACE = uuid.UUID("6f1c8a52-0b7e-4f55-9b8e-1d5c8e1e2a90")
+
+
+def derived_id(*parts: object) -> str:
+    """A deterministic message id: the same fact always gets the same id, so a redelivered
+    input produces an output that downstream inboxes (and JetStream dedup) recognise."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Contract(BaseModel):
+    """Base of every payload part: frozen, unknown fields ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Envelope(Contract):
+    """Fields every message on the bus carries."""
+
+    message_id: str = Field(default_factory=new_id)
+    correlation_id: str  # the rebalance run id
+    causation_id: str | None = None  # the message_id of the message that caused this one
+    occurred_at: datetime = Field(default_factory=utcnow)
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    def caused(self) -> dict[str, Any]:
+        """Envelope fields for a message caused by this one."""
+        return {"correlation_id": self.correlation_id, "causation_id": self.message_id}

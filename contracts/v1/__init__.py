@@ -1,0 +1,53 @@
+"""Version 1 of the bus contract."""
+
+from contracts.v1.messages import (
+    RUN_MESSAGES,
+    OrderEvent,
+    OrderFailed,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    PlanCreated,
+    PortfolioValued,
+    RebalanceCompleted,
+    RebalanceDue,
+    RebalanceRequested,
+    RunStage,
+    RunStatus,
+    SchedulerControl,
+)
+from contracts.v1.strategy import (
+    AssetDrift,
+    Fill,
+    Holding,
+    LeftOutLeg,
+    MarketRule,
+    PlannedOrder,
+    RunError,
+    Strategy,
+)
+
+__all__ = [
+    "RUN_MESSAGES",
+    "AssetDrift",
+    "Fill",
+    "Holding",
+    "LeftOutLeg",
+    "MarketRule",
+    "OrderEvent",
+    "OrderFailed",
+    "OrderFilled",
+    "OrderRejected",
+    "OrderSubmitted",
+    "PlanCreated",
+    "PlannedOrder",
+    "PortfolioValued",
+    "RebalanceCompleted",
+    "RebalanceDue",
+    "RebalanceRequested",
+    "RunError",
+    "RunStage",
+    "RunStatus",
+    "SchedulerControl",
+    "Strategy",
+]

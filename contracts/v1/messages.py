@@ -1,0 +1,143 @@
+"""The v1 messages of one rebalance run, in flow order.
+
+``correlation_id`` is always the run id. A stage that fails the run emits ``RebalanceCompleted``
+with ``status="failed"`` so that every run ends in exactly one terminal event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from contracts.envelope import Envelope, Money
+from contracts.v1.strategy import (
+    AssetDrift,
+    Fill,
+    Holding,
+    LeftOutLeg,
+    MarketRule,
+    PlannedOrder,
+    RunError,
+    Strategy,
+    TriggeredBy,
+)
+
+
+class RebalanceRequested(Envelope):
+    """cmd: run this portfolio now (manual trigger from the API or CLI)."""
+
+    portfolio_id: str
+    requested_by: str | None = None  # user id
+    triggered_by: TriggeredBy = "manual"
+    dry_run: bool | None = None  # None: the portfolio's own setting
+
+
+class SchedulerControl(Envelope):
+    """cmd: start, stop, restart or reconfigure the scheduler."""
+
+    action: Literal["start", "stop", "restart", "update-config", "check"]
+    check_interval: str | None = None
+    dry_run_mode: bool | None = None
+
+
+class RunStage(Envelope):
+    """Fields every message of a running rebalance carries."""
+
+    run_id: str
+    portfolio_id: str
+    user_id: str
+    triggered_by: TriggeredBy
+    started_at: datetime
+
+
+class RebalanceDue(RunStage):
+    strategy: Strategy
+    due_at: datetime
+
+
+class PortfolioValued(RunStage):
+    strategy: Strategy
+    holdings: list[Holding]
+    prices: dict[str, Money]  # asset -> price in the quote currency
+    total_value: Money
+    markets: list[MarketRule]
+
+
+class PlanCreated(RunStage):
+    strategy: Strategy
+    decision: Literal["rebalance", "skip"]
+    reason: str
+    portfolio_value: Money
+    holdings: list[Holding]
+    prices: dict[str, Money]
+    drift: list[AssetDrift]
+    orders: list[PlannedOrder]
+    left_out: list[LeftOutLeg] = []
+    expected_weights: dict[str, Money] = {}
+    estimated_fees: Money = Decimal("0")
+    turnover: Money = Decimal("0")
+
+
+class OrderEvent(RunStage):
+    dry_run: bool
+    exchange_id: str
+    leg: int
+    client_order_id: str
+    symbol: str
+    side: Literal["buy", "sell"]
+    amount: Money
+    order_type: Literal["market", "limit"] = "market"
+    fill: Fill = Fill(status="open")
+    error: RunError | None = None
+
+
+class OrderSubmitted(OrderEvent):
+    pass
+
+
+class OrderFilled(OrderEvent):
+    pass
+
+
+class OrderRejected(OrderEvent):
+    """The exchange refused this leg (insufficient funds, invalid order); the run goes on."""
+
+
+class OrderFailed(OrderEvent):
+    """The leg could not be placed for a reason that fails the run (authentication, ...)."""
+
+
+RunStatus = Literal["succeeded", "partial", "failed", "skipped"]
+
+
+class RebalanceCompleted(RunStage):
+    status: RunStatus
+    dry_run: bool
+    reason: str = ""
+    portfolio_value: Money = Decimal("0")
+    value_after: Money | None = None
+    holdings_after: list[Holding] = []
+    orders_planned: int = 0
+    orders_executed: int = 0
+    orders_failed: int = 0
+    total_value_traded: Money = Decimal("0")
+    fees: Money = Decimal("0")
+    errors: list[RunError] = []
+    completed_at: datetime
+
+    @property
+    def success(self) -> bool:
+        return self.status in ("succeeded", "skipped")
+
+
+RUN_MESSAGES: tuple[type[RunStage], ...] = (
+    RebalanceDue,
+    PortfolioValued,
+    PlanCreated,
+    OrderSubmitted,
+    OrderFilled,
+    OrderRejected,
+    OrderFailed,
+    RebalanceCompleted,
+)

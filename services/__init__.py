@@ -1,0 +1,1 @@
+"""The rebalancer's services; each runs alone as ``python -m services.<name>``."""

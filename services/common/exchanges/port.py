@@ -1,0 +1,117 @@
+"""The exchange port: what the pricer and executor need from an exchange.
+
+Implemented by the ccxt adapter (real exchanges, fake servers in tests) and by the paper exchange.
+Errors are sorted into the four classes the executor acts on; adapters translate their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal, Protocol
+
+Side = Literal["buy", "sell"]
+OrderStatus = Literal["open", "closed", "canceled", "rejected"]
+
+
+@dataclass(frozen=True)
+class Balance:
+    free: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class Market:
+    symbol: str  # unified "BASE/QUOTE"
+    base: str
+    quote: str
+    min_amount: Decimal | None = None
+    min_cost: Decimal | None = None
+    amount_step: Decimal | None = None
+    price_step: Decimal | None = None
+    maker_fee: Decimal = Decimal("0.001")
+    taker_fee: Decimal = Decimal("0.001")
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    symbol: str
+    side: Side
+    amount: Decimal  # base amount
+    client_order_id: str
+    order_type: Literal["market", "limit"] = "market"
+    price: Decimal | None = None  # limit price
+
+
+@dataclass(frozen=True)
+class OrderResult:
+    client_order_id: str
+    exchange_order_id: str | None
+    symbol: str
+    side: Side
+    status: OrderStatus
+    amount: Decimal
+    filled: Decimal = Decimal("0")
+    average_price: Decimal | None = None
+    cost: Decimal = Decimal("0")  # in the market's quote
+    fee: Decimal = Decimal("0")
+    fee_currency: str | None = None
+    raw: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+
+class ExchangeError(Exception):
+    """Base of the errors an adapter raises. ``code`` is short and machine-readable."""
+
+    code = "exchange_error"
+
+
+class RetryLater(ExchangeError):
+    """Network trouble, rate limit, exchange unavailable: nothing happened, try again later."""
+
+    code = "retry_later"
+
+
+class OutcomeUnknown(ExchangeError):
+    """An order request may or may not have reached the exchange (timeout, dropped response).
+
+    Never resend: look the order up by its client order id.
+    """
+
+    code = "outcome_unknown"
+
+
+class LegFailed(ExchangeError):
+    """This order was refused (insufficient funds, invalid order, below minimum); others may go on."""
+
+    code = "leg_failed"
+
+
+class RunFailed(ExchangeError):
+    """Nothing on this account can work now (authentication, permission): fail the whole run."""
+
+    code = "run_failed"
+
+
+class ExchangePort(Protocol):
+    """One account on one exchange."""
+
+    exchange_id: str
+
+    async def load_markets(self) -> dict[str, Market]: ...
+
+    async def fetch_balance(self) -> dict[str, Balance]: ...
+
+    async def fetch_prices(self, symbols: list[str] | None = None) -> dict[str, Decimal]:
+        """Last price per unified symbol (all markets when ``symbols`` is None)."""
+        ...
+
+    async def create_order(self, request: OrderRequest) -> OrderResult: ...
+
+    async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:
+        """The order placed with this client order id, or None if the exchange never saw it."""
+        ...
+
+    async def cancel_order(self, symbol: str, exchange_order_id: str) -> OrderResult: ...
+
+    async def close(self) -> None: ...

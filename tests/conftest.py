@@ -1,0 +1,67 @@
+"""Shared fixtures: real NATS JetStream and PostgreSQL, isolated per test session.
+
+Each session gets its own freshly migrated database and its own subject namespace and stream
+name, so concurrent runs never see each other's data; both are removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from services.common.migrate import apply_migrations
+from tests.infra import Infra, start_infra
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    """NATS_URL / DATABASE_URL when set, otherwise embedded servers for this session."""
+    with start_infra() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def nats_url(infra: Infra) -> str:
+    return infra.nats_url
+
+
+@pytest.fixture(scope="session")
+async def database_url(infra: Infra) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test session, dropped afterwards."""
+    name = f"rb_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(infra.admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = infra.dsn_for(name)
+    await apply_migrations(dsn)
+    yield dsn
+    admin = await asyncpg.connect(infra.admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A unique subject namespace (and stream) per test: tests never share messages."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def pytest_report_header() -> list[str]:
+    return [f"NATS_URL={os.environ.get('NATS_URL', '(embedded)')} DATABASE_URL="
+            f"{'(set)' if os.environ.get('DATABASE_URL') else '(embedded)'}"]
