@@ -1,0 +1,235 @@
+"""Prometheus metrics of the rebalancer: one module-level set on the default registry.
+
+Each service is its own process, so the default registry holds exactly that service's series;
+``/metrics`` (see ``health.py``) serves it. Values arrive as ``Decimal`` and become floats only
+here, at the reporting boundary: metrics are for watching, never for accounting.
+
+Label values that come from code (results, triggers, sides, statuses, outcomes) are folded into
+fixed vocabularies, so a typo or a new status cannot explode the number of series; unknown values
+are reported as ``"other"`` rather than raising, because a metric must never fail a trade.
+
+Cardinality: ``portfolio_id`` labels give one series per portfolio (and one per portfolio and
+asset for drift). That is fine up to a few thousand portfolios; beyond that, drop the per-portfolio
+gauges (``PORTFOLIO_METRICS_ENABLED = False``) and rely on the ledger's history instead.
+
+Several replicas: gauges computed from the database (backlog, active runs, outbox) report the same
+value from every replica, so dashboards and alerts aggregate them with ``max``. Per-portfolio gauges
+are set by whichever pricer replica valued the portfolio last; ``rebalancer_portfolio_valued_
+timestamp_seconds`` lets a query keep only the freshest replica's series.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from importlib import metadata
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
+
+PORTFOLIO_METRICS_ENABLED = True
+OTHER = "other"
+
+RUN_RESULTS = frozenset({"succeeded", "partial", "failed", "skipped"})
+RUN_TRIGGERS = frozenset({"scheduler", "manual", "threshold", "api"})
+ORDER_SIDES = frozenset({"buy", "sell"})
+ORDER_STATUSES = frozenset({"submitted", "filled", "partially_filled", "rejected", "failed", "canceled"})
+MESSAGE_OUTCOMES = frozenset({"processed", "duplicate", "retried", "dead_lettered", "ignored"})
+
+# Runs take seconds to minutes (limit orders wait up to their timeout).
+RUN_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+EXCHANGE_CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+BUILD_INFO = Info("rebalancer_build", "Service name and version of this process")
+
+RUNS = Counter("rebalancer_runs", "Rebalance runs finished, by result and trigger", ["result", "trigger"])
+RUN_DURATION = Histogram(
+    "rebalancer_run_duration_seconds",
+    "Wall time from a run's start to its completion",
+    ["result"],
+    buckets=RUN_DURATION_BUCKETS,
+)
+ORDERS = Counter("rebalancer_orders", "Order events, by side and status", ["side", "status"])
+VALUE_TRADED = Counter(
+    "rebalancer_value_traded", "Value traded by finished runs, in the quote currency", ["quote"]
+)
+FEES = Counter("rebalancer_fees", "Fees paid by finished runs, in the quote currency", ["quote"])
+
+PORTFOLIO_VALUE = Gauge(
+    "rebalancer_portfolio_value", "Last valuation of a portfolio", ["portfolio_id", "quote"]
+)
+ASSET_DRIFT = Gauge(
+    "rebalancer_asset_drift_pp",
+    "Current weight minus target weight, in percentage points",
+    ["portfolio_id", "asset"],
+)
+PORTFOLIO_VALUED_AT = Gauge(
+    "rebalancer_portfolio_valued_timestamp_seconds",
+    "Unix time of the valuation behind the portfolio gauges",
+    ["portfolio_id"],
+)
+
+DUE_BACKLOG = Gauge("rebalancer_due_backlog", "Portfolios due for a rebalance and not yet claimed")
+ACTIVE_RUNS = Gauge("rebalancer_active_runs", "Runs claimed and not yet completed")
+OLDEST_ACTIVE_RUN_AGE = Gauge(
+    "rebalancer_oldest_active_run_age_seconds", "Age of the oldest run still active (0 when none)"
+)
+
+EXCHANGE_CALL = Histogram(
+    "rebalancer_exchange_call_seconds",
+    "Latency of exchange calls, errors included",
+    ["exchange", "call"],
+    buckets=EXCHANGE_CALL_BUCKETS,
+)
+EXCHANGE_ERRORS = Counter(
+    "rebalancer_exchange_errors",
+    "Failed exchange calls, by exception class",
+    ["exchange", "call", "error_class"],
+)
+
+DEAD_LETTERS = Counter(
+    "rebalancer_dead_letters", "Messages set aside as dead letters", ["consumer", "reason"]
+)
+MESSAGES_PROCESSED = Counter(
+    "rebalancer_messages_processed", "Bus messages handled, by consumer and outcome", ["consumer", "outcome"]
+)
+OUTBOX_PENDING = Gauge("rebalancer_outbox_pending", "Outbox rows not yet published")
+OUTBOX_LAG = Gauge("rebalancer_outbox_lag_seconds", "Age of the oldest unpublished outbox row (0 when none)")
+
+# The assets each portfolio last reported, so that an asset leaving a portfolio loses its series.
+_drift_assets: dict[str, set[str]] = {}
+
+
+def bounded(value: str, allowed: frozenset[str]) -> str:
+    """The label value itself when it belongs to ``allowed``, else ``"other"``."""
+    return value if value in allowed else OTHER
+
+
+def set_build_info(service: str, version: str | None = None) -> None:
+    """Publish ``rebalancer_build_info{service, version}``; version defaults to the installed one."""
+    if version is None:
+        try:
+            version = metadata.version("rebalancer")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+    BUILD_INFO.info({"service": service, "version": version})
+
+
+def observe_run(
+    result: str,
+    trigger: str,
+    duration_seconds: float,
+    value_traded: Decimal,
+    fees: Decimal,
+    quote: str,
+) -> None:
+    """Record one finished run (call once per ``RebalanceCompleted``)."""
+    result_label = bounded(result, RUN_RESULTS)
+    RUNS.labels(result=result_label, trigger=bounded(trigger, RUN_TRIGGERS)).inc()
+    RUN_DURATION.labels(result=result_label).observe(max(duration_seconds, 0.0))
+    # Counters only go up: a negative figure would be a bug upstream, not a refund.
+    if value_traded > 0:
+        VALUE_TRADED.labels(quote=quote).inc(float(value_traded))
+    if fees > 0:
+        FEES.labels(quote=quote).inc(float(fees))
+
+
+def observe_order(side: str, status: str) -> None:
+    ORDERS.labels(side=bounded(side, ORDER_SIDES), status=bounded(status, ORDER_STATUSES)).inc()
+
+
+def record_portfolio_valuation(
+    portfolio_id: str,
+    quote: str,
+    total_value: Decimal,
+    drift_pp_by_asset: Mapping[str, Decimal],
+    valued_at: datetime,
+) -> None:
+    """Set a portfolio's value and per-asset drift; assets no longer reported lose their series."""
+    if not PORTFOLIO_METRICS_ENABLED:
+        return
+    PORTFOLIO_VALUE.labels(portfolio_id=portfolio_id, quote=quote).set(float(total_value))
+    for asset, drift in drift_pp_by_asset.items():
+        ASSET_DRIFT.labels(portfolio_id=portfolio_id, asset=asset).set(float(drift))
+    for gone in _drift_assets.get(portfolio_id, set()) - set(drift_pp_by_asset):
+        ASSET_DRIFT.remove(portfolio_id, gone)
+    _drift_assets[portfolio_id] = set(drift_pp_by_asset)
+    PORTFOLIO_VALUED_AT.labels(portfolio_id=portfolio_id).set(valued_at.timestamp())
+
+
+def forget_portfolio(portfolio_id: str) -> None:
+    """Drop every series of a deleted or disabled portfolio."""
+    for asset in _drift_assets.pop(portfolio_id, set()):
+        ASSET_DRIFT.remove(portfolio_id, asset)
+    for labels in _label_sets(PORTFOLIO_VALUE):
+        if labels[0] == portfolio_id:
+            PORTFOLIO_VALUE.remove(*labels)
+    if (portfolio_id,) in _label_sets(PORTFOLIO_VALUED_AT):
+        PORTFOLIO_VALUED_AT.remove(portfolio_id)
+
+
+def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
+    # prometheus_client keeps children in ``_metrics``; there is no public listing.
+    return [tuple(labels) for labels in metric._metrics]
+
+
+def set_schedule_state(due_backlog: int, active_runs: int, oldest_active_run_age_seconds: float) -> None:
+    DUE_BACKLOG.set(due_backlog)
+    ACTIVE_RUNS.set(active_runs)
+    OLDEST_ACTIVE_RUN_AGE.set(max(oldest_active_run_age_seconds, 0.0))
+
+
+def set_outbox_state(pending: int, oldest_age_seconds: float) -> None:
+    OUTBOX_PENDING.set(pending)
+    OUTBOX_LAG.set(max(oldest_age_seconds, 0.0) if pending else 0.0)
+
+
+def record_message(consumer: str, outcome: str) -> None:
+    MESSAGES_PROCESSED.labels(consumer=consumer, outcome=bounded(outcome, MESSAGE_OUTCOMES)).inc()
+
+
+def record_dead_letter(consumer: str, reason: str) -> None:
+    """``reason`` should be a short class of failure (an exception class name), not a message text."""
+    DEAD_LETTERS.labels(consumer=consumer, reason=reason).inc()
+    record_message(consumer, "dead_lettered")
+
+
+def error_class(exc: BaseException) -> str:
+    """The label for an exception: its class name (ccxt's hierarchy names the cause well)."""
+    return type(exc).__name__
+
+
+@contextmanager
+def time_exchange_call(exchange: str, call: str) -> Iterator[None]:
+    """Time one exchange call; a failure is counted by class and re-raised unchanged.
+
+    Works around ``await`` too: ``with time_exchange_call("kraken", "create_order"): await ...``.
+    """
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception as exc:
+        EXCHANGE_ERRORS.labels(exchange=exchange, call=call, error_class=error_class(exc)).inc()
+        raise
+    finally:
+        EXCHANGE_CALL.labels(exchange=exchange, call=call).observe(time.perf_counter() - started)
+
+
+def exposed_names(registry: CollectorRegistry = REGISTRY) -> frozenset[str]:
+    """Every sample name a registry can expose, e.g. ``rebalancer_runs_total`` and the
+    ``_bucket/_sum/_count`` series of histograms; dashboards and alerts may reference only these."""
+    names: set[str] = set()
+    for family in registry.collect():
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+        # A family with no sample yet (labelled, never used) still exposes these later.
+        suffixes = {
+            "counter": ("_total", "_created"),
+            "histogram": ("_bucket", "_sum", "_count", "_created"),
+            "summary": ("_sum", "_count", "_created"),
+            "info": ("_info",),
+        }.get(family.type, ())
+        names.update(family.name + suffix for suffix in suffixes)
+    return frozenset(names)
