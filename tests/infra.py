@@ -1,16 +1,21 @@
 """Where the tests find NATS and PostgreSQL.
 
-NATS_URL / DATABASE_URL when they are set; otherwise embedded servers started for the session
-(see services.common.devstack).
+NATS_URL / DATABASE_URL when they are set (and answer; a set variable that does not answer fails
+the session with a message naming it); otherwise embedded servers started for the whole session
+in a temporary directory, removed afterwards (see services.common.devstack).
 """
 
 from __future__ import annotations
 
-import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from services.common.devstack import resolve_infra
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,11 @@ class Infra:
 
 @contextmanager
 def start_infra() -> Iterator[Infra]:
-    # TODO(devstack): start embedded servers when the variables are unset.
-    nats_url = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
-    dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    yield Infra(nats_url=nats_url, admin_dsn=dsn)
+    # /tmp, not a pytest tmp_path: the unprivileged PostgreSQL user must be able to traverse it.
+    state_dir = Path(tempfile.mkdtemp(prefix="rebalancer-test-"))
+    state_dir.chmod(0o755)
+    try:
+        with resolve_infra(state_dir, durable=False) as infra:
+            yield Infra(nats_url=infra.nats_url, admin_dsn=infra.database_url)
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
