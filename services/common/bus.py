@@ -1,0 +1,385 @@
+"""The message bus as every service uses it: one JetStream stream, durable batch consumers with
+explicit acks, publishing with ``Nats-Msg-Id``, and the outbox relay.
+
+Delivery rules (DESIGN.md): FastStream's default would terminate a message on the first error,
+so every subscriber here acks manually. A batch is handled as one unit; when it fails it is
+split so one bad message cannot hold back the others. Transient errors (database or NATS away)
+are nacked with a growing delay and never dead-lettered; anything else is retried a bounded
+number of times, then stored in ``dead_letters`` and terminated. Malformed payloads and unknown
+schema versions go straight to the dead-letter table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+import nats
+from faststream import AckPolicy, Context
+from faststream.nats import JStream, NatsBroker, PullSub
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel, ValidationError
+
+from contracts.envelope import Envelope
+from services.common import db, metrics
+from services.common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Envelope)
+
+# NATS-side trouble worth waiting out: timeouts, no responders while a server restarts.
+TRANSIENT_BUS_ERRORS: tuple[type[BaseException], ...] = (
+    asyncio.TimeoutError,
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.js.errors.ServiceUnavailableError,
+)
+TRANSIENT_ERRORS = db.TRANSIENT_DB_ERRORS + TRANSIENT_BUS_ERRORS
+
+
+class TransientError(Exception):
+    """Raised by a handler for a condition that will pass (an exchange rate limit, ...)."""
+
+
+@dataclass(frozen=True)
+class Incoming(Generic[M]):
+    message: M
+    raw: Msg
+
+    @property
+    def message_id(self) -> str:
+        return self.message.message_id
+
+    @property
+    def deliveries(self) -> int:
+        return _deliveries(self.raw)
+
+
+def _deliveries(raw: Msg) -> int:
+    try:
+        return int(raw.metadata.num_delivered)
+    except Exception:  # a plain NATS message in unit tests has no JetStream metadata
+        return 1
+
+
+def redelivery_delay(deliveries: int) -> float:
+    """Back-off for a nacked message: 0.5 s, 1 s, 2 s ... capped at 30 s."""
+    return float(min(0.5 * 2 ** max(deliveries - 1, 0), 30.0))
+
+
+def stream_config(settings: ServiceSettings) -> StreamConfig:
+    return StreamConfig(
+        name=settings.stream_name,
+        subjects=settings.subjects.stream_subjects,
+        # Limits retention keeps Nats-Msg-Id dedup state across server restarts (NOTES.md).
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=settings.stream_replicas,
+        max_age=settings.stream_max_age_days * 86400,
+        duplicate_window=120,
+    )
+
+
+async def ensure_stream(settings: ServiceSettings) -> None:
+    """Create the stream, or bring its config up to date; safe from many replicas at once."""
+    nc = await nats.connect(settings.nats_url, connect_timeout=5, max_reconnect_attempts=3)
+    try:
+        js = nc.jetstream()
+        config = stream_config(settings)
+        try:
+            await js.stream_info(settings.stream_name)
+            await js.update_stream(config)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                await js.stream_info(settings.stream_name)  # created by a concurrent replica
+    finally:
+        await nc.close()
+
+
+class Bus:
+    """A service's connection to the bus: the FastStream broker plus the helpers around it."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        service: str,
+        *,
+        middlewares: Sequence[Any] = (),
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.subjects = settings.subjects
+        self.broker = NatsBroker(
+            settings.nats_url,
+            middlewares=tuple(middlewares),
+            log_level=logging.DEBUG,
+            graceful_timeout=30.0,
+            max_reconnect_attempts=-1,
+        )
+        self.stream = JStream(
+            name=settings.stream_name, subjects=settings.subjects.stream_subjects, declare=False
+        )
+        self.pool: asyncpg.Pool | None = None
+
+    # ------------------------------------------------------------------ publishing
+    async def publish(self, subject: str, message: BaseModel, message_id: str) -> None:
+        """Publish to the stream and wait for its acknowledgement (a duplicate is fine)."""
+        await self.publish_raw(subject, message.model_dump_json().encode(), message_id)
+
+    async def publish_raw(self, subject: str, payload: bytes, message_id: str) -> None:
+        await self.broker.publish(
+            payload,
+            subject,
+            stream=self.settings.stream_name,
+            headers={"Nats-Msg-Id": message_id, "content-type": "application/json"},
+            timeout=10.0,
+        )
+
+    async def publish_event(self, subject: str, message: Envelope) -> None:
+        await self.publish(subject, message, message.message_id)
+
+    async def publish_many(self, items: Sequence[tuple[str, Envelope]]) -> None:
+        """Publish concurrently; raises if any publish was not acknowledged."""
+        await asyncio.gather(*(self.publish_event(subject, m) for subject, m in items))
+
+    # ------------------------------------------------------------------ consuming
+    def consumer(
+        self,
+        *,
+        subject: str,
+        purpose: str,
+        models: type[M] | Mapping[str, type[M]],
+        handle: Callable[[list[Incoming[M]]], Awaitable[None]],
+        batch_size: int | None = None,
+        ack_wait_seconds: float = 60.0,
+        title: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        """Register a durable batch consumer on ``subject``.
+
+        ``models`` is one model, or a model per exact subject (for wildcard consumers). ``handle``
+        gets the decoded batch in stream order and must be idempotent: it runs again for
+        messages redelivered after a crash.
+        """
+        durable = self.settings.consumer_name(self.service, purpose)
+        consumer_id = f"{self.service}.{purpose}"
+        pick = _model_picker(models)
+        size = batch_size or self.settings.batch_size
+
+        async def on_batch(message: Any = Context("message")) -> None:
+            raw_messages: list[Msg] = list(message.raw_message)
+            batch: list[Incoming[M]] = []
+            for raw in raw_messages:
+                decoded = await self._decode(consumer_id, raw, pick)
+                if decoded is not None:
+                    batch.append(decoded)
+            if batch:
+                await self._process(consumer_id, batch, handle)
+
+        self.broker.subscriber(
+            subject,
+            stream=self.stream,
+            durable=durable,
+            pull_sub=PullSub(batch_size=size, timeout=2.0, batch=True),
+            ack_policy=AckPolicy.MANUAL,
+            config=ConsumerConfig(
+                durable_name=durable,
+                ack_wait=ack_wait_seconds,
+                max_deliver=-1,  # bounded by us: transient errors must never exhaust deliveries
+                max_ack_pending=max(size * 20, 1000),
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+            title=title or f"{consumer_id}:{subject}",
+            description=description,
+        )(on_batch)
+
+    async def _decode(
+        self, consumer_id: str, raw: Msg, pick: Callable[[str], type[M] | None]
+    ) -> Incoming[M] | None:
+        model = pick(raw.subject)
+        reason: str | None = None
+        if model is None:
+            reason = f"no model for subject {raw.subject}"
+        else:
+            try:
+                return Incoming(message=model.model_validate_json(raw.data), raw=raw)
+            except ValidationError as exc:
+                reason = f"invalid payload for {model.__name__}: {exc.errors(include_url=False)[:3]}"
+        await self._dead_letter(consumer_id, raw, reason or "undecodable", "invalid_payload")
+        return None
+
+    async def _process(
+        self,
+        consumer_id: str,
+        batch: list[Incoming[M]],
+        handle: Callable[[list[Incoming[M]]], Awaitable[None]],
+    ) -> None:
+        try:
+            await handle(batch)
+        except (*TRANSIENT_ERRORS, TransientError) as exc:
+            delay = redelivery_delay(max(i.deliveries for i in batch))
+            log.warning(
+                "%s: transient error (%s: %s); redelivering %d message(s) in %.1fs",
+                consumer_id,
+                type(exc).__name__,
+                exc,
+                len(batch),
+                delay,
+            )
+            await _nak_all(batch, delay)
+            return
+        except Exception as exc:
+            if len(batch) > 1:
+                log.warning("%s: batch of %d failed (%s); retrying one by one", consumer_id, len(batch), exc)
+                for item in batch:
+                    await self._process(consumer_id, [item], handle)
+                return
+            await self._fail_one(consumer_id, batch[0], exc)
+            return
+        for item in batch:
+            await _ack(item.raw)
+        metrics.MESSAGES_PROCESSED.labels(consumer=consumer_id, outcome="processed").inc(len(batch))
+
+    async def _fail_one(self, consumer_id: str, item: Incoming[M], exc: Exception) -> None:
+        if item.deliveries >= self.settings.max_attempts:
+            log.error(
+                "%s: giving up on %s after %d deliveries: %s",
+                consumer_id,
+                item.message_id,
+                item.deliveries,
+                exc,
+                exc_info=exc,
+            )
+            await self._dead_letter(
+                consumer_id, item.raw, f"{type(exc).__name__}: {exc}", "attempts_exhausted"
+            )
+            return
+        delay = redelivery_delay(item.deliveries)
+        log.warning(
+            "%s: %s failed (%s: %s), attempt %d/%d; retrying in %.1fs",
+            consumer_id,
+            item.message_id,
+            type(exc).__name__,
+            exc,
+            item.deliveries,
+            self.settings.max_attempts,
+            delay,
+        )
+        await item.raw.nak(delay=delay)
+
+    async def _dead_letter(self, consumer_id: str, raw: Msg, reason: str, kind: str) -> None:
+        """Store a message that cannot be processed, with its reason, and terminate it."""
+        headers = raw.headers or {}
+        message_id = headers.get("Nats-Msg-Id") or headers.get("message_id")
+        if self.pool is None:
+            log.error("%s: dead letter without a database (%s); terminating", consumer_id, reason)
+        else:
+            try:
+                await db.record_dead_letter(
+                    self.pool,
+                    consumer=consumer_id,
+                    subject=raw.subject,
+                    message_id=message_id,
+                    reason=reason,
+                    payload=raw.data,
+                    deliveries=_deliveries(raw),
+                )
+            except TRANSIENT_ERRORS:
+                # Cannot store it now: leave it on the stream rather than lose it.
+                await raw.nak(delay=redelivery_delay(_deliveries(raw)))
+                return
+        metrics.record_dead_letter(consumer_id, kind)
+        log.error("%s: dead-lettered message %s on %s: %s", consumer_id, message_id, raw.subject, reason)
+        await raw.term()
+
+
+def _model_picker(models: type[M] | Mapping[str, type[M]]) -> Callable[[str], type[M] | None]:
+    if isinstance(models, Mapping):
+        table = dict(models)
+        return table.get
+    single = models
+    return lambda _subject: single
+
+
+async def _ack(raw: Msg) -> None:
+    if not raw._ackd:
+        await raw.ack()
+
+
+async def _nak_all(batch: Sequence[Incoming[Any]], delay: float) -> None:
+    for item in batch:
+        if not item.raw._ackd:
+            try:
+                await item.raw.nak(delay=delay)
+            except Exception:  # the connection may be gone; JetStream redelivers after ack_wait
+                log.debug("nak failed", exc_info=True)
+
+
+class OutboxRelay:
+    """Publishes a service's outbox rows, checking each publish acknowledgement.
+
+    ``flush`` runs right after the transaction that wrote them (low latency); the loop picks up
+    whatever a crash or an outage left behind. Ids are deterministic, so a row published twice
+    is recognised downstream.
+    """
+
+    def __init__(self, bus: Bus, pool: asyncpg.Pool, producer: str, *, interval: float = 1.0) -> None:
+        self.bus = bus
+        self.pool = pool
+        self.producer = producer
+        self.interval = interval
+        self._lock = asyncio.Lock()
+
+    async def flush(self, limit: int = 500) -> int:
+        async with self._lock:
+            rows = await self.pool.fetch(
+                "SELECT id, subject, message_id, payload FROM outbox"
+                " WHERE producer = $1 AND published_at IS NULL ORDER BY id LIMIT $2",
+                self.producer,
+                limit,
+            )
+            if not rows:
+                return 0
+            results = await asyncio.gather(
+                *(self.bus.publish_raw(r["subject"], bytes(r["payload"]), r["message_id"]) for r in rows),
+                return_exceptions=True,
+            )
+            published = [
+                r["id"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)
+            ]
+            if published:
+                await self.pool.execute(
+                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", published
+                )
+            failed = len(rows) - len(published)
+            if failed:
+                log.warning("outbox %s: %d publish(es) not acknowledged; will retry", self.producer, failed)
+            return len(published)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                while await self.flush() > 0:
+                    pass
+            except TRANSIENT_ERRORS as exc:
+                log.warning("outbox %s: relay waiting (%s)", self.producer, type(exc).__name__)
+            except Exception:
+                log.exception("outbox %s: relay error", self.producer)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+
+
+def monotonic_ms(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)

@@ -1,0 +1,126 @@
+"""PostgreSQL access shared by the services: the pool, the inbox, the outbox, dead letters.
+
+The inbox and outbox are what make delivery safe: a consumer records each message id in the
+same transaction as its effect (a redelivery then changes nothing), and an event that must
+follow a database write is stored in that write's transaction and relayed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the database is not there right now": wait and retry, never dead-letter.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.PostgresConnectionError,
+)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    wait_seconds: float = 60.0,
+) -> asyncpg.Pool:
+    """A pool with JSON codecs; waits (with back-off) for the database to answer at start-up."""
+    delay = 0.2
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+            )
+            assert pool is not None
+            return pool
+        except TRANSIENT_DB_ERRORS as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("database not ready (%s); retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def claim_inbox(conn: asyncpg.Connection, consumer: str, message_ids: Sequence[str]) -> set[str]:
+    """Record message ids as processed by ``consumer``; return those not seen before.
+
+    Call inside the transaction that applies the effects: if it rolls back, the ids are not
+    recorded either, and a redelivery is processed again.
+    """
+    if not message_ids:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO inbox (consumer, message_id) SELECT $1, unnest($2::text[])"
+        " ON CONFLICT DO NOTHING RETURNING message_id",
+        consumer,
+        list(message_ids),
+    )
+    return {r["message_id"] for r in rows}
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    subject: str
+    message_id: str
+    payload: bytes
+
+
+async def add_to_outbox(conn: asyncpg.Connection, producer: str, messages: Iterable[OutboxMessage]) -> None:
+    """Store events in the caller's transaction; ``OutboxRelay`` publishes them after commit."""
+    rows = [(producer, m.subject, m.message_id, m.payload) for m in messages]
+    if rows:
+        await conn.executemany(
+            "INSERT INTO outbox (producer, subject, message_id, payload) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (message_id) DO NOTHING",
+            rows,
+        )
+
+
+async def record_dead_letter(
+    pool: asyncpg.Pool,
+    *,
+    consumer: str,
+    subject: str,
+    message_id: str | None,
+    reason: str,
+    payload: bytes,
+    deliveries: int,
+) -> None:
+    await pool.execute(
+        "INSERT INTO dead_letters (consumer, subject, message_id, reason, payload, deliveries)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        consumer,
+        subject,
+        message_id,
+        reason[:2000],
+        payload,
+        deliveries,
+    )
+
+
+def jsonable(value: Any) -> Any:
+    """Decimals and datetimes as strings, for jsonb columns."""
+    return json.loads(json.dumps(value, default=str))

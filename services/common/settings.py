@@ -1,0 +1,39 @@
+"""Settings every service reads from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.subjects import DEFAULT_NAMESPACE, DEFAULT_STREAM, Subjects
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/rebalancer"
+    bus_namespace: str = DEFAULT_NAMESPACE
+    stream_name: str = DEFAULT_STREAM
+    stream_replicas: int = 1
+    stream_max_age_days: float = 30.0
+    # Consumers fetch up to this many messages at once and handle them as one batch.
+    batch_size: int = 200
+    # Redeliveries of a message failing with a non-transient error before it is dead-lettered.
+    max_attempts: int = 5
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    ops_port: int = 9100  # /metrics, /healthz, /readyz; 0 disables
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    # Fault tests only: "<point>" makes the process SIGKILL itself when it reaches that point.
+    crash_at: str = ""
+
+    @property
+    def subjects(self) -> Subjects:
+        return Subjects(self.bus_namespace)
+
+    def consumer_name(self, service: str, purpose: str) -> str:
+        """Durable consumer names are unique per namespace, so test runs never share one."""
+        return f"{self.bus_namespace}-{service}-{purpose}".replace(".", "_")
