@@ -62,6 +62,16 @@ class Subjects:
     def rebalance_completed(self) -> str:
         return self._s("evt", "rebalance", "completed")
 
+    # Request-reply (core NATS, outside the stream: a JetStream-captured subject would answer
+    # the request with a PubAck). Used by the API's dry-run preview.
+    @property
+    def rpc_value_portfolio(self) -> str:
+        return f"rpc.{self.namespace}.v1.portfolio.value"
+
+    @property
+    def rpc_preview_plan(self) -> str:
+        return f"rpc.{self.namespace}.v1.plan.preview"
+
     # Wildcards
     @property
     def all_events(self) -> str:
