@@ -1,0 +1,252 @@
+"""The exchange port over ccxt: any ccxt exchange id, one instance per account and process.
+
+Safety rules this adapter enforces:
+- ccxt's rate limiter is on and its automatic retries are off (a retried order is a double trade);
+- a custom base URL replaces every entry of the exchange's URL map, sandbox mode needs a test URL;
+- orders carry a client order id the way each exchange wants it, and are looked up by it when the
+  outcome of a request is unknown;
+- every ccxt error becomes one of the port's error classes, with a message that holds no secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import aiohttp
+import ccxt.async_support as ccxt_async
+
+from services.common.exchanges import port
+from services.common.exchanges.ccxt_client_ids import client_order_params
+from services.common.exchanges.ccxt_errors import classify, safe_message
+from services.common.exchanges.ccxt_markets import (
+    balances_from_ccxt,
+    order_from_ccxt,
+    prices_from_tickers,
+    spot_markets_from_ccxt,
+)
+from services.common.exchanges.ccxt_urls import rewrite_api_urls
+from services.common.redact import register_secret
+from services.common.secrets import Credentials
+
+T = TypeVar("T")
+
+
+class UnknownExchange(ValueError):
+    """The exchange id is not one ccxt knows."""
+
+
+class SandboxUnsupported(ValueError):
+    """Sandbox mode was asked for an exchange that has no test URL in ccxt."""
+
+
+def _spot_only_options(exchange_id: str) -> dict[str, Any]:
+    # Binance loads futures and options markets from other hosts by default; we trade spot only.
+    if exchange_id.startswith("binance") and exchange_id not in ("binancecoinm", "binanceusdm"):
+        return {"fetchMarkets": {"types": ["spot"]}}
+    return {}
+
+
+def build_ccxt_client(
+    exchange_id: str,
+    credentials: Credentials | None,
+    *,
+    api_url: str | None = None,
+    sandbox: bool = False,
+    timeout_ms: int = 10_000,
+) -> Any:
+    """A configured ``ccxt.async_support`` instance (rate limiter on, no automatic retries)."""
+    if exchange_id not in ccxt_async.exchanges:
+        raise UnknownExchange(f"unknown exchange id {exchange_id!r}: not a ccxt exchange")
+    config: dict[str, Any] = {
+        "enableRateLimit": True,
+        "timeout": timeout_ms,
+        "options": {"maxRetriesOnFailure": 0, **_spot_only_options(exchange_id)},
+    }
+    if credentials is not None:
+        register_secret(*credentials.values())
+        config.update(credentials.to_ccxt_config())
+    client = getattr(ccxt_async, exchange_id)(config)
+    if sandbox:
+        if not client.urls.get("test"):
+            raise SandboxUnsupported(
+                f"{exchange_id} has no sandbox/testnet URL in ccxt; give its testnet as a custom API URL"
+            )
+        client.set_sandbox_mode(True)
+    if api_url:
+        client.urls["api"] = rewrite_api_urls(client.urls["api"], api_url)
+        if client.urls.get("test"):
+            client.urls["test"] = rewrite_api_urls(client.urls["test"], api_url)
+    return client
+
+
+def _is_transport_failure(exc: BaseException) -> bool:
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, (aiohttp.ClientError, OSError, asyncio.TimeoutError))
+
+
+class CcxtExchange:
+    """One account on one ccxt exchange; implements ``port.ExchangePort``."""
+
+    def __init__(
+        self,
+        exchange_id: str,
+        credentials: Credentials | None,
+        *,
+        api_url: str | None = None,
+        sandbox: bool = False,
+        timeout_ms: int = 10_000,
+    ) -> None:
+        self.exchange_id = exchange_id
+        self.api_url = api_url
+        self.sandbox = sandbox
+        self._client = build_ccxt_client(
+            exchange_id, credentials, api_url=api_url, sandbox=sandbox, timeout_ms=timeout_ms
+        )
+
+    @property
+    def client(self) -> Any:
+        """The underlying ccxt instance (for advanced use and tests)."""
+        return self._client
+
+    def __repr__(self) -> str:
+        return f"CcxtExchange({self.exchange_id!r}, api_url={self.api_url!r}, sandbox={self.sandbox})"
+
+    async def _call(
+        self, operation: str, call: Callable[[], Awaitable[T]], *, placing_order: bool = False
+    ) -> T:
+        try:
+            return await call()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            names = [cls.__name__ for cls in type(exc).__mro__]
+            error_class = classify(
+                names, placing_order=placing_order, transport_failure=_is_transport_failure(exc)
+            )
+            error = error_class(safe_message(self.exchange_id, operation, exc))
+            error.ccxt_error = type(exc).__name__  # type: ignore[attr-defined]
+            # ``from None``: the original message may hold a signed URL; ours is masked.
+            raise error from None
+
+    async def load_markets(self) -> dict[str, port.Market]:
+        markets = await self._call("load_markets", self._client.load_markets)
+        return spot_markets_from_ccxt(markets, self._client.precisionMode)
+
+    async def fetch_balance(self) -> dict[str, port.Balance]:
+        balance = await self._call("fetch_balance", self._client.fetch_balance)
+        return balances_from_ccxt(balance)
+
+    async def fetch_prices(self, symbols: list[str] | None = None) -> dict[str, Decimal]:
+        await self._call("load_markets", self._client.load_markets)
+        tickers = await self._call("fetch_tickers", lambda: self._client.fetch_tickers(symbols))
+        prices = prices_from_tickers(tickers)
+        return prices if symbols is None else {s: p for s, p in prices.items() if s in symbols}
+
+    async def create_order(self, request: port.OrderRequest) -> port.OrderResult:
+        client = self._client
+        # Loading markets is not the order: failures here are ordinary retry-later/leg errors.
+        await self._call("load_markets", client.load_markets)
+        try:
+            # Truncates to the market's step; raises when that leaves nothing.
+            precise_amount = str(client.amount_to_precision(request.symbol, str(request.amount)))
+            price = None
+            if request.order_type == "limit":
+                if request.price is None:
+                    raise ValueError("a limit order needs a price")
+                price = float(client.price_to_precision(request.symbol, str(request.price)))
+        except Exception as exc:  # nothing was sent: this leg cannot be placed as asked
+            raise port.LegFailed(safe_message(self.exchange_id, "create_order", exc)) from None
+        params = client_order_params(self.exchange_id, request.client_order_id)
+        # ccxt's exchange classes do arithmetic on amounts, so they get floats; a string of at
+        # most 15 significant digits survives the float round trip exactly (ccxt formats with str).
+        placed = await self._call(
+            "create_order",
+            lambda: client.create_order(
+                request.symbol, request.order_type, request.side, float(precise_amount), price, params
+            ),
+            placing_order=True,
+        )
+        result = self._order_result(placed, request.client_order_id, request.symbol, request.side,
+                                    Decimal(str(precise_amount)))
+        if placed.get("status") is None and result.exchange_order_id is not None:
+            # Some exchanges (Kraken) answer an order with its id only: read its state back.
+            try:
+                refreshed = await self._call(
+                    "fetch_order",
+                    lambda: client.fetch_order(result.exchange_order_id, request.symbol),
+                )
+                return self._order_result(refreshed, request.client_order_id, request.symbol,
+                                          request.side, result.amount)
+            except port.ExchangeError:
+                return result  # the order exists; its state is found later
+        return result
+
+    def _order_result(
+        self, order: dict[str, Any], client_order_id: str, symbol: str, side: port.Side, amount: Decimal
+    ) -> port.OrderResult:
+        return order_from_ccxt(
+            order, client_order_id=client_order_id, symbol=symbol, side=side, amount=amount
+        )
+
+    async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> port.OrderResult | None:
+        await self._call("load_markets", self._client.load_markets)
+        found = await self._find_by_client_id(symbol, client_order_id)
+        if found is None:
+            return None
+        side = found.get("side")
+        return self._order_result(
+            found,
+            client_order_id,
+            symbol,
+            side if side in ("buy", "sell") else "buy",
+            Decimal(str(found.get("amount") or 0)),
+        )
+
+    async def _find_by_client_id(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+        client = self._client
+        if self.exchange_id.startswith("binance"):
+            try:
+                by_client_id = {"clientOrderId": client_order_id}  # ccxt sends origClientOrderId
+                order: dict[str, Any] = await self._call(
+                    "fetch_order", lambda: client.fetch_order(None, symbol, by_client_id)
+                )
+            except port.ExchangeError as exc:
+                if getattr(exc, "ccxt_error", None) == "OrderNotFound":
+                    return None
+                raise
+            return order
+        # Kraken maps a unified clientOrderId to userref in fetch_order, so look through open and
+        # closed orders filtered by cl_ord_id; the generic path does the same with a client-side match.
+        params = {"clientOrderId": client_order_id} if self.exchange_id == "kraken" else {}
+        sources: list[str] = ["fetch_open_orders"]
+        sources.append("fetch_closed_orders" if client.has.get("fetchClosedOrders") else "fetch_orders")
+        for method in sources:
+            fetch = getattr(client, method)
+            orders: list[dict[str, Any]] = await self._call(
+                method, functools.partial(fetch, symbol, None, None, params)
+            )
+            for candidate in orders:
+                if candidate.get("clientOrderId") == client_order_id:
+                    return dict(candidate)
+        return None
+
+    async def cancel_order(self, symbol: str, exchange_order_id: str) -> port.OrderResult:
+        canceled = await self._call(
+            "cancel_order", lambda: self._client.cancel_order(exchange_order_id, symbol)
+        )
+        side = canceled.get("side")
+        return order_from_ccxt(
+            canceled,
+            client_order_id=str(canceled.get("clientOrderId") or ""),
+            symbol=symbol,
+            side=side if side in ("buy", "sell") else "buy",
+            amount=Decimal(str(canceled.get("amount") or 0)),
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
