@@ -1,0 +1,364 @@
+"""The paper exchange: the exchange port over simulated state in PostgreSQL.
+
+``PaperExchange(pool, account)`` is one account, like a ccxt instance. Its state (markets, prices,
+balances, orders) lives in the shared database (see ``paper_store``), so every process sees the
+same truth. Market orders fill at once at the current price, taker fee charged in the quote
+currency; limit orders rest, lock their funds as ``used`` and fill at their price when a later
+price move crosses them (``random_walk_step``/``set_price``).
+
+Like Binance and Kraken, a client order id is unique only among OPEN orders: a second market order
+with the id of a filled one executes again. The exchange does not protect against double trades;
+the executor must (look the id up before re-sending).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import asyncpg
+
+from services.common.exchanges.paper_config import Fault, FaultCounter, FaultKind, PaperConfig, parse_faults
+from services.common.exchanges.paper_limiter import RateLimiter, Sleep, limiter_for_account
+from services.common.exchanges.paper_markets import DEFAULT_MARKETS, paper_market, synthetic_asset
+from services.common.exchanges.paper_rules import (
+    OrderPlan,
+    PaperMarket,
+    PaperOrderRejected,
+    plan_order,
+    validate_order,
+)
+from services.common.exchanges.paper_store import (
+    MARKET_COLUMNS,
+    ORDER_COLUMNS,
+    PaperOrder,
+    account_orders,
+    count_orders,
+    fund_account,
+    market_from_row,
+    match_open_orders,
+    order_from_row,
+    random_walk_step,
+    run_price_walk,
+    seed_markets,
+    set_price,
+)
+from services.common.exchanges.port import (
+    Balance,
+    Market,
+    OrderRequest,
+    OrderResult,
+    OutcomeUnknown,
+    RetryLater,
+    RunFailed,
+)
+
+__all__ = [
+    "DEFAULT_MARKETS",
+    "Fault",
+    "FaultCounter",
+    "FaultKind",
+    "PaperConfig",
+    "PaperExchange",
+    "PaperMarket",
+    "PaperOrder",
+    "PaperOrderRejected",
+    "account_orders",
+    "count_orders",
+    "fund_account",
+    "match_open_orders",
+    "paper_market",
+    "parse_faults",
+    "random_walk_step",
+    "run_price_walk",
+    "seed_markets",
+    "set_price",
+    "synthetic_asset",
+]
+
+# The database is unreachable or went away: the paper "network" failed.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+# Rolled back whole by PostgreSQL, so safe to run again.
+_ROLLED_BACK_ERRORS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+_MAX_ATTEMPTS = 5
+
+# One statement, so one round trip and atomic: debit (only if free covers it and no open order has
+# this client id), credit the other asset on an immediate fill, and record the order. A resting
+# limit order also re-checks, under a share lock on the market row, that the price still does not
+# cross: a concurrent price walk either sees this order or makes this statement place nothing.
+_PLACE_ORDER_SQL = """
+WITH market AS (
+    SELECT price FROM paper_markets WHERE symbol = $3 AND $17::boolean FOR SHARE
+), guard AS (
+    SELECT 1 WHERE NOT EXISTS (
+            SELECT 1 FROM paper_orders
+            WHERE account = $1 AND client_order_id = $2 AND status = 'open')
+        AND (NOT $17::boolean OR EXISTS (
+            SELECT 1 FROM market
+            WHERE CASE WHEN $4 = 'buy' THEN market.price > $7 ELSE market.price < $7 END))
+), debit AS (
+    UPDATE paper_balances SET free = free - $12::numeric, used = used + $13::numeric, updated_at = now()
+    WHERE account = $1 AND asset = $11 AND free >= $12::numeric AND EXISTS (SELECT 1 FROM guard)
+    RETURNING 1
+), credit AS (
+    INSERT INTO paper_balances (account, asset, free)
+    SELECT $1, $14, $15::numeric FROM debit WHERE $15::numeric > 0
+    ON CONFLICT (account, asset) DO UPDATE
+        SET free = paper_balances.free + EXCLUDED.free, updated_at = now()
+)
+INSERT INTO paper_orders (account, client_order_id, symbol, side, type, amount, price, status, filled,
+                          average_price, cost, fee, fee_currency, reserved_asset, reserved)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $18, $19,
+       CASE WHEN $13::numeric > 0 THEN $11 END, $13::numeric
+FROM debit
+RETURNING id
+"""
+
+T = TypeVar("T")
+
+
+class PaperExchange:
+    """One account on the paper exchange; implements ``ExchangePort``."""
+
+    exchange_id = "paper"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        account: str,
+        *,
+        config: PaperConfig | None = None,
+        sleep: Sleep = asyncio.sleep,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._pool = pool
+        self.account = account
+        self.config = config if config is not None else PaperConfig()
+        self._sleep = sleep
+        rate = self.config.rate_limit_per_second
+        # Shared per account in this process, so several instances of one account share the budget.
+        self._limiter = limiter or (limiter_for_account(account, rate) if rate else None)
+
+    async def _answer(self, query: Callable[[], Awaitable[T]]) -> T:
+        """Wait for a rate-limit slot and the simulated latency, then run a read."""
+        await self._arrive()
+        try:
+            return await query()
+        except _CONNECTION_ERRORS as error:
+            raise RetryLater(f"paper exchange unreachable: {error!r}") from error
+
+    async def _arrive(self) -> None:
+        if self._limiter is not None:
+            await self._limiter.wait(self._sleep)
+        if self.config.latency_seconds > 0:
+            await self._sleep(self.config.latency_seconds)
+
+    async def load_markets(self) -> dict[str, Market]:
+        rows = await self._answer(lambda: self._pool.fetch(f"SELECT {MARKET_COLUMNS} FROM paper_markets"))
+        return {row["symbol"]: market_from_row(row).market for row in rows}
+
+    async def fetch_balance(self) -> dict[str, Balance]:
+        rows = await self._answer(lambda: self._pool.fetch(
+            "SELECT asset, free, used FROM paper_balances WHERE account = $1 AND free + used > 0",
+            self.account,
+        ))
+        return {row["asset"]: Balance(free=row["free"], total=row["free"] + row["used"]) for row in rows}
+
+    async def fetch_prices(self, symbols: list[str] | None = None) -> dict[str, Decimal]:
+        rows = await self._answer(lambda: self._pool.fetch(
+            "SELECT symbol, price FROM paper_markets WHERE $1::text[] IS NULL OR symbol = ANY($1::text[])",
+            symbols,
+        ))
+        return {row["symbol"]: row["price"] for row in rows}
+
+    async def create_order(self, request: OrderRequest) -> OrderResult:
+        await self._arrive()
+        fault = self.config.fault_for(self.config.fault_counter.next_call())
+        _raise_pre_execution_fault(fault, request)
+        for _attempt in range(_MAX_ATTEMPTS):
+            market = await self._read_market(request.symbol)
+            validate_order(market, request)
+            assert market is not None
+            plan = plan_order(market, request)
+            order_id = await self._place(request, plan)
+            if order_id is None:
+                # Nothing happened; find out why. A resting order whose price moved is tried again.
+                await self._explain_refusal(request, plan)
+                continue
+            result = _result_from_plan(request, plan, order_id, market)
+            if fault is FaultKind.DROP_RESPONSE:
+                raise OutcomeUnknown(
+                    f"paper fault drop_response: order {request.client_order_id} executed, answer lost"
+                )
+            return result
+        raise RetryLater(f"paper order {request.client_order_id}: price kept moving, not placed")
+
+    async def _read_market(self, symbol: str) -> PaperMarket | None:
+        try:
+            row = await self._pool.fetchrow(
+                f"SELECT {MARKET_COLUMNS} FROM paper_markets WHERE symbol = $1", symbol
+            )
+        except _CONNECTION_ERRORS as error:
+            raise RetryLater(f"paper exchange unreachable: {error!r}") from error
+        return market_from_row(row) if row is not None else None
+
+    async def _place(self, request: OrderRequest, plan: OrderPlan) -> int | None:
+        rests = plan.status == "open"
+        args: tuple[Any, ...] = (
+            self.account, request.client_order_id, request.symbol, request.side, request.order_type,
+            request.amount, request.price if request.order_type == "limit" else None, plan.status,
+            plan.filled, plan.average_price, plan.debit_asset, plan.debit, plan.lock,
+            plan.credit_asset, plan.credit, plan.cost, rests, plan.fee, plan.fee_currency,
+        )
+        for _attempt in range(_MAX_ATTEMPTS):
+            try:
+                order_id: int | None = await self._pool.fetchval(_PLACE_ORDER_SQL, *args)
+                return order_id
+            except _ROLLED_BACK_ERRORS:
+                continue  # the statement had no effect: run it again
+            except asyncpg.UniqueViolationError as error:
+                raise _duplicate_client_id(request) from error
+            except _CONNECTION_ERRORS as error:
+                # The statement may have committed before the connection broke.
+                raise OutcomeUnknown(
+                    f"paper order {request.client_order_id}: connection lost while placing: {error!r}"
+                ) from error
+        raise RetryLater(f"paper order {request.client_order_id}: kept deadlocking, not placed")
+
+    async def _explain_refusal(self, request: OrderRequest, plan: OrderPlan) -> None:
+        """Raise the reason _place placed nothing; return if a resting order should be retried."""
+        try:
+            row = await self._pool.fetchrow(
+                """SELECT (SELECT free FROM paper_balances WHERE account = $1 AND asset = $2) AS free,
+                          EXISTS (SELECT 1 FROM paper_orders WHERE account = $1
+                                  AND client_order_id = $3 AND status = 'open') AS duplicate""",
+                self.account, plan.debit_asset, request.client_order_id,
+            )
+        except _CONNECTION_ERRORS as error:
+            raise RetryLater(f"paper exchange unreachable: {error!r}") from error
+        if row["duplicate"]:
+            raise _duplicate_client_id(request)
+        free = row["free"] if row["free"] is not None else Decimal(0)
+        if free < plan.debit:
+            raise PaperOrderRejected(
+                "insufficient_funds",
+                f"insufficient funds for {request.side} {request.amount} {request.symbol}: "
+                f"needs {plan.debit} {plan.debit_asset}, free {free}",
+            )
+
+    async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:
+        row = await self._answer(lambda: self._pool.fetchrow(
+            f"""SELECT {ORDER_COLUMNS} FROM paper_orders
+                WHERE account = $1 AND client_order_id = $2 AND symbol = $3
+                ORDER BY id DESC LIMIT 1""",
+            self.account, client_order_id, symbol,
+        ))
+        return result_from_order(order_from_row(row)) if row is not None else None
+
+    async def cancel_order(self, symbol: str, exchange_order_id: str) -> OrderResult:
+        """Cancel an open order and release its locked funds. An order that is no longer open
+        (filled meanwhile) is returned as it is, so the caller sees the fill."""
+        if not exchange_order_id.isdigit():
+            raise PaperOrderRejected("order_not_found", f"no paper order {exchange_order_id!r}")
+        order = await self._answer(lambda: self._cancel(symbol, int(exchange_order_id)))
+        if order is None:
+            raise PaperOrderRejected(
+                "order_not_found", f"no paper order {exchange_order_id} on {symbol} for this account"
+            )
+        return result_from_order(order)
+
+    async def _cancel(self, symbol: str, order_id: int) -> PaperOrder | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""SELECT {ORDER_COLUMNS} FROM paper_orders
+                    WHERE id = $1 AND account = $2 AND symbol = $3 FOR UPDATE""",
+                order_id, self.account, symbol,
+            )
+            if row is None:
+                return None
+            order = order_from_row(row)
+            if order.status != "open":
+                return order
+            canceled = await conn.fetchrow(
+                f"""UPDATE paper_orders SET status = 'canceled', reserved = 0, updated_at = now()
+                    WHERE id = $1 RETURNING {ORDER_COLUMNS}""",
+                order_id,
+            )
+            if order.reserved > 0 and order.reserved_asset is not None:
+                await conn.execute(
+                    """UPDATE paper_balances SET free = free + $3, used = used - $3, updated_at = now()
+                       WHERE account = $1 AND asset = $2""",
+                    self.account, order.reserved_asset, order.reserved,
+                )
+            return order_from_row(canceled)
+
+    async def close(self) -> None:
+        """Nothing to release: the pool belongs to the caller."""
+
+
+def _raise_pre_execution_fault(fault: FaultKind | None, request: OrderRequest) -> None:
+    label = f"paper fault {fault.value if fault else ''} on order {request.client_order_id}"
+    if fault is FaultKind.TIMEOUT:
+        raise OutcomeUnknown(f"{label}: request timed out (nothing executed)")
+    if fault is FaultKind.UNAVAILABLE:
+        raise RetryLater(f"{label}: exchange unavailable")
+    if fault is FaultKind.REJECT_INSUFFICIENT:
+        raise PaperOrderRejected("insufficient_funds", f"{label}: insufficient funds")
+    if fault is FaultKind.AUTH:
+        raise RunFailed(f"{label}: invalid API key")
+
+
+def _duplicate_client_id(request: OrderRequest) -> PaperOrderRejected:
+    return PaperOrderRejected(
+        "duplicate_client_order_id",
+        f"an open order with client order id {request.client_order_id!r} already exists",
+    )
+
+
+def _result_from_plan(
+    request: OrderRequest, plan: OrderPlan, order_id: int, market: PaperMarket
+) -> OrderResult:
+    return OrderResult(
+        client_order_id=request.client_order_id,
+        exchange_order_id=str(order_id),
+        symbol=request.symbol,
+        side=request.side,
+        status="closed" if plan.status == "closed" else "open",
+        amount=request.amount,
+        filled=plan.filled,
+        average_price=plan.average_price,
+        cost=plan.cost,
+        fee=plan.fee,
+        fee_currency=plan.fee_currency,
+        raw={"id": order_id, "type": request.order_type, "price": request.price,
+             "market_price": market.price},
+    )
+
+
+def result_from_order(order: PaperOrder) -> OrderResult:
+    status = order.status if order.status in ("open", "closed", "canceled") else "rejected"
+    return OrderResult(
+        client_order_id=order.client_order_id,
+        exchange_order_id=str(order.id),
+        symbol=order.symbol,
+        side="buy" if order.side == "buy" else "sell",
+        status=status,  # type: ignore[arg-type]
+        amount=order.amount,
+        filled=order.filled,
+        average_price=order.average_price,
+        cost=order.cost,
+        fee=order.fee,
+        fee_currency=order.fee_currency,
+        raw={"id": order.id, "type": order.type, "price": order.price,
+             "created_at": order.created_at.isoformat()},
+    )
