@@ -222,14 +222,13 @@ def exposed_names(registry: CollectorRegistry = REGISTRY) -> frozenset[str]:
     ``_bucket/_sum/_count`` series of histograms; dashboards and alerts may reference only these."""
     names: set[str] = set()
     for family in registry.collect():
-        names.add(family.name)
         names.update(sample.name for sample in family.samples)
-        # A family with no sample yet (labelled, never used) still exposes these later.
+        # A family with no sample yet (labelled, never used) exposes these once it has one.
         suffixes = {
             "counter": ("_total", "_created"),
             "histogram": ("_bucket", "_sum", "_count", "_created"),
             "summary": ("_sum", "_count", "_created"),
             "info": ("_info",),
-        }.get(family.type, ())
+        }.get(family.type, ("",))
         names.update(family.name + suffix for suffix in suffixes)
     return frozenset(names)
