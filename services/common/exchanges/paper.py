@@ -252,8 +252,8 @@ class PaperExchange:
         if free < plan.debit:
             raise PaperOrderRejected(
                 "insufficient_funds",
-                f"insufficient funds for {request.side} {request.amount} {request.symbol}: "
-                f"needs {plan.debit} {plan.debit_asset}, free {free}",
+                f"insufficient funds for {request.side} {request.amount:f} {request.symbol}: "
+                f"needs {plan.debit:f} {plan.debit_asset}, free {free:f}",
             )
 
     async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:

@@ -78,7 +78,7 @@ def validate_order(market: PaperMarket | None, request: OrderRequest) -> None:
         raise _reject("market_inactive", f"market {symbol} is not active")
     amount = request.amount
     if not amount.is_finite() or amount <= 0:
-        raise _reject("invalid_amount", f"amount {amount} must be positive for {symbol}")
+        raise _reject("invalid_amount", f"amount {amount:f} must be positive for {symbol}")
     if request.order_type == "limit":
         price = request.price
         if price is None or not price.is_finite() or price <= 0:
@@ -86,19 +86,19 @@ def validate_order(market: PaperMarket | None, request: OrderRequest) -> None:
         if not _on_step(price, rules.price_step):
             raise _reject(
                 "price_precision",
-                f"price {price} is not a multiple of the price step {rules.price_step} for {symbol}",
+                f"price {price:f} is not a multiple of the price step {rules.price_step:f} for {symbol}",
             )
     elif request.order_type != "market":
         raise _reject("invalid_order", f"unknown order type {request.order_type!r}")
     if not _on_step(amount, rules.amount_step):
         raise _reject(
             "amount_precision",
-            f"amount {amount} is not a multiple of the amount step {rules.amount_step} for {symbol}",
+            f"amount {amount:f} is not a multiple of the amount step {rules.amount_step:f} for {symbol}",
         )
     if rules.min_amount is not None and amount < rules.min_amount:
         raise _reject(
             "below_min_amount",
-            f"amount {amount} is below the minimum amount {rules.min_amount} for {symbol}",
+            f"amount {amount:f} is below the minimum amount {rules.min_amount:f} for {symbol}",
         )
     reference = request.price if request.order_type == "limit" else market.price
     assert reference is not None  # checked above for limit orders
@@ -108,7 +108,7 @@ def validate_order(market: PaperMarket | None, request: OrderRequest) -> None:
     if rules.min_cost is not None and cost < rules.min_cost:
         raise _reject(
             "below_min_cost",
-            f"cost {cost} {rules.quote} is below the minimum cost {rules.min_cost} for {symbol}",
+            f"cost {cost:f} {rules.quote} is below the minimum cost {rules.min_cost:f} for {symbol}",
         )
 
 
