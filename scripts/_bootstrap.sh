@@ -49,6 +49,6 @@ ensure_venv() {
     local target="$REPO_ROOT"
     [ -n "$extras" ] && target="$REPO_ROOT[$extras]"
     echo "installing the project into $VENV (${extras:-runtime only}) ..." >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target" || return 1
+    "$VENV/bin/python" -m pip install -qq --disable-pip-version-check -e "$target" || return 1
     touch "$stamp"
 }
