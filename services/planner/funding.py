@@ -1,0 +1,131 @@
+"""Order limits and funding: keep the orders that matter most, and never spend money not there.
+
+Buys through the quote are paid from the spendable quote plus what the sells bring in after their
+fees, with each buy's own fee on top. When that falls short, every buy is scaled down by the same
+factor, buys that become too small are dropped, and spare change is handed back step by step.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from contracts.v1.strategy import LeftOutLeg, OrderType
+from services.planner.legs import Leg, fit_leg, money
+from services.planner.valuation import ONE, ZERO
+
+
+def limit_orders(
+    legs: list[Leg], max_orders: int | None, spendable: Decimal, quote: str
+) -> tuple[list[Leg], list[Leg]]:
+    """At most ``max_orders`` legs, chosen greedily by the drift each removes.
+
+    A buy removes only as much drift as the chosen sells and the cash on hand can pay for; a
+    direct pair removes drift on both of its assets.
+    """
+    if max_orders is None or len(legs) <= max_orders:
+        return legs, []
+    remaining = list(legs)
+    kept: list[Leg] = []
+    funds = spendable
+    while len(kept) < max_orders and remaining:
+        best = max(remaining, key=lambda leg: _drift_removed(leg, funds, quote))
+        if _drift_removed(best, funds, quote) <= 0:
+            break
+        kept.append(best)
+        remaining.remove(best)
+        if best.sold == quote:
+            funds -= best.value * (ONE + best.fee_rate)
+        elif best.bought == quote:
+            funds += best.value * (ONE - best.fee_rate)
+    return kept, remaining
+
+
+def _drift_removed(leg: Leg, funds: Decimal, quote: str) -> Decimal:
+    if leg.sold == quote:
+        return min(leg.value, max(funds, ZERO) / (ONE + leg.fee_rate))
+    if leg.bought == quote:
+        return leg.value
+    return 2 * leg.value
+
+
+def fund_buys(
+    legs: list[Leg], spendable: Decimal, quote: str, order_type: OrderType
+) -> tuple[list[Leg], list[LeftOutLeg]]:
+    """The legs with quote-funded buys scaled to what can be paid, and what scaling left out."""
+    buys = [leg for leg in legs if leg.sold == quote]
+    if not buys:
+        return legs, []
+    available = spendable + sum(
+        (leg.value * (ONE - leg.fee_rate) for leg in legs if leg.bought == quote), ZERO
+    )
+    if sum((_cost(leg) for leg in buys), ZERO) <= available:
+        return legs, []
+
+    left_out: list[LeftOutLeg] = []
+    active = buys
+    while True:
+        wanted_cost = sum((leg.wanted_amount * leg.base_price * (ONE + leg.fee_rate) for leg in active), ZERO)
+        scale = available / wanted_cost if wanted_cost > 0 else ZERO
+        fitted: list[Leg] = []
+        dropped: list[tuple[Leg, str]] = []
+        for leg in active:
+            scaled = fit_leg(
+                leg.market, "buy", leg.wanted_amount * scale, leg.price, leg.base_price, order_type, quote
+            )
+            if isinstance(scaled, str):
+                dropped.append((leg, scaled))
+            else:
+                scaled.wanted_amount = leg.wanted_amount
+                fitted.append(scaled)
+        for leg, reason in dropped:
+            left_out.append(
+                LeftOutLeg.model_construct(
+                    asset=leg.bought,
+                    side="buy",
+                    value=leg.wanted_amount * leg.base_price,
+                    reason=f"not enough {quote} for every buy, scaled down: {reason}",
+                )
+            )
+        if not dropped or not fitted:
+            break
+        active = fitted
+
+    _hand_back_change(fitted, available - sum((_cost(leg) for leg in fitted), ZERO))
+    for leg in fitted:
+        # Report a shortfall only when it could have been an order of its own; smaller remainders
+        # (the sells' truncation to their steps) are not drift that any plan could fix.
+        short = leg.wanted_amount - leg.amount
+        if short > 0 and not isinstance(
+            fit_leg(leg.market, "buy", short, leg.price, leg.base_price, order_type, quote), str
+        ):
+            left_out.append(
+                LeftOutLeg.model_construct(
+                    asset=leg.bought,
+                    side="buy",
+                    value=short * leg.base_price,
+                    reason=(
+                        f"{leg.bought} buy scaled down from {money(leg.wanted_amount * leg.base_price)} to "
+                        f"{money(leg.value)} {quote}: the {quote} on hand and the sells' proceeds "
+                        f"do not cover every buy"
+                    ),
+                )
+            )
+    return [leg for leg in legs if leg.sold != quote] + fitted, left_out
+
+
+def _cost(leg: Leg) -> Decimal:
+    return leg.value * (ONE + leg.fee_rate)
+
+
+def _hand_back_change(legs: list[Leg], change: Decimal) -> None:
+    """Spend what truncation to the amount steps left over, a whole step at a time."""
+    for leg in sorted(legs, key=lambda leg: leg.amount * leg.base_price - leg.wanted_amount * leg.base_price):
+        step = leg.market.amount_step
+        if not step or change <= 0:
+            continue
+        step_cost = step * leg.base_price * (ONE + leg.fee_rate)
+        steps = min((leg.wanted_amount - leg.amount) // step, change // step_cost)
+        if steps > 0:
+            leg.amount += steps * step
+            leg.value = leg.amount * leg.base_price
+            change -= steps * step_cost

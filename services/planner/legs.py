@@ -1,0 +1,126 @@
+"""Legs: one order on one market, fitted to that market's rules, or the reason it cannot be placed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from contracts.v1.strategy import MarketRule, OrderType, Side
+
+# Orders must clear the exchange minimums by this factor, so that a small price move between
+# planning and execution does not turn an accepted order into a rejected one.
+MIN_SAFETY = Decimal("1.01")
+
+
+class MarketIndex:
+    """The exchange's markets, indexed once per plan by (base, quote) and by asset."""
+
+    __slots__ = ("_by_pair", "_direct")
+
+    def __init__(self, markets: Sequence[MarketRule], quote: str) -> None:
+        self._by_pair: dict[tuple[str, str], MarketRule] = {}
+        self._direct: dict[str, list[MarketRule]] = {}
+        for market in markets:
+            self._by_pair[(market.base, market.quote)] = market
+            if quote not in (market.base, market.quote):
+                self._direct.setdefault(market.base, []).append(market)
+                self._direct.setdefault(market.quote, []).append(market)
+
+    def get(self, base: str, quote: str) -> MarketRule | None:
+        return self._by_pair.get((base, quote))
+
+    def between(self, asset: str) -> list[MarketRule]:
+        """Markets pairing ``asset`` with another asset that is not the portfolio's quote."""
+        return self._direct.get(asset, [])
+
+
+def fee_rate(market: MarketRule, order_type: OrderType) -> Decimal:
+    return market.maker_fee if order_type == "limit" else market.taker_fee
+
+
+@dataclass(slots=True)
+class Leg:
+    market: MarketRule
+    side: Side  # on the market: sell gives up its base, buy receives it
+    amount: Decimal  # base amount, on the market's step
+    price: Decimal  # the market's quote per base
+    value: Decimal  # in the portfolio's quote currency
+    fee_rate: Decimal
+    sold: str  # the asset given up
+    bought: str  # the asset received
+    wanted_amount: Decimal  # base amount asked for before rules and scaling
+    base_price: Decimal  # the base's price in the portfolio's quote currency
+
+    @property
+    def fee(self) -> Decimal:
+        return self.value * self.fee_rate
+
+    @property
+    def asset(self) -> str:
+        """The asset this leg is about (the non-quote side; the base of a direct pair)."""
+        return self.market.base
+
+
+def money(value: Decimal) -> str:
+    """Two decimals, or up to eight significant places for values below 1 (a BTC-quoted portfolio)."""
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return quantity(value.quantize(_EIGHT_PLACES))
+
+
+_EIGHT_PLACES = Decimal("1e-8")
+
+
+def quantity(amount: Decimal) -> str:
+    return format(amount.normalize(), "f")
+
+
+def fit_leg(
+    market: MarketRule,
+    side: Side,
+    wanted_amount: Decimal,
+    price: Decimal,
+    base_price: Decimal,
+    order_type: OrderType,
+    portfolio_quote: str,
+) -> Leg | str:
+    """A leg on ``market`` for at most ``wanted_amount`` of its base, or why it cannot be placed.
+
+    ``price`` is the market's quote per base, ``base_price`` the base's price in the portfolio's
+    quote currency.
+    """
+    step = market.amount_step
+    amount = (wanted_amount // step) * step if step else wanted_amount
+    value = amount * base_price
+    base = market.base
+    sold, bought = (base, market.quote) if side == "sell" else (market.quote, base)
+    what = (
+        f"{base} {side}" if portfolio_quote == market.quote else f"{sold}→{bought} ({market.symbol} {side})"
+    )
+    wanted = f"{what} of {money(wanted_amount * base_price)} {portfolio_quote}"
+    if amount <= 0:
+        if step:
+            return f"{wanted} is less than one amount step of {quantity(step)} {base}"
+        return f"{wanted} is empty"
+    if market.min_amount is not None and amount < market.min_amount * MIN_SAFETY:
+        margin = "" if amount < market.min_amount else " plus a 1 % safety margin"
+        return (
+            f"{wanted} ({quantity(amount)} {base}) is below the exchange minimum of "
+            f"{quantity(market.min_amount)} {base}{margin}"
+        )
+    if market.min_cost is not None and amount * price < market.min_cost * MIN_SAFETY:
+        margin = "" if amount * price < market.min_cost else " plus a 1 % safety margin"
+        return f"{wanted} is below the exchange minimum of {quantity(market.min_cost)} {market.quote}{margin}"
+    return Leg(
+        market,
+        side,
+        amount,
+        price,
+        value,
+        fee_rate(market, order_type),
+        sold,
+        bought,
+        wanted_amount,
+        base_price,
+    )

@@ -1,0 +1,76 @@
+"""Where each asset should end: at its target, or at the edge of its band.
+
+Values are in the quote currency. ``investable`` is the managed value minus the fees the trades
+will cost, so that the portfolio lands on its targets after paying them.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from contracts.v1.strategy import RebalanceMode
+from services.planner.valuation import ZERO, Position
+
+
+def desired_values(
+    mode: RebalanceMode, positions: dict[str, Position], quote: str, investable: Decimal
+) -> dict[str, Decimal]:
+    """The value every asset but the quote should hold after the rebalance."""
+    targets = {a: p.target * investable for a, p in positions.items()}
+    if mode == "target":
+        return {a: (targets[a] if p.in_targets else ZERO) for a, p in positions.items() if a != quote}
+
+    desired: dict[str, Decimal] = {}
+    for asset, pos in positions.items():
+        if asset == quote:
+            continue
+        if not pos.in_targets:
+            desired[asset] = ZERO
+            continue
+        target = targets[asset]
+        desired[asset] = min(max(pos.value, target - pos.band, ZERO), target + pos.band)
+
+    # The quote takes what the others leave. Proceeds stay in cash only within the quote's own band,
+    # and only when cash is one of the targets; otherwise they are reinvested.
+    cash = investable - sum(desired.values(), ZERO)
+    q = positions[quote]
+    target_q = targets[quote]
+    high = target_q + q.band if q.target > 0 else target_q
+    low = max(target_q - q.band, ZERO)
+    if cash > high:
+        _move_towards_target(desired, targets, positions, cash - high, up=True)
+    elif cash < low:
+        _move_towards_target(desired, targets, positions, low - cash, up=False)
+    return desired
+
+
+def _move_towards_target(
+    desired: dict[str, Decimal],
+    targets: dict[str, Decimal],
+    positions: dict[str, Position],
+    amount: Decimal,
+    *,
+    up: bool,
+) -> None:
+    """Shift ``amount`` of value into (up) or out of assets, each only towards its target.
+
+    Assets already traded in that direction come first, so that the shift adds no new orders.
+    """
+    sign = 1 if up else -1
+    already = [a for a, v in desired.items() if sign * (v - positions[a].value) > 0]
+    others = [a for a in desired if a not in already]
+    for group in (already, others):
+        rooms = {a: sign * (targets[a] - desired[a]) for a in group}
+        rooms = {a: r for a, r in rooms.items() if r > 0}
+        room = sum(rooms.values(), ZERO)
+        if room <= 0:
+            continue
+        if amount >= room:
+            for asset in rooms:
+                desired[asset] = targets[asset]
+            amount -= room
+        else:
+            share = amount / room
+            for asset, r in rooms.items():
+                desired[asset] += sign * r * share
+            return
