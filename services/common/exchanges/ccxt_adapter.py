@@ -46,7 +46,7 @@ class SandboxUnsupported(ValueError):
 def _spot_only_options(exchange_id: str) -> dict[str, Any]:
     # Binance loads futures and options markets from other hosts by default; we trade spot only.
     if exchange_id.startswith("binance") and exchange_id not in ("binancecoinm", "binanceusdm"):
-        return {"fetchMarkets": {"types": ["spot"]}}
+        return {"fetchMarkets": {"types": ["spot"]}, "fetchMargins": False}
     return {}
 
 
@@ -57,6 +57,7 @@ def build_ccxt_client(
     api_url: str | None = None,
     sandbox: bool = False,
     timeout_ms: int = 10_000,
+    rate_limit_ms: int | None = None,
 ) -> Any:
     """A configured ``ccxt.async_support`` instance (rate limiter on, no automatic retries)."""
     if exchange_id not in ccxt_async.exchanges:
@@ -64,6 +65,8 @@ def build_ccxt_client(
     config: dict[str, Any] = {
         "enableRateLimit": True,
         "timeout": timeout_ms,
+        # Milliseconds between requests; ccxt's per-exchange default unless set (fakes, tests).
+        **({"rateLimit": rate_limit_ms} if rate_limit_ms is not None else {}),
         "options": {"maxRetriesOnFailure": 0, **_spot_only_options(exchange_id)},
     }
     if credentials is not None:
@@ -99,12 +102,18 @@ class CcxtExchange:
         api_url: str | None = None,
         sandbox: bool = False,
         timeout_ms: int = 10_000,
+        rate_limit_ms: int | None = None,
     ) -> None:
         self.exchange_id = exchange_id
         self.api_url = api_url
         self.sandbox = sandbox
         self._client = build_ccxt_client(
-            exchange_id, credentials, api_url=api_url, sandbox=sandbox, timeout_ms=timeout_ms
+            exchange_id,
+            credentials,
+            api_url=api_url,
+            sandbox=sandbox,
+            timeout_ms=timeout_ms,
+            rate_limit_ms=rate_limit_ms,
         )
 
     @property
@@ -132,8 +141,9 @@ class CcxtExchange:
             # ``from None``: the original message may hold a signed URL; ours is masked.
             raise error from None
 
-    async def load_markets(self) -> dict[str, port.Market]:
-        markets = await self._call("load_markets", self._client.load_markets)
+    async def load_markets(self, reload: bool = False) -> dict[str, port.Market]:
+        """Spot markets; ccxt keeps them after the first load unless ``reload``."""
+        markets = await self._call("load_markets", lambda: self._client.load_markets(reload))
         return spot_markets_from_ccxt(markets, self._client.precisionMode)
 
     async def fetch_balance(self) -> dict[str, port.Balance]:

@@ -1,0 +1,168 @@
+"""The trading state a fake exchange keeps: balances, prices, orders. Dialect-free.
+
+Market orders (and marketable limit orders) fill at the current price at once, times the
+configured fill ratio; fees are charged in the quote currency; balances move with every fill.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+class EngineError(Exception):
+    """A refusal; ``kind`` is dialect-free ("insufficient_funds", "invalid_order", "unknown_order")."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class FakeOrder:
+    id: str
+    client_order_id: str | None
+    symbol: str  # unified BASE/QUOTE
+    side: str
+    order_type: str
+    amount: Decimal
+    price: Decimal | None  # limit price
+    status: str = "open"  # open|closed|canceled
+    filled: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+    fee: Decimal = Decimal(0)
+    created_at: float = field(default_factory=time.time)
+    closed_at: float | None = None
+
+    @property
+    def average(self) -> Decimal | None:
+        return self.cost / self.filled if self.filled else None
+
+
+@dataclass
+class FakeMarket:
+    base: str
+    quote: str
+    min_amount: Decimal = Decimal("0.0001")
+    amount_step: Decimal = Decimal("0.00000001")
+    price_step: Decimal = Decimal("0.01")
+    min_cost: Decimal = Decimal("5")
+
+    @property
+    def symbol(self) -> str:
+        return f"{self.base}/{self.quote}"
+
+
+@dataclass
+class ExchangeState:
+    markets: dict[str, FakeMarket]
+    prices: dict[str, Decimal]
+    balances: dict[str, Decimal]
+    fee_rate: Decimal = Decimal("0.001")
+    fill_ratio: Decimal = Decimal(1)
+    force_insufficient_funds: bool = False
+    orders: list[FakeOrder] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def locked(self, asset: str) -> Decimal:
+        """What open orders hold back."""
+        held = Decimal(0)
+        for order in self.orders:
+            if order.status != "open":
+                continue
+            market = self.markets[order.symbol]
+            remaining = order.amount - order.filled
+            if order.side == "sell" and market.base == asset:
+                held += remaining
+            if order.side == "buy" and market.quote == asset:
+                held += remaining * (order.price or self.prices[order.symbol]) * (1 + self.fee_rate)
+        return held
+
+    def free(self, asset: str) -> Decimal:
+        return self.balances.get(asset, Decimal(0)) - self.locked(asset)
+
+    def place(
+        self,
+        symbol: str,
+        side: str,
+        order_type: str,
+        amount: Decimal,
+        price: Decimal | None,
+        client_order_id: str | None,
+        order_id: str,
+    ) -> FakeOrder:
+        market = self.markets.get(symbol)
+        if market is None:
+            raise EngineError("unknown_symbol", f"unknown market {symbol}")
+        if amount <= 0 or amount < market.min_amount:
+            raise EngineError("invalid_order", f"amount {amount} below minimum {market.min_amount}")
+        if client_order_id and any(
+            o.client_order_id == client_order_id and o.status == "open" for o in self.orders
+        ):
+            raise EngineError("duplicate_order", f"duplicate open client order id {client_order_id}")
+        reference = price if order_type == "limit" and price is not None else self.prices[symbol]
+        needed_asset = market.quote if side == "buy" else market.base
+        needed = amount * reference * (1 + self.fee_rate) if side == "buy" else amount
+        if self.force_insufficient_funds or self.free(needed_asset) < needed:
+            raise EngineError("insufficient_funds", f"insufficient {needed_asset}")
+        order = FakeOrder(order_id, client_order_id, symbol, side, order_type, amount, price)
+        self.orders.append(order)
+        marketable = order_type == "market" or (
+            price is not None
+            and (price >= self.prices[symbol] if side == "buy" else price <= self.prices[symbol])
+        )
+        if marketable:
+            self._fill(order, market, (amount * self.fill_ratio).quantize(market.amount_step))
+        return order
+
+    def _fill(self, order: FakeOrder, market: FakeMarket, quantity: Decimal) -> None:
+        if quantity <= 0:
+            return
+        price = self.prices[order.symbol]
+        cost = quantity * price
+        fee = cost * self.fee_rate
+        sign = Decimal(1) if order.side == "buy" else Decimal(-1)
+        self.balances[market.base] = self.balances.get(market.base, Decimal(0)) + sign * quantity
+        quote_change = -cost - fee if order.side == "buy" else cost - fee
+        self.balances[market.quote] = self.balances.get(market.quote, Decimal(0)) + quote_change
+        order.filled += quantity
+        order.cost += cost
+        order.fee += fee
+        if order.filled >= order.amount:
+            order.status = "closed"
+            order.closed_at = time.time()
+
+    def cancel(self, order_id: str | None = None, client_order_id: str | None = None) -> FakeOrder:
+        order = self.find(order_id, client_order_id)
+        if order is None or order.status != "open":
+            raise EngineError("unknown_order", "unknown order")
+        order.status = "canceled"
+        order.closed_at = time.time()
+        return order
+
+    def find(self, order_id: str | None = None, client_order_id: str | None = None) -> FakeOrder | None:
+        for order in reversed(self.orders):
+            if order_id is not None and order.id == order_id:
+                return order
+            if client_order_id is not None and order.client_order_id == client_order_id:
+                return order
+        return None
+
+    def next_number(self) -> int:
+        return next(self._ids)
+
+
+def default_state(quote: str = "USD", fee_rate: Decimal = Decimal("0.001")) -> ExchangeState:
+    markets = {m.symbol: m for m in (FakeMarket(base, quote) for base in ("BTC", "ETH", "SOL"))}
+    return ExchangeState(
+        markets=markets,
+        prices={
+            f"BTC/{quote}": Decimal("60000"),
+            f"ETH/{quote}": Decimal("3000"),
+            f"SOL/{quote}": Decimal("150"),
+        },
+        balances={"BTC": Decimal("0.5"), "ETH": Decimal("4"), quote: Decimal("10000")},
+        fee_rate=fee_rate,
+    )

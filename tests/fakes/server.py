@@ -1,0 +1,162 @@
+"""What every fake exchange server shares: an aiohttp app on 127.0.0.1, request recording, faults.
+
+Faults are queued and consumed by the next matching requests (optionally only those whose path
+contains ``path``):
+- ``timeout_next(n)``: the request is executed, then the answer is held past the client's timeout;
+- ``http_500_next(n)``: answered 500 without executing;
+- ``rate_limit_next(n)``: answered the dialect's rate-limit error without executing;
+- ``drop_response_next()``: executed, then the connection is closed without an answer.
+Standing conditions: ``insufficient_funds``, ``partial_fill(ratio)``, ``reject_auth``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.engine import ExchangeState, FakeOrder
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: str
+    host: str
+
+
+@dataclass
+class _Fault:
+    kind: str  # timeout|http_500|rate_limit|drop
+    remaining: int
+    path: str | None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FakeExchangeServer:
+    """Base class: dialects add routes and say how to answer a rate limit."""
+
+    order_path = "/order"  # default path filter of drop_response_next
+
+    def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
+        self.state = state
+        self.api_key = api_key
+        self.secret = secret
+        self.hang_seconds = hang_seconds
+        self.requests: list[RecordedRequest] = []
+        self.reject_auth = False
+        self.unknown_paths: list[str] = []
+        self._faults: list[_Fault] = []
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        self._hanging: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ faults
+    def timeout_next(self, n: int = 1, path: str | None = None) -> None:
+        self._faults.append(_Fault("timeout", n, path))
+
+    def http_500_next(self, n: int = 1, path: str | None = None) -> None:
+        self._faults.append(_Fault("http_500", n, path))
+
+    def rate_limit_next(self, n: int = 1, path: str | None = None) -> None:
+        self._faults.append(_Fault("rate_limit", n, path))
+
+    def drop_response_next(self, path: str | None = None) -> None:
+        self._faults.append(_Fault("drop", 1, path or self.order_path))
+
+    @property
+    def insufficient_funds(self) -> bool:
+        return self.state.force_insufficient_funds
+
+    @insufficient_funds.setter
+    def insufficient_funds(self, value: bool) -> None:
+        self.state.force_insufficient_funds = value
+
+    def partial_fill(self, ratio: Decimal | str) -> None:
+        self.state.fill_ratio = Decimal(str(ratio))
+
+    def orders_with_client_id(self, client_order_id: str) -> list[FakeOrder]:
+        return [o for o in self.state.orders if o.client_order_id == client_order_id]
+
+    # ------------------------------------------------------------------ server
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def rate_limit_response(self) -> web.Response:
+        raise NotImplementedError
+
+    def not_found_response(self, request: web.Request) -> web.Response:
+        return web.json_response({"error": f"no such endpoint {request.path}"}, status=404)
+
+    def _take_fault(self, path: str) -> str | None:
+        for fault in self._faults:
+            if fault.remaining > 0 and (fault.path is None or fault.path in path):
+                fault.remaining -= 1
+                kind = fault.kind
+                self._faults = [f for f in self._faults if f.remaining > 0]
+                return kind
+        return None
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        body = await request.text() if request.can_read_body else ""
+        self.requests.append(
+            RecordedRequest(
+                request.method, request.path, dict(request.query), dict(request.headers), body,
+                request.host,
+            )
+        )
+        fault = self._take_fault(request.path)
+        if fault == "http_500":
+            return web.Response(status=500, text="Internal Server Error")
+        if fault == "rate_limit":
+            return self.rate_limit_response()
+        try:
+            response = await handler(request)
+        except web.HTTPNotFound:
+            self.unknown_paths.append(f"{request.method} {request.path}")
+            return self.not_found_response(request)
+        if fault == "timeout":
+            await asyncio.sleep(self.hang_seconds)
+        elif fault == "drop":
+            assert request.transport is not None
+            request.transport.abort()  # executed, never answered
+        return response
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._middleware])
+        self.routes(app)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        self._port = free_port()
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def dec(value: Decimal) -> str:
+    """A plain decimal string (no exponent), as exchanges send them."""
+    return format(value.normalize(), "f") if value else "0"
