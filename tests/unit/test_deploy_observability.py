@@ -199,3 +199,31 @@ def test_prometheus_scrapes_every_service_on_its_port_and_loads_the_rules() -> N
             int(environment.get("API_PORT", 8000)) if name == "api" else int(environment["OPS_PORT"])
         )
         assert scraped.get(name) == expected_port, name
+
+
+def test_both_prometheus_configs_use_the_job_names_the_alerts_expect() -> None:
+    alerted_jobs = {"rebalancer", "rebalancer-api"}
+    for filename in ("prometheus.yml", "prometheus-kubernetes.yml"):
+        config = load_yaml(PROMETHEUS_DIR / filename)
+        assert config["rule_files"] == ["/etc/prometheus/alerts.yml"], filename
+        jobs = {job["job_name"] for job in config["scrape_configs"]}
+        assert alerted_jobs <= jobs, filename
+        for job in config["scrape_configs"]:
+            if job["job_name"] in alerted_jobs:
+                targets = [c["target_label"] for c in job["relabel_configs"] if "target_label" in c]
+                assert "service" in targets, f"{filename}: {job['job_name']} sets no service label"
+
+
+def test_kubernetes_scrape_config_keeps_the_ports_the_manifests_name() -> None:
+    config = load_yaml(PROMETHEUS_DIR / "prometheus-kubernetes.yml")
+    manifests = [
+        doc
+        for doc in yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "service-endpoints.yaml").read_text())
+    ]
+    service_ports = {
+        (doc["metadata"]["name"], port["name"]) for doc in manifests for port in doc["spec"]["ports"]
+    }
+    for job in config["scrape_configs"]:
+        keep = next(c for c in job["relabel_configs"] if c.get("action") == "keep")
+        service, port = keep["regex"].split(";")
+        assert (service, port) in service_ports, job["job_name"]
