@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 
 from services.common.devstack import DevstackError, answers, free_port, resolve_infra
+from services.common.exchanges.paper import run_price_walk
 from services.common.migrate import apply_migrations
 from services.stack.children import Child, start_child, stop_children, wait_first_exit
 from services.stack.plan import SERVICES, StackPorts, child_specs, trigger_curl, with_database
@@ -92,9 +93,8 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def _start_price_walk(pool: asyncpg.Pool, stop: asyncio.Event) -> asyncio.Task[None]:
-    paper = importlib.import_module("services.common.exchanges.paper")
-    walk = paper.run_price_walk(pool, PRICE_WALK_SEED, PRICE_WALK_INTERVAL_SECONDS, stop)
+def _start_price_walk(pool: asyncpg.Pool, stop: asyncio.Event) -> asyncio.Task[int]:
+    walk = run_price_walk(pool, PRICE_WALK_SEED, PRICE_WALK_INTERVAL_SECONDS, stop)
     return asyncio.create_task(walk, name="paper-price-walk")
 
 
@@ -139,7 +139,7 @@ async def run_stack(options: StackOptions) -> int:
         say(f"migrations applied: {', '.join(applied) or 'none pending'}")
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
         assert pool is not None
-        walk: asyncio.Task[None] | None = None
+        walk: asyncio.Task[int] | None = None
         try:
             seed = None
             if options.demo:
@@ -147,7 +147,7 @@ async def run_stack(options: StackOptions) -> int:
                 say(f"demo portfolio {seed.portfolio_id} on paper account 'demo'"
                     + (" (funded now)" if seed.funded_now else ""))
                 if options.price_walk:
-                    walk = await _start_price_walk(pool, stop)
+                    walk = _start_price_walk(pool, stop)
             return await _run_services(options, infra.nats_url, database_url, seed, stop)
         finally:
             stop.set()

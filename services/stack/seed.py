@@ -8,16 +8,16 @@ nothing (a re-run never adds money).
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
 from uuid import UUID
 
 import asyncpg
+
+from services.common.exchanges.paper import fund_account, seed_markets
 
 DEMO_EMAIL = "demo@rebalancer.local"
 DEMO_NAME = "Demo"
@@ -60,21 +60,15 @@ def load_or_create_token(path: Path) -> str:
     return token
 
 
-def _paper() -> ModuleType:
-    # Imported late: it is heavy and only the demo needs it.
-    return importlib.import_module("services.common.exchanges.paper")
-
-
 async def seed_demo(pool: asyncpg.Pool, token: str) -> DemoSeed:
     async with pool.acquire() as lock_conn:
         await lock_conn.execute("SELECT pg_advisory_lock($1)", _SEED_LOCK_KEY)
         try:
-            paper = _paper()
-            await paper.seed_markets(pool)
+            await seed_markets(pool)
             funded_now = False
             if not await lock_conn.fetchval(
                     "SELECT EXISTS (SELECT 1 FROM paper_balances WHERE account = $1)", DEMO_PAPER_ACCOUNT):
-                await paper.fund_account(pool, DEMO_PAPER_ACCOUNT, DEMO_FUNDING)
+                await fund_account(pool, DEMO_PAPER_ACCOUNT, DEMO_FUNDING)
                 funded_now = True
             async with lock_conn.transaction():
                 ids = await _seed_rows(lock_conn, token)

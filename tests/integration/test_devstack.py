@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import queue
+import shlex
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -21,6 +30,10 @@ from services.common.devstack import (
     free_port,
     resolve_infra,
 )
+from services.stack.plan import SERVICES, StackPorts, child_specs, prefix_line, trigger_curl, with_database
+from services.stack.runner import StackOptions, run_stack
+from services.stack.seed import DEMO_EMAIL, DEMO_PAPER_ACCOUNT, token_hash
+from tests.infra import Infra
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +147,159 @@ def test_resolve_infra_uses_servers_that_answer_and_embeds_the_rest(state_dir: P
         assert infra.postgres_embedded and answers(infra.database_url)
         assert not (state_dir / "nats").exists()
     assert not answers(infra.database_url, timeout=0.2)
+
+
+# ---------------------------------------------------------------------------- the stack runner
+
+class _Stack:
+    """``python -m services.stack`` as a child, its output read line by line in a thread."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.stack", *args], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            cwd=Path(__file__).resolve().parents[2])
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} within {timeout}s:\n" + "\n".join(self.output)) from None
+            if line is None:
+                raise AssertionError(f"exited before {text!r}:\n" + "\n".join(self.output))
+            self.output.append(line)
+            if text in line:
+                return line
+
+    def finish(self, timeout: float = 60.0) -> int:
+        try:
+            code = self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        while (line := self.lines.get(timeout=5)) is not None:
+            self.output.append(line)
+        return code
+
+
+@pytest.fixture
+async def stack_env(infra: Infra) -> AsyncIterator[dict[str, str]]:
+    """The session's NATS and a database of the test's own, as the stack's environment."""
+    name = f"rb_stack_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(infra.admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    env = dict(os.environ, NATS_URL=infra.nats_url, DATABASE_URL=infra.dsn_for(name),
+               BUS_NAMESPACE=f"t{uuid.uuid4().hex[:10]}", STREAM_NAME=f"T{uuid.uuid4().hex[:10]}")
+    yield env
+    admin = await asyncpg.connect(infra.admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _run_stack_until_ready_then_interrupt(args: list[str], env: dict[str, str]) -> _Stack:
+    stack = _Stack(args, env)
+    stack.wait_for("Ctrl-C stops everything")
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.finish() == 0, "\n".join(stack.output)
+    assert any("stack     | stopped" in line for line in stack.output)
+    return stack
+
+
+async def test_stack_seeds_the_demo_once_and_stops_on_ctrl_c(stack_env: dict[str, str],
+                                                              state_dir: Path) -> None:
+    args = ["--no-services", "--state-dir", str(state_dir)]
+    first = _run_stack_until_ready_then_interrupt(args, stack_env)
+    second = _run_stack_until_ready_then_interrupt(args, stack_env)
+
+    token = (state_dir / "demo-token").read_text().strip()
+    assert (state_dir / "demo-token").stat().st_mode & 0o077 == 0, "the token file must be private"
+    assert any("(funded now)" in line for line in first.output)
+    assert not any("(funded now)" in line for line in second.output)
+    conn = await asyncpg.connect(stack_env["DATABASE_URL"])
+    try:
+        users = await conn.fetch("SELECT id FROM users WHERE email = $1", DEMO_EMAIL)
+        assert len(users) == 1
+        user_id = users[0]["id"]
+        tokens = await conn.fetch("SELECT token_hash FROM api_tokens WHERE user_id = $1", user_id)
+        assert [r["token_hash"] for r in tokens] == [token_hash(token)]
+        connections = await conn.fetch(
+            "SELECT exchange_id, paper_account FROM exchange_connections WHERE user_id = $1", user_id)
+        assert [tuple(r) for r in connections] == [("paper", DEMO_PAPER_ACCOUNT)]
+        portfolios = await conn.fetch(
+            "SELECT name, target_weights, rebalance_enabled, rebalance_interval, rebalance_threshold "
+            "FROM portfolios WHERE user_id = $1", user_id)
+        assert len(portfolios) == 1
+        portfolio = portfolios[0]
+        assert portfolio["name"] == "My Portfolio" and portfolio["rebalance_enabled"]
+        assert json.loads(portfolio["target_weights"]) == {"BTC": "40", "ETH": "30", "SOL": "20", "ADA": "10"}
+        assert portfolio["rebalance_interval"] == "hourly" and portfolio["rebalance_threshold"] == 10
+        balances = dict(await conn.fetch(
+            "SELECT asset, free FROM paper_balances WHERE account = $1", DEMO_PAPER_ACCOUNT))
+        assert balances == {"USD": Decimal("10000")}, "a re-run must not fund the account again"
+        assert await conn.fetchval("SELECT count(*) FROM paper_markets WHERE symbol = 'ADA/USD'") == 1
+    finally:
+        await conn.close()
+
+
+def test_stack_stops_everything_and_fails_loudly_when_a_service_dies(stack_env: dict[str, str],
+                                                                     state_dir: Path) -> None:
+    # An invalid setting makes the service exit at start-up.
+    env = dict(stack_env, BATCH_SIZE="not-a-number")
+    stack = _Stack(["--services", "planner", "--no-demo", "--state-dir", str(state_dir)], env)
+    assert stack.finish(timeout=120) == 1, "\n".join(stack.output)
+    assert any("planner EXITED" in line for line in stack.output), "\n".join(stack.output)
+    assert any(line.startswith("planner   | ") for line in stack.output), "child output is prefixed"
+
+
+async def test_stack_refuses_to_start_when_a_service_module_is_missing(
+        state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("services.stack.runner.importlib.util.find_spec",
+                        lambda name: None if name == "services.api.__main__" else object())
+    assert await run_stack(StackOptions(state_dir=state_dir, services=("planner", "api"))) == 2
+    assert "no module services.<name>.__main__ for: api" in capsys.readouterr().out
+    assert not any(state_dir.iterdir()), "nothing may start before the check"
+
+
+# ---------------------------------------------------------------------------- pure helpers
+
+def test_trigger_curl_is_one_shell_line_posting_the_portfolio_with_the_token() -> None:
+    line = trigger_curl("http://127.0.0.1:8001", "tok'en", "p-1")
+    argv = shlex.split(line)
+    assert argv[:5] == ["curl", "-sS", "-X", "POST", "http://127.0.0.1:8001/api/scheduler/trigger"]
+    assert argv[argv.index("-d") + 1] == '{"portfolioId": "p-1"}'
+    headers = [argv[i + 1] for i, a in enumerate(argv) if a == "-H"]
+    assert "Authorization: Bearer tok'en" in headers and "Content-Type: application/json" in headers
+    assert "\n" not in line
+
+
+def test_child_env_points_every_service_at_the_stack_and_gives_each_its_own_ops_port() -> None:
+    ports = StackPorts(api=8001, ops={name: 9000 + i for i, name in enumerate(SERVICES)})
+    specs = child_specs("/venv/python", {"PATH": "/bin", "NATS_URL": "nats://elsewhere:1"},
+                        nats_url="nats://127.0.0.1:5", database_url="postgresql://h/db", ports=ports)
+    assert [s.name for s in specs] == list(SERVICES)
+    assert {s.argv for s in specs} == {("/venv/python", "-m", f"services.{n}") for n in SERVICES}
+    assert all(s.env["NATS_URL"] == "nats://127.0.0.1:5" and s.env["PATH"] == "/bin" for s in specs)
+    assert all(s.env["DATABASE_URL"] == "postgresql://h/db" and s.env["API_PORT"] == "8001" for s in specs)
+    assert len({s.env["OPS_PORT"] for s in specs}) == len(SERVICES)
+
+
+def test_prefix_line_aligns_service_names() -> None:
+    assert prefix_line("api", "hello\n") == "api       | hello"
+    assert prefix_line("scheduler", "x") == "scheduler | x"
+    assert with_database("postgresql://u@h:1/postgres?sslmode=off", "rb") == "postgresql://u@h:1/rb?sslmode=off"
