@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 SERVICES: tuple[str, ...] = ("ledger", "executor", "planner", "pricer", "scheduler", "api")
 
 # How often the scheduler looks for due portfolios, in the stack: short, so a demo moves at once.
-SCHEDULER_CHECK_INTERVAL_SECONDS = "5"
+SCHEDULER_CHECK_INTERVAL_SECONDS = "2"
 
 
 @dataclass(frozen=True)
