@@ -245,9 +245,19 @@ class CcxtExchange:
         return None
 
     async def cancel_order(self, symbol: str, exchange_order_id: str) -> port.OrderResult:
-        canceled = await self._call(
-            "cancel_order", lambda: self._client.cancel_order(exchange_order_id, symbol)
+        client = self._client
+        canceled: dict[str, Any] = await self._call(
+            "cancel_order", lambda: client.cancel_order(exchange_order_id, symbol)
         )
+        if canceled.get("status") is None:
+            # Kraken answers a cancel with a count only: read the order back for its fills.
+            try:
+                canceled = await self._call(
+                    "fetch_order", lambda: client.fetch_order(exchange_order_id, symbol)
+                )
+            except port.ExchangeError:
+                # The exchange accepted the cancel; fills, if any, are found on the next look-up.
+                canceled = {**canceled, "id": exchange_order_id, "status": "canceled"}
         side = canceled.get("side")
         return order_from_ccxt(
             canceled,

@@ -1,0 +1,47 @@
+"""Starting a fake exchange together with a real ccxt-backed adapter pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from services.common.exchanges.ccxt_adapter import CcxtExchange
+from services.common.secrets import Credentials
+from tests.fakes.binance import start_fake_binance
+from tests.fakes.kraken import start_fake_kraken
+from tests.fakes.server import FakeExchangeServer
+
+QUOTES = {"kraken": "USD", "binance": "USDT"}
+CLIENT_TIMEOUT_MS = 500
+HANG_SECONDS = 1.5
+
+
+@dataclass
+class FakeSession:
+    exchange_id: str
+    fake: FakeExchangeServer
+    exchange: CcxtExchange
+    credentials: Credentials
+
+    @property
+    def quote(self) -> str:
+        return QUOTES[self.exchange_id]
+
+    def symbol(self, base: str) -> str:
+        return f"{base}/{self.quote}"
+
+
+@asynccontextmanager
+async def fake_session(exchange_id: str) -> AsyncIterator[FakeSession]:
+    """A fake ``exchange_id`` server and a CcxtExchange with valid credentials for it."""
+    starter = {"kraken": start_fake_kraken, "binance": start_fake_binance}[exchange_id]
+    async with starter(hang_seconds=HANG_SECONDS) as fake:
+        credentials = Credentials(api_key=fake.api_key, secret=fake.secret)
+        exchange = CcxtExchange(
+            exchange_id, credentials, api_url=fake.url, timeout_ms=CLIENT_TIMEOUT_MS, rate_limit_ms=1
+        )
+        try:
+            yield FakeSession(exchange_id, fake, exchange, credentials)
+        finally:
+            await exchange.close()

@@ -1,0 +1,216 @@
+"""ccxt's real Kraken and Binance classes, through CcxtExchange, against the fake servers."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from services.common.exchanges import port
+from services.common.exchanges.ccxt_adapter import CcxtExchange
+from services.common.exchanges.ccxt_client_ids import client_order_id_for
+from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
+from services.common.secrets import Credentials
+from tests.fakes.clients import FakeSession, fake_session
+
+EXCHANGES = ["kraken", "binance"]
+
+
+@pytest.fixture(params=EXCHANGES)
+async def session(request):
+    async with fake_session(request.param) as running:
+        yield running
+
+
+def order(session: FakeSession, side: port.Side = "buy", amount: str = "0.01", leg: int = 0):
+    cid = client_order_id_for(session.exchange_id, str(uuid.uuid4()), leg)
+    return port.OrderRequest(session.symbol("BTC"), side, Decimal(amount), cid)
+
+
+async def test_markets_balances_and_prices_parse_into_port_types(session: FakeSession):
+    markets = await session.exchange.load_markets()
+    btc = markets[session.symbol("BTC")]
+    assert (btc.base, btc.quote) == ("BTC", session.quote)
+    assert btc.min_amount == Decimal("0.0001")
+    assert btc.min_cost == Decimal("5")
+    assert btc.amount_step == Decimal("0.00000001")
+    assert btc.price_step == Decimal("0.01")
+    expected_fee = Decimal("0.0026") if session.exchange_id == "kraken" else Decimal("0.001")
+    assert btc.taker_fee == expected_fee
+    balances = await session.exchange.fetch_balance()
+    assert balances["BTC"] == port.Balance(free=Decimal("0.5"), total=Decimal("0.5"))
+    assert balances[session.quote].total == Decimal("10000")
+    prices = await session.exchange.fetch_prices()
+    assert prices[session.symbol("ETH")] == Decimal("3000")
+    assert set(prices) == set(markets)
+    only = await session.exchange.fetch_prices([session.symbol("SOL")])
+    assert only == {session.symbol("SOL"): Decimal("150")}
+
+
+async def test_market_order_fills_moves_balances_and_sends_client_id_the_exchange_way(session: FakeSession):
+    request = order(session)
+    result = await session.exchange.create_order(request)
+    assert result.status == "closed"
+    assert result.filled == Decimal("0.01")
+    assert result.average_price == Decimal("60000")
+    assert result.client_order_id == request.client_order_id
+    assert result.exchange_order_id is not None
+    [placed] = session.fake.orders_with_client_id(request.client_order_id)
+    assert placed.filled == Decimal("0.01")
+    sent = [r for r in session.fake.requests if r.path == session.fake.order_path and r.method == "POST"]
+    assert len(sent) == 1
+    wire_name = {"kraken": "cl_ord_id", "binance": "newClientOrderId"}[session.exchange_id]
+    assert f"{wire_name}={request.client_order_id}" in sent[0].body
+    balances = await session.exchange.fetch_balance()
+    assert balances["BTC"].total == Decimal("0.51")
+    assert balances[session.quote].total < Decimal("10000") - Decimal("600")  # cost plus fee
+
+
+async def test_dropped_response_is_outcome_unknown_and_lookup_finds_exactly_one_order(session: FakeSession):
+    await session.exchange.load_markets()
+    request = order(session)
+    session.fake.drop_response_next()
+    with pytest.raises(port.OutcomeUnknown):
+        await session.exchange.create_order(request)
+    assert len(session.fake.orders_with_client_id(request.client_order_id)) == 1
+    found = await session.exchange.fetch_order_by_client_id(request.symbol, request.client_order_id)
+    assert found is not None
+    assert found.client_order_id == request.client_order_id
+    assert found.filled == Decimal("0.01")
+    assert found.status == "closed"
+    assert len(session.fake.orders_with_client_id(request.client_order_id)) == 1
+
+
+async def test_lookup_of_an_order_never_sent_returns_none(session: FakeSession):
+    never_sent = order(session)
+    found = await session.exchange.fetch_order_by_client_id(never_sent.symbol, never_sent.client_order_id)
+    assert found is None
+
+
+async def test_timeout_on_create_is_outcome_unknown(session: FakeSession):
+    await session.exchange.load_markets()
+    request = order(session)
+    session.fake.timeout_next(path=session.fake.order_path)
+    with pytest.raises(port.OutcomeUnknown) as caught:
+        await session.exchange.create_order(request)
+    assert caught.value.ccxt_error == "RequestTimeout"  # type: ignore[attr-defined]
+    found = await session.exchange.fetch_order_by_client_id(request.symbol, request.client_order_id)
+    assert found is not None and found.exchange_order_id is not None
+
+
+async def test_server_error_on_create_is_outcome_unknown_but_on_reads_retry_later(session: FakeSession):
+    await session.exchange.load_markets()
+    session.fake.http_500_next(path=session.fake.order_path)
+    with pytest.raises(port.OutcomeUnknown):
+        await session.exchange.create_order(order(session))
+    session.fake.http_500_next()
+    with pytest.raises(port.RetryLater):
+        await session.exchange.fetch_balance()
+
+
+async def test_rate_limit_is_retry_later_for_reads_and_orders(session: FakeSession):
+    await session.exchange.load_markets()
+    session.fake.rate_limit_next()
+    with pytest.raises(port.RetryLater):
+        await session.exchange.fetch_balance()
+    request = order(session)
+    session.fake.rate_limit_next(path=session.fake.order_path)
+    with pytest.raises(port.RetryLater):
+        await session.exchange.create_order(request)
+    assert session.fake.orders_with_client_id(request.client_order_id) == []
+
+
+async def test_insufficient_funds_fails_the_leg(session: FakeSession):
+    with pytest.raises(port.LegFailed):
+        await session.exchange.create_order(order(session, amount="1"))  # 60k USD with 10k
+    session.fake.insufficient_funds = True
+    with pytest.raises(port.LegFailed):
+        await session.exchange.create_order(order(session, side="sell", amount="0.01"))
+    assert session.fake.state.orders == []
+
+
+async def test_amount_below_precision_fails_the_leg_without_a_request(session: FakeSession):
+    await session.exchange.load_markets()
+    before = len(session.fake.requests)
+    with pytest.raises(port.LegFailed):
+        await session.exchange.create_order(order(session, amount="0.000000001"))
+    assert len(session.fake.requests) == before
+
+
+async def test_rejected_credentials_fail_the_run(session: FakeSession):
+    await session.exchange.load_markets()
+    session.fake.reject_auth = True
+    with pytest.raises(port.RunFailed):
+        await session.exchange.fetch_balance()
+    with pytest.raises(port.RunFailed):
+        await session.exchange.create_order(order(session))
+
+
+async def test_partial_fill_leaves_an_open_order_that_can_be_canceled(session: FakeSession):
+    session.fake.partial_fill("0.5")
+    request = order(session, amount="0.02")
+    result = await session.exchange.create_order(request)
+    assert result.status == "open"
+    assert result.filled == Decimal("0.01")
+    assert result.exchange_order_id is not None
+    canceled = await session.exchange.cancel_order(request.symbol, result.exchange_order_id)
+    assert canceled.status == "canceled"
+    [stored] = session.fake.orders_with_client_id(request.client_order_id)
+    assert stored.status == "canceled"
+    found = await session.exchange.fetch_order_by_client_id(request.symbol, request.client_order_id)
+    assert found is not None and found.status == "canceled" and found.filled == Decimal("0.01")
+
+
+async def test_every_request_stays_on_127_0_0_1_and_private_ones_carry_the_key(session: FakeSession):
+    urls: list[str] = []
+    client = session.exchange.client
+    original_fetch = client.fetch
+
+    async def recording_fetch(url, method="GET", headers=None, body=None):
+        urls.append(url)
+        return await original_fetch(url, method, headers, body)
+
+    client.fetch = recording_fetch
+    await session.exchange.load_markets()
+    await session.exchange.fetch_balance()
+    await session.exchange.fetch_prices()
+    request = order(session)
+    await session.exchange.create_order(request)
+    await session.exchange.fetch_order_by_client_id(request.symbol, request.client_order_id)
+    assert len(urls) >= 5
+    assert all(u.startswith(session.fake.url + "/") for u in urls), urls
+    key_header = {"kraken": "API-Key", "binance": "X-MBX-APIKEY"}[session.exchange_id]
+    signed_paths = ("/0/private/", "/api/v3/account", "/api/v3/order")
+    private = [r for r in session.fake.requests if r.path.startswith(signed_paths)]
+    assert private
+    assert all(r.headers.get(key_header) == session.credentials.api_key for r in private)
+
+
+async def test_check_connection_passes_with_good_credentials_and_names_bad_ones(session: FakeSession):
+    await check_connection(session.exchange)
+    wrong = Credentials(api_key="wrong-key-0000000000", secret=session.credentials.secret)
+    # A new connection gets a new instance (Binance's ccxt class reads a -2015 after a success as a ban).
+    exchange = CcxtExchange(session.exchange_id, wrong, api_url=session.fake.url, rate_limit_ms=1)
+    try:
+        with pytest.raises(ConnectionCheckError) as bad_key:
+            await check_connection(exchange)
+    finally:
+        await exchange.close()
+    assert bad_key.value.reason == "credentials"
+    assert "wrong-key-0000000000" not in str(bad_key.value)
+    assert session.credentials.secret not in str(bad_key.value)
+
+
+async def test_check_connection_reports_an_unreachable_exchange():
+    from tests.fakes.server import free_port
+
+    exchange = CcxtExchange(
+        "kraken", Credentials("k" * 20, "c2VjcmV0"), api_url=f"http://127.0.0.1:{free_port()}", timeout_ms=500
+    )
+    try:
+        with pytest.raises(ConnectionCheckError) as caught:
+            await check_connection(exchange)
+        assert caught.value.reason == "unreachable"
+    finally:
+        await exchange.close()
