@@ -1,0 +1,125 @@
+"""Pure builders of what a claimed run emits: the strategy snapshot, the due event, and the
+scheduler's own terminal events (lease expired, unusable strategy)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from contracts.envelope import derived_id
+from contracts.v1.messages import RebalanceCompleted, RebalanceDue
+from contracts.v1.strategy import RunError, Strategy, TriggeredBy
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """One portfolio claimed for one run: the claim plus the portfolio row it was taken from."""
+
+    run_id: str
+    portfolio: Mapping[str, Any]  # the portfolios row (see repository.CLAIM_COLUMNS) + exchange_id
+    triggered_by: TriggeredBy
+    dry_run: bool
+    started_at: datetime
+    due_at: datetime
+
+    @property
+    def portfolio_id(self) -> str:
+        return str(self.portfolio["id"])
+
+    @property
+    def user_id(self) -> str:
+        return str(self.portfolio["user_id"])
+
+    @property
+    def name(self) -> str:
+        return str(self.portfolio["name"])
+
+
+def strategy_snapshot(row: Mapping[str, Any], *, dry_run: bool) -> Strategy:
+    """The frozen strategy of a run; raises ``ValueError`` (pydantic's) when the row is unusable."""
+    weights = row["target_weights"]
+    if isinstance(weights, str):
+        # Read as text so numbers keep their exact decimal form (json floats would not).
+        weights = json.loads(weights, parse_float=Decimal, parse_int=Decimal)
+    return Strategy(
+        portfolio_id=str(row["id"]),
+        user_id=str(row["user_id"]),
+        name=row["name"],
+        connection_id=str(row["connection_id"]),
+        exchange_id=row["exchange_id"],
+        target_weights={str(k): Decimal(str(v)) for k, v in weights.items()},
+        quote_currency=row["quote_currency"],
+        threshold=Decimal(row["rebalance_threshold"]),
+        threshold_kind=row["threshold_kind"],
+        mode=row["rebalance_mode"],
+        max_orders=row["max_orders_per_rebalance"],
+        dry_run=dry_run,
+        always_rebalance=row["always_rebalance"],
+        leave_alone=tuple(row["leave_alone"] or ()),
+        cash_reserve=Decimal(row["cash_reserve"]),
+        order_type=row["order_type"],
+        limit_timeout_seconds=row["limit_timeout_seconds"],
+    )
+
+
+def due_event(run: ClaimedRun) -> RebalanceDue:
+    """The due event; its message id is the run id, so a re-relay is recognised downstream."""
+    return RebalanceDue(
+        message_id=run.run_id,
+        correlation_id=run.run_id,
+        occurred_at=run.started_at,
+        run_id=run.run_id,
+        portfolio_id=run.portfolio_id,
+        user_id=run.user_id,
+        triggered_by=run.triggered_by,
+        started_at=run.started_at,
+        strategy=strategy_snapshot(run.portfolio, dry_run=run.dry_run),
+        due_at=run.due_at,
+    )
+
+
+def scheduler_failure(
+    *,
+    run_id: str,
+    portfolio_id: str,
+    user_id: str,
+    triggered_by: TriggeredBy,
+    dry_run: bool,
+    started_at: datetime,
+    now: datetime,
+    code: str,
+    message: str,
+) -> RebalanceCompleted:
+    """A run the scheduler itself ends as failed; the id is derived so a retry emits the same event."""
+    return RebalanceCompleted(
+        message_id=derived_id(run_id, code),
+        correlation_id=run_id,
+        occurred_at=now,
+        run_id=run_id,
+        portfolio_id=portfolio_id,
+        user_id=user_id,
+        triggered_by=triggered_by,
+        started_at=started_at,
+        status="failed",
+        dry_run=dry_run,
+        reason=message,
+        errors=[RunError(stage="scheduler", code=code, message=message)],
+        completed_at=now,
+    )
+
+
+def trigger_of(interval: str, requested: TriggeredBy | None = None) -> TriggeredBy:
+    """Who started a run: the request's trigger, else threshold-only or the schedule."""
+    if requested is not None:
+        return requested
+    return "threshold" if interval == "threshold" else "scheduler"
+
+
+def effective_dry_run(portfolio_dry_run: bool, forced_dry_run: bool, requested: bool | None = None) -> bool:
+    """The scheduler's dry-run mode can only make a run safer, never turn dry-run off."""
+    chosen = portfolio_dry_run if requested is None else requested
+    return chosen or forced_dry_run
