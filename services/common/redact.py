@@ -52,7 +52,7 @@ _QUOTED_PAIR = re.compile(
 )
 # signature=value in query strings and form bodies; API-Key: value in raw header text
 _PLAIN_PAIR = re.compile(
-    r"(?P<head>(?<![A-Za-z0-9_-])(?:" + _NAMES + r")\s*[=:]\s*)(?P<value>(?:Bearer\s+)?[^\s&,;'\"}\]]+)",
+    r"(?P<head>(?<![A-Za-z0-9_-])(?:" + _NAMES + r")\s*[=:]\s*)(?P<value>(?:Bearer\s+)?[^\s&,;'\"})\]]+)",
     re.IGNORECASE,
 )
 
