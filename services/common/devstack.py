@@ -17,6 +17,7 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -120,10 +121,12 @@ def nats_server_binary() -> Path:
 def embedded_nats(store_dir: Path) -> Iterator[str]:
     """Run nats-server with JetStream storing in ``store_dir``; yield its URL; stop it on exit."""
     store_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = store_dir / "nats-server.pid"
+    _stop_stale_nats(pid_file)
     port = free_port()
     log_file = store_dir / "nats-server.log"
     cmd = [str(nats_server_binary()), "-js", "-sd", str(store_dir), "-a", "127.0.0.1",
-           "-p", str(port)]
+           "-p", str(port), "-P", str(pid_file)]
     with log_file.open("ab") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
@@ -133,6 +136,32 @@ def embedded_nats(store_dir: Path) -> Iterator[str]:
         yield url
     finally:
         _stop_process(process)
+
+
+def _stop_stale_nats(pid_file: Path) -> None:
+    """A nats-server left behind by a killed run still writes to this store: stop it first, or
+    two servers would share one JetStream directory."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if not cmdline or not cmdline[0].endswith(b"nats-server") or str(pid_file).encode() not in cmdline:
+        return  # the pid was reused by something else
+    _stderr_log(f"stopping a nats-server left running on {pid_file.parent} (pid {pid})")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its parent to reap it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
 
 
 def _stop_process(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:

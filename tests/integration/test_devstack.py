@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -28,6 +29,7 @@ from services.common.devstack import (
     embedded_nats,
     embedded_postgres,
     free_port,
+    nats_server_binary,
     resolve_infra,
 )
 from services.stack.plan import SERVICES, StackPorts, child_specs, prefix_line, trigger_curl, with_database
@@ -93,6 +95,27 @@ async def test_embedded_nats_accepts_a_jetstream_publish_and_stops(state_dir: Pa
             await client.close()
     assert not answers(url, timeout=0.2)
     assert any((state_dir / "nats").rglob("*")), "JetStream stored nothing in its store dir"
+
+
+def test_embedded_nats_stops_a_server_left_running_on_its_store_by_a_killed_run(state_dir: Path) -> None:
+    store = state_dir / "nats"
+    store.mkdir()
+    pid_file = store / "nats-server.pid"
+    leftover = subprocess.Popen(
+        [str(nats_server_binary()), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(free_port()),
+         "-P", str(pid_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.02)
+        with embedded_nats(store) as url:
+            assert leftover.wait(timeout=15) is not None
+            assert answers(url)
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()
+            leftover.wait()
 
 
 async def test_embedded_postgres_runs_unprivileged_serves_and_leaves_no_process(state_dir: Path) -> None:
