@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
+from services.common.db import create_pool
 from services.common.migrate import apply_migrations
 from tests.infra import Infra, start_infra
 
@@ -50,8 +51,7 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
-    assert pool is not None
+    pool = await create_pool(database_url, min_size=1, max_size=5)
     yield pool
     await pool.close()
 

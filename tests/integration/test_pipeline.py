@@ -1,0 +1,66 @@
+"""One rebalance through pricer -> planner -> executor -> ledger on real JetStream and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from services.common.exchanges.paper import PaperExchange
+from services.executor.app import ExecutorSettings
+from services.executor.app import build as build_executor
+from services.ledger.app import build as build_ledger
+from services.planner.app import build as build_planner
+from services.pricer.app import build as build_pricer
+from tests.support.pipeline import delete_stream, due_event, publish, running, seed_portfolio, settings_for, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def pipeline(database_url: str, nats_url: str, namespace: str) -> AsyncIterator[str]:
+    settings = settings_for(database_url, nats_url, namespace)
+    executor_settings = ExecutorSettings(**settings.model_dump())
+    apps = [build_ledger(settings)[1], build_pricer(settings)[1], build_planner(settings)[1],
+            build_executor(executor_settings)[1]]
+    async with running(*apps):
+        yield namespace
+    await delete_stream(nats_url, settings.stream_name)
+
+
+async def test_a_run_rebalances_the_paper_account_and_records_its_history(
+    pipeline: str, db_pool: asyncpg.Pool, nats_url: str
+) -> None:
+    seeded = await seed_portfolio(
+        db_pool, weights={"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}, balances={"USD": "10000"}, threshold="5"
+    )
+    due = due_event(seeded)
+    await publish(nats_url, f"{pipeline}.v1.evt.rebalance.due", due.model_dump_json().encode(), due.message_id)
+
+    status = await wait_for(db_pool, "SELECT status FROM rebalance_runs WHERE id = $1::uuid AND status <> 'running'",
+                            due.run_id)
+    run = await db_pool.fetchrow("SELECT * FROM rebalance_runs WHERE id = $1::uuid", due.run_id)
+    assert status == "succeeded", run
+    assert run["orders_planned"] == 4 and run["orders_executed"] == 4 and run["orders_failed"] == 0
+    assert run["success"] is True and run["decision"] == "rebalance"
+    assert run["total_value_traded"] > Decimal("9000")
+    trades = await db_pool.fetch("SELECT * FROM trades WHERE run_id = $1::uuid", due.run_id)
+    assert {t["asset"] for t in trades} == {"BTC", "ETH", "SOL", "ADA"}
+    assert all(t["fee"] > 0 and t["side"] == "buy" for t in trades)
+    kinds = {r["kind"] for r in await db_pool.fetch(
+        "SELECT kind FROM portfolio_snapshots WHERE run_id = $1::uuid", due.run_id)}
+    assert kinds == {"before", "after"}
+    events = {r["event_type"] for r in await db_pool.fetch(
+        "SELECT event_type FROM activity_log WHERE run_id = $1::uuid", due.run_id)}
+    assert {"rebalance_triggered", "portfolio_valued", "plan_created", "order_filled", "rebalance_succeeded"} <= events
+
+    # The paper account is back at target within the threshold.
+    exchange = PaperExchange(db_pool, seeded.account)
+    balances = await exchange.fetch_balance()
+    prices = await exchange.fetch_prices(None)
+    values = {a: balances[a].total * prices[f"{a}/USD"] for a in ("BTC", "ETH", "SOL", "ADA")}
+    total = sum(values.values()) + balances["USD"].total
+    for asset, weight in {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}.items():
+        assert abs(values[asset] / total * 100 - weight) < 5, (asset, values[asset] / total * 100)

@@ -1,0 +1,151 @@
+"""Test support for the pipeline: seed a user, paper account and portfolio; run services
+in-process on real NATS and PostgreSQL; build due events; wait for history rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import nats
+
+from contracts.envelope import derived_id
+from contracts.v1 import RebalanceDue, Strategy
+from services.common.exchanges.paper import fund_account, seed_markets
+from services.common.settings import ServiceSettings
+
+
+def settings_for(database_url: str, nats_url: str, namespace: str, **extra: Any) -> ServiceSettings:
+    return ServiceSettings(
+        database_url=database_url,
+        nats_url=nats_url,
+        bus_namespace=namespace,
+        stream_name=namespace.upper(),
+        ops_port=0,
+        **extra,
+    )
+
+
+@dataclass(frozen=True)
+class Seeded:
+    user_id: str
+    connection_id: str
+    portfolio_id: str
+    account: str
+    strategy: Strategy
+
+
+async def seed_portfolio(
+    pool: asyncpg.Pool,
+    *,
+    weights: Mapping[str, str | int],
+    balances: Mapping[str, str | int],
+    threshold: str = "5",
+    dry_run: bool = False,
+    name: str = "My Portfolio",
+    max_orders: int | None = None,
+) -> Seeded:
+    await seed_markets(pool)
+    account = f"acct-{uuid.uuid4().hex[:8]}"
+    await fund_account(pool, account, {k: Decimal(str(v)) for k, v in balances.items()})
+    user_id = await pool.fetchval(
+        "INSERT INTO users (email, name) VALUES ($1, 'Test') RETURNING id::text", f"{account}@example.com"
+    )
+    connection_id = await pool.fetchval(
+        "INSERT INTO exchange_connections (user_id, exchange_id, label, paper_account)"
+        " VALUES ($1::uuid, 'paper', 'paper', $2) RETURNING id::text",
+        user_id,
+        account,
+    )
+    target = {k: str(v) for k, v in weights.items()}
+    portfolio_id = await pool.fetchval(
+        "INSERT INTO portfolios (user_id, connection_id, name, target_weights, rebalance_enabled,"
+        " rebalance_threshold, dry_run, max_orders_per_rebalance)"
+        " VALUES ($1::uuid, $2::uuid, $3, $4, false, $5, $6, $7) RETURNING id::text",
+        user_id,
+        connection_id,
+        name,
+        target,
+        Decimal(threshold),
+        dry_run,
+        max_orders,
+    )
+    strategy = Strategy(
+        portfolio_id=portfolio_id,
+        user_id=user_id,
+        name=name,
+        connection_id=connection_id,
+        exchange_id="paper",
+        target_weights={k: Decimal(v) for k, v in target.items()},
+        threshold=Decimal(threshold),
+        dry_run=dry_run,
+        max_orders=max_orders,
+    )
+    return Seeded(user_id, connection_id, portfolio_id, account, strategy)
+
+
+def due_event(seeded: Seeded, *, run_id: str | None = None, triggered_by: str = "manual") -> RebalanceDue:
+    run_id = run_id or str(uuid.uuid4())
+    now = datetime.now(UTC)
+    return RebalanceDue(
+        message_id=derived_id(run_id, "due"),
+        correlation_id=run_id,
+        run_id=run_id,
+        portfolio_id=seeded.portfolio_id,
+        user_id=seeded.user_id,
+        triggered_by=triggered_by,  # type: ignore[arg-type]
+        started_at=now,
+        strategy=seeded.strategy,
+        due_at=now,
+    )
+
+
+async def publish(nats_url: str, subject: str, payload: bytes, message_id: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().publish(subject, payload, headers={"Nats-Msg-Id": message_id})
+    finally:
+        await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def running(*apps: Any) -> AsyncIterator[None]:
+    """Start FastStream apps in this process; stop them afterwards."""
+    started = []
+    try:
+        for app in apps:
+            await app.start()
+            started.append(app)
+        yield
+    finally:
+        for app in reversed(started):
+            with contextlib.suppress(Exception):
+                await app.stop()
+
+
+async def wait_for(pool: asyncpg.Pool, query: str, *args: Any, timeout: float = 30.0) -> Any:
+    """Poll until the query returns a truthy value; return it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await pool.fetchval(query, *args)
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for: {query} {args}")
+        await asyncio.sleep(0.1)
+
+
+async def delete_stream(nats_url: str, stream: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_stream(stream)
+    finally:
+        await nc.close()
