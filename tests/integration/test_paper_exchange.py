@@ -432,3 +432,24 @@ async def test_account_orders_lists_every_order_oldest_first(box: Sandbox) -> No
     ]
     assert await count_orders(box.pool, box.account, status="open") == 1
     assert await count_orders(box.pool, box.account, symbol=box.alt_symbol) == 0
+
+
+async def test_mixed_concurrent_orders_conserve_every_balance(box: Sandbox) -> None:
+    """Opposite orders touch the same two balance rows; they lock them in one order, so none
+    deadlocks, and whatever the interleaving the balances equal the sum of the reported fills."""
+    await fund_account(box.pool, box.account, {"USD": D("100000"), box.coin: D("1")})
+    exchange = box.exchange()
+    requests = [order(box.symbol, "buy" if i % 2 else "sell", "0.01") for i in range(40)]
+    results = await asyncio.gather(*(exchange.create_order(r) for r in requests))
+
+    usd, coin = D("100000"), D("1")
+    for result in results:
+        assert result.status == "closed"
+        if result.side == "buy":
+            usd, coin = usd - result.cost - result.fee, coin + result.filled
+        else:
+            usd, coin = usd + result.cost - result.fee, coin - result.filled
+    balances = await exchange.fetch_balance()
+    assert (balances["USD"].total, balances[box.coin].total) == (usd, coin)
+    assert await count_orders(box.pool, box.account) == 40
+    assert exchange.rolled_back_retries == 0

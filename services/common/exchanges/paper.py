@@ -92,15 +92,24 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 _ROLLED_BACK_ERRORS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _MAX_ATTEMPTS = 5
 
-# One statement, so one round trip and atomic: debit (only if free covers it and no open order has
-# this client id), credit the other asset on an immediate fill, and record the order. A resting
-# limit order also re-checks, under a share lock on the market row, that the price still does not
-# cross: a concurrent price walk either sees this order or makes this statement place nothing.
+# One statement, so one round trip and atomic. Rows are locked in one global order (the market
+# row, then the account's balance rows sorted by asset), the same order the price walk uses, so
+# concurrent orders queue instead of deadlocking. Then: debit (only if free covers it and no open
+# order has this client id), credit the other asset on an immediate fill, record the order. A
+# resting limit order also re-checks, under its share lock on the market row, that the price still
+# does not cross: a concurrent price walk either sees this order or makes this statement place
+# nothing (and the caller re-reads the price).
 _PLACE_ORDER_SQL = """
 WITH market AS (
     SELECT price FROM paper_markets WHERE symbol = $3 AND $17::boolean FOR SHARE
+), locked AS (
+    -- count(*) forces the market lock first and every balance lock here, not lazily later.
+    SELECT asset FROM paper_balances
+    WHERE account = $1 AND asset IN ($11, $14) AND (SELECT count(*) FROM market) >= 0
+    ORDER BY asset FOR UPDATE
 ), guard AS (
-    SELECT 1 WHERE NOT EXISTS (
+    SELECT 1 WHERE (SELECT count(*) FROM locked) >= 0
+        AND NOT EXISTS (
             SELECT 1 FROM paper_orders
             WHERE account = $1 AND client_order_id = $2 AND status = 'open')
         AND (NOT $17::boolean OR EXISTS (
@@ -145,6 +154,8 @@ class PaperExchange:
         self.account = account
         self.config = config if config is not None else PaperConfig()
         self._sleep = sleep
+        # Order statements PostgreSQL rolled back (deadlock, serialization) and this instance re-ran.
+        self.rolled_back_retries = 0
         rate = self.config.rate_limit_per_second
         # Shared per account in this process, so several instances of one account share the budget.
         self._limiter = limiter or (limiter_for_account(account, rate) if rate else None)
@@ -225,6 +236,7 @@ class PaperExchange:
                 order_id: int | None = await self._pool.fetchval(_PLACE_ORDER_SQL, *args)
                 return order_id
             except _ROLLED_BACK_ERRORS:
+                self.rolled_back_retries += 1
                 continue  # the statement had no effect: run it again
             except asyncpg.UniqueViolationError as error:
                 raise _duplicate_client_id(request) from error

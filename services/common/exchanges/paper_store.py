@@ -80,7 +80,7 @@ async def fund_account(pool: asyncpg.Pool, account: str, balances: Mapping[str, 
     await pool.executemany(
         """INSERT INTO paper_balances (account, asset, free) VALUES ($1, $2, $3)
            ON CONFLICT (account, asset) DO UPDATE SET free = EXCLUDED.free, updated_at = now()""",
-        [(account, asset, amount) for asset, amount in balances.items()],
+        [(account, asset, amount) for asset, amount in sorted(balances.items())],  # lock order
     )
 
 
