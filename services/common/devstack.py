@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 PG_SUPERUSER = "postgres"  # initdb -U: the same superuser name whoever owns the files
 PG_SYSTEM_USER = "rebalancer-pg"
@@ -70,8 +70,26 @@ def _endpoints(url: str) -> list[tuple[str, int]]:
     return endpoints
 
 
+def _unix_socket(url: str) -> Path | None:
+    """``postgresql:///db?host=/var/run/postgresql``: the socket file that URL connects to."""
+    parts = urlsplit(url)
+    hosts = [v for k, v in parse_qsl(parts.query) if k == "host" and v.startswith("/")]
+    if parts.scheme not in ("postgresql", "postgres") or not hosts:
+        return None
+    return Path(hosts[0]) / f".s.PGSQL.{parts.port or 5432}"
+
+
 def answers(url: str, timeout: float = 1.0) -> bool:
-    """True when some server named by ``url`` accepts a TCP connection within ``timeout``."""
+    """True when some server named by ``url`` accepts a connection within ``timeout``."""
+    socket_path = _unix_socket(url)
+    if socket_path is not None:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(str(socket_path))
+                return True
+        except OSError:
+            return False
     for host, port in _endpoints(url):
         if not port:
             continue

@@ -83,6 +83,15 @@ def test_answers_tells_a_listening_port_from_a_closed_one() -> None:
     assert not answers(f"nats://127.0.0.1:{port}", timeout=0.2)
 
 
+def test_answers_follows_a_postgres_unix_socket_url(state_dir: Path) -> None:
+    url = f"postgresql://postgres@:6543/db?host={state_dir}"
+    assert not answers(url)
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(state_dir / ".s.PGSQL.6543"))
+        listener.listen()
+        assert answers(url)
+
+
 async def test_embedded_nats_accepts_a_jetstream_publish_and_stops(state_dir: Path) -> None:
     with embedded_nats(state_dir / "nats") as url:
         client = await nats.connect(url)
