@@ -76,3 +76,11 @@ def trigger_curl(api_url: str, token: str, portfolio_id: str) -> str:
 def with_database(dsn: str, database: str) -> str:
     """The same server, another database."""
     return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
+
+
+def history_curl(api_url: str, token: str, portfolio_id: str) -> str:
+    """A one-line shell command that lists the portfolio's runs, newest first."""
+    return " ".join([
+        "curl", "-sS", shlex.quote(f"{api_url}/api/v1/portfolios/{portfolio_id}/history"),
+        "-H", shlex.quote(f"Authorization: Bearer {token}"),
+    ])

@@ -19,7 +19,14 @@ from services.common.devstack import DevstackError, answers, free_port, resolve_
 from services.common.exchanges.paper import run_price_walk
 from services.common.migrate import apply_migrations
 from services.stack.children import Child, start_child, stop_children, wait_first_exit
-from services.stack.plan import SERVICES, StackPorts, child_specs, trigger_curl, with_database
+from services.stack.plan import (
+    SERVICES,
+    StackPorts,
+    child_specs,
+    history_curl,
+    trigger_curl,
+    with_database,
+)
 from services.stack.seed import DemoSeed, load_or_create_token, seed_demo
 
 EMBEDDED_DATABASE = "rebalancer"
@@ -123,6 +130,8 @@ def _banner(api_url: str | None, seed: DemoSeed | None) -> None:
         say(f"demo token: {seed.token}")
         say("rebalance the demo portfolio now:")
         say("  " + trigger_curl(api_url, seed.token, str(seed.portfolio_id)))
+        say("then read its history:")
+        say("  " + history_curl(api_url, seed.token, str(seed.portfolio_id)))
     say("Ctrl-C stops everything.")
     say("")
 
