@@ -7,9 +7,12 @@ own markets (asset names unique to the test) and never moves anyone else's price
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import sys
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -31,6 +34,7 @@ from services.common.exchanges.paper import (
     set_price,
 )
 from services.common.exchanges.paper_limiter import RateLimiter, limiter_for_account
+from services.common.exchanges.paper_rules import plan_order
 from services.common.exchanges.port import (
     LegFailed,
     OrderRequest,
@@ -453,3 +457,55 @@ async def test_mixed_concurrent_orders_conserve_every_balance(box: Sandbox) -> N
     assert (balances["USD"].total, balances[box.coin].total) == (usd, coin)
     assert await count_orders(box.pool, box.account) == 40
     assert exchange.rolled_back_retries == 0
+
+
+async def test_a_resting_order_priced_on_a_stale_quote_is_not_left_resting(box: Sandbox) -> None:
+    """The price can cross between reading it and placing: the placing statement re-checks."""
+    exchange = box.exchange()
+    stale_quote = (await exchange._read_market(box.symbol))
+    assert stale_quote is not None
+    request = order(box.symbol, "buy", "0.01", "stale", price="49000")
+    stale_plan = plan_order(stale_quote, request)
+    assert stale_plan.status == "open"
+    await set_price(box.pool, box.symbol, D("48000"))
+
+    assert await exchange._place(request, stale_plan) is None
+    assert await count_orders(box.pool, box.account) == 0
+    assert (await exchange.fetch_balance())["USD"].free == D("10000")
+    result = await exchange.create_order(request)  # re-reads the price: fills now, as taker
+    assert (result.status, result.average_price) == ("closed", D("48000"))
+
+
+async def test_faults_from_the_environment_number_the_orders_of_the_process(
+    box: Sandbox, database_url: str
+) -> None:
+    script = f"""
+import asyncio, asyncpg
+from decimal import Decimal
+from services.common.exchanges.paper import PaperConfig, PaperExchange
+from services.common.exchanges.port import OrderRequest, OutcomeUnknown
+
+async def main():
+    pool = await asyncpg.create_pool({database_url!r}, min_size=1, max_size=1)
+    config = PaperConfig.from_env()
+    assert config.latency_seconds == 0.001 and config.rate_limit_per_second == 500
+    for number in (1, 2, 3):
+        exchange = PaperExchange(pool, {box.account!r}, config=config)  # a fresh instance each time
+        try:
+            await exchange.create_order(OrderRequest({box.symbol!r}, "buy", Decimal("0.01"), f"env-{{number}}"))
+            print(number, "ok")
+        except OutcomeUnknown:
+            print(number, "unknown")
+    await pool.close()
+
+asyncio.run(main())
+"""
+    env = {**os.environ, "PAPER_FAULTS": "drop_response=2", "PAPER_LATENCY_MS": "1", "PAPER_RATE_LIMIT": "500"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, env=env, cwd=str(Path(__file__).parents[2]),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert out.decode().split("\n")[:3] == ["1 ok", "2 unknown", "3 ok"]
+    assert await count_orders(box.pool, box.account) == 3  # the dropped answer's order executed too
