@@ -46,15 +46,18 @@ def claimed_run(row: asyncpg.Record) -> ClaimedRun:
 async def emit_claimed(
     ctx: SchedulerContext, conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], now: datetime
 ) -> list[ClaimedRun]:
-    """Write the due events of freshly claimed rows to the outbox (caller's transaction). A row
-    whose strategy cannot be snapshotted fails its run at once and is released."""
+    """Write the due events of freshly claimed rows to the outbox (caller's transaction) and return
+    the runs started. A row whose strategy cannot be snapshotted fails its run at once and is
+    released."""
     runs = [claimed_run(r) for r in rows]
+    started: list[ClaimedRun] = []
     messages: list[db.OutboxMessage] = []
     releases: list[repo.Release] = []
     for run, row in zip(runs, rows, strict=True):
         try:
             event = due_event(run)
             subject = ctx.subjects.rebalance_due
+            started.append(run)
         except (ValidationError, ValueError, TypeError, KeyError) as exc:
             reason = f"unusable strategy: {exc}"[:500]
             with run_context(run.run_id):
@@ -75,10 +78,11 @@ async def emit_claimed(
         messages.append(db.OutboxMessage(subject, event.message_id, event.model_dump_json().encode()))
     await db.add_to_outbox(conn, PRODUCER, messages)
     await repo.release_claims(conn, releases)
-    return runs
+    return started
 
 
-async def claim_due_batch(ctx: SchedulerContext, now: datetime) -> list[ClaimedRun]:
+async def claim_due_batch(ctx: SchedulerContext, now: datetime) -> int:
+    """Claim up to one batch; returns how many rows were claimed (started or failed at once)."""
     async with ctx.pool.acquire() as conn, conn.transaction():
         rows = await repo.claim_due(conn, now, ctx.lease, ctx.batch, ctx.dry_run_mode)
         runs = await emit_claimed(ctx, conn, rows, now)
@@ -86,7 +90,7 @@ async def claim_due_batch(ctx: SchedulerContext, now: datetime) -> list[ClaimedR
     for run in runs:
         with run_context(run.run_id):
             log.info("[Scheduler] Rebalancing portfolio: %s (%s)", run.name, run.portfolio_id)
-    return runs
+    return len(rows)
 
 
 async def expire_leases(ctx: SchedulerContext, now: datetime) -> int:
@@ -160,13 +164,13 @@ async def check_once(ctx: SchedulerContext, now: datetime | None = None) -> Chec
     claim_s = publish_s = 0.0
     while True:
         t0 = time.perf_counter()
-        runs = await claim_due_batch(ctx, now)
+        batch_claimed = await claim_due_batch(ctx, now)
         t1 = time.perf_counter()
         await ctx.flush_outbox()
         claim_s += t1 - t0
         publish_s += time.perf_counter() - t1
-        claimed += len(runs)
-        if len(runs) < ctx.batch:
+        claimed += batch_claimed
+        if batch_claimed < ctx.batch:
             break
     if expired:
         await ctx.flush_outbox()
