@@ -1,0 +1,182 @@
+"""Portfolio operations shared by the seed's routes and the v1 routes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import nats
+from fastapi import HTTPException
+
+from contracts.envelope import new_id
+from contracts.v1.messages import RebalanceRequested, SchedulerControl
+from services.api import schedule
+from services.api.auth import Principal
+from services.api.context import ApiContext
+from services.api.errors import invalid
+from services.api.portfolio_changes import DEFAULTS, apply_changes
+from services.api.repositories import portfolios as repo
+from services.api.schemas import PortfolioCreate, PortfolioFields, SchedulerCommand
+
+_PUBLISH_ERRORS = (TimeoutError, nats.errors.Error, OSError)
+
+
+def _not_found(portfolio_id: UUID) -> HTTPException:
+    return HTTPException(404, f"portfolio {portfolio_id} not found")
+
+
+def _changes(body: PortfolioFields) -> dict[str, Any]:
+    return {k: v for k, v in body.model_dump(exclude_unset=True).items() if k != "id"}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def create_portfolio(ctx: ApiContext, who: Principal, body: PortfolioCreate) -> dict[str, Any]:
+    change = apply_changes(DEFAULTS, _changes(body))
+    problems = list(change.problems)
+    async with ctx.tx(who.user_id) as conn:
+        connection_id = await repo.connection_for_portfolio(conn, body.connection_id)
+        if connection_id is None:
+            problems.append(
+                ("connectionId", "no such exchange connection" if body.connection_id
+                 else "add an exchange connection first (POST /api/v1/connections)")
+            )
+        if problems:
+            raise invalid(problems)
+        values = {**change.values, "connection_id": connection_id}
+        due = schedule.first_due_at(values["rebalance_interval"], values["cron"], values["timezone"], _now())
+        return await repo.insert_portfolio(conn, who.user_id, values, due)
+
+
+async def update_portfolio(
+    ctx: ApiContext, who: Principal, portfolio_id: UUID, body: PortfolioFields
+) -> dict[str, Any]:
+    changes = _changes(body)
+    async with ctx.tx(who.user_id) as conn:
+        current = await repo.get_portfolio(conn, portfolio_id, lock=True)
+        if current is None:
+            raise _not_found(portfolio_id)
+        change = apply_changes(current, changes)
+        problems = list(change.problems)
+        if "connection_id" in change.changed and await repo.connection_for_portfolio(
+            conn, change.values["connection_id"]
+        ) is None:
+            problems.append(("connectionId", "no such exchange connection"))
+        if problems:
+            raise invalid(problems)
+        values = change.values
+        due = (
+            schedule.first_due_at(values["rebalance_interval"], values["cron"], values["timezone"], _now())
+            if change.schedule_changed
+            else None
+        )
+        updated = await repo.update_portfolio(conn, portfolio_id, values, due)
+        if updated is None:
+            raise _not_found(portfolio_id)
+        return updated
+
+
+async def get_portfolio(ctx: ApiContext, who: Principal, portfolio_id: UUID) -> dict[str, Any]:
+    async with ctx.tx(who.user_id) as conn:
+        found = await repo.get_portfolio(conn, portfolio_id)
+    if found is None:
+        raise _not_found(portfolio_id)
+    return found
+
+
+async def list_portfolios(ctx: ApiContext, who: Principal) -> list[dict[str, Any]]:
+    async with ctx.tx(who.user_id) as conn:
+        return await repo.list_portfolios(conn)
+
+
+async def delete_portfolio(ctx: ApiContext, who: Principal, portfolio_id: UUID) -> None:
+    async with ctx.tx(who.user_id) as conn:
+        current = await repo.get_portfolio(conn, portfolio_id, lock=True)
+        if current is None:
+            raise _not_found(portfolio_id)
+        if current["active_run_id"] is not None:
+            raise HTTPException(
+                409, f"portfolio {portfolio_id} has a rebalance in progress; delete it once the run ends"
+            )
+        await repo.delete_portfolio(conn, portfolio_id)
+
+
+async def request_run(ctx: ApiContext, who: Principal, portfolio_id: UUID, dry_run: bool | None) -> str:
+    """Publish a manual RebalanceRequested; returns its message id. The scheduler claims the
+    portfolio atomically, so a request racing an active run is refused there too."""
+    async with ctx.tx(who.user_id) as conn:
+        row = await conn.fetchrow("SELECT active_run_id FROM portfolios WHERE id = $1", portfolio_id)
+    if row is None:
+        raise _not_found(portfolio_id)
+    if row["active_run_id"] is not None:
+        raise HTTPException(
+            409,
+            f"portfolio {portfolio_id} already has a rebalance in progress (run {row['active_run_id']});"
+            " try again when it completes",
+        )
+    message = RebalanceRequested(
+        correlation_id=new_id(),
+        portfolio_id=str(portfolio_id),
+        requested_by=str(who.user_id),
+        triggered_by="manual",
+        dry_run=dry_run,
+    )
+    await _publish(ctx, ctx.bus.subjects.rebalance_request, message)
+    return message.message_id
+
+
+async def control_scheduler(ctx: ApiContext, command: SchedulerCommand) -> str:
+    config = command.config
+    if command.action == "update-config" and (
+        config is None or (config.check_interval is None and config.dry_run_mode is None)
+    ):
+        raise invalid([("config", "update-config needs checkInterval and/or dryRunMode")])
+    message = SchedulerControl(
+        correlation_id=new_id(),
+        action=command.action,
+        check_interval=str(config.check_interval) if config and config.check_interval else None,
+        dry_run_mode=config.dry_run_mode if config else None,
+    )
+    await _publish(ctx, ctx.bus.subjects.scheduler_control, message)
+    return message.message_id
+
+
+async def _publish(ctx: ApiContext, subject: str, message: RebalanceRequested | SchedulerControl) -> None:
+    try:
+        await ctx.bus.publish_event(subject, message)
+    except _PUBLISH_ERRORS as exc:
+        raise HTTPException(
+            503, f"the message bus did not accept the command ({type(exc).__name__}); try again"
+        ) from None
+
+
+async def scheduler_status(ctx: ApiContext, who: Principal) -> dict[str, Any]:
+    """The scheduler's state (migration 003's ``scheduler_state``, when present) and the user's
+    schedule."""
+    async with ctx.tx(who.user_id) as conn:
+        state: dict[str, Any] = {}
+        if await conn.fetchval("SELECT to_regclass('scheduler_state') IS NOT NULL"):
+            row = await conn.fetchrow("SELECT * FROM scheduler_state LIMIT 1")
+            state = dict(row) if row else {}
+        schedule_rows = await conn.fetch(
+            "SELECT id, name, rebalance_interval, last_rebalanced_at, next_rebalance_at FROM portfolios"
+            " WHERE rebalance_enabled ORDER BY next_rebalance_at NULLS LAST, id"
+        )
+        active = await conn.fetchval("SELECT count(*) FROM portfolios WHERE active_run_id IS NOT NULL")
+    is_running = bool(state.get("is_running", False))
+    check_interval = state.get("check_interval")
+    return {
+        "status": {
+            "is_running": is_running,
+            "config": {
+                "enabled": bool(state.get("enabled", is_running)),
+                "check_interval": None if check_interval is None else str(check_interval),
+                "dry_run_mode": bool(state.get("dry_run_mode", False)),
+            },
+            "active_tasks": active,
+        },
+        "schedule": [dict(r) for r in schedule_rows],
+    }

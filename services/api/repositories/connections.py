@@ -1,0 +1,67 @@
+"""Exchange connections through the api role: credentials go in, never come back out."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+_PUBLIC_COLUMNS = (
+    "id, exchange_id, label, api_key_hint, api_url, sandbox, paper_account, created_at, updated_at"
+)
+
+
+async def list_connections(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch(f"SELECT {_PUBLIC_COLUMNS} FROM exchange_connections ORDER BY created_at, id")
+    return [dict(r) for r in rows]
+
+
+async def get_connection(conn: asyncpg.Connection, connection_id: UUID) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        f"SELECT {_PUBLIC_COLUMNS} FROM exchange_connections WHERE id = $1", connection_id
+    )
+    return dict(row) if row else None
+
+
+async def insert_connection(
+    conn: asyncpg.Connection,
+    *,
+    user_id: UUID,
+    exchange_id: str,
+    label: str,
+    credentials_enc: bytes | None,
+    key_version: str | None,
+    api_key_hint: str,
+    api_url: str | None,
+    sandbox: bool,
+    paper_account: str | None,
+) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        "INSERT INTO exchange_connections (user_id, exchange_id, label, credentials_enc, key_version,"
+        " api_key_hint, api_url, sandbox, paper_account) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        f" RETURNING {_PUBLIC_COLUMNS}",
+        user_id,
+        exchange_id,
+        label,
+        credentials_enc,
+        key_version,
+        api_key_hint,
+        api_url,
+        sandbox,
+        paper_account,
+    )
+    assert row is not None
+    return dict(row)
+
+
+async def connection_in_use(conn: asyncpg.Connection, connection_id: UUID) -> bool:
+    used: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM portfolios WHERE connection_id = $1)", connection_id
+    )
+    return used
+
+
+async def delete_connection(conn: asyncpg.Connection, connection_id: UUID) -> bool:
+    deleted = await conn.fetchval("DELETE FROM exchange_connections WHERE id = $1 RETURNING id", connection_id)
+    return deleted is not None

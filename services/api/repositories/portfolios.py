@@ -1,0 +1,124 @@
+"""Portfolios as the api role sees them (RLS limits every query to the request's user)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+_COLUMNS = (
+    "id, user_id, connection_id, name, target_weights, quote_currency, rebalance_enabled,"
+    " rebalance_interval, cron, timezone, rebalance_threshold, threshold_kind, rebalance_mode,"
+    " always_rebalance, max_orders_per_rebalance, dry_run, leave_alone, cash_reserve, order_type,"
+    " limit_timeout_seconds, created_at, updated_at, last_rebalanced_at, next_rebalance_at,"
+    " active_run_id"
+)
+_WRITABLE = (
+    "connection_id", "name", "target_weights", "quote_currency", "rebalance_enabled",
+    "rebalance_interval", "cron", "timezone", "rebalance_threshold", "threshold_kind",
+    "rebalance_mode", "always_rebalance", "max_orders_per_rebalance", "dry_run", "leave_alone",
+    "cash_reserve", "order_type", "limit_timeout_seconds",
+)
+
+
+def _weights_json(weights: dict[str, Decimal]) -> str:
+    return json.dumps({asset: format(Decimal(w), "f") for asset, w in weights.items()})
+
+
+def row_dict(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    weights = out["target_weights"]
+    if isinstance(weights, str):  # a connection without the JSON codec
+        weights = json.loads(weights)
+    out["target_weights"] = {a: Decimal(str(w)) for a, w in weights.items()}
+    out["leave_alone"] = list(out["leave_alone"] or [])
+    return out
+
+
+async def list_portfolios(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM portfolios ORDER BY created_at, id")
+    return [row_dict(r) for r in rows]
+
+
+async def get_portfolio(conn: asyncpg.Connection, portfolio_id: UUID, *, lock: bool = False) -> dict[str, Any] | None:
+    suffix = " FOR UPDATE" if lock else ""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM portfolios WHERE id = $1{suffix}", portfolio_id)
+    return row_dict(row) if row else None
+
+
+def _params(values: dict[str, Any]) -> list[Any]:
+    params: list[Any] = []
+    for column in _WRITABLE:
+        value = values[column]
+        if column == "target_weights":
+            value = _weights_json(value)
+        params.append(value)
+    return params
+
+
+async def insert_portfolio(
+    conn: asyncpg.Connection, user_id: UUID, values: dict[str, Any], next_rebalance_at: datetime
+) -> dict[str, Any]:
+    columns = ", ".join(_WRITABLE)
+    placeholders = ", ".join(
+        f"${i}::jsonb" if c == "target_weights" else f"${i}" for i, c in enumerate(_WRITABLE, start=3)
+    )
+    row = await conn.fetchrow(
+        f"INSERT INTO portfolios (user_id, next_rebalance_at, {columns}) VALUES ($1, $2, {placeholders})"
+        f" RETURNING {_COLUMNS}",
+        user_id,
+        next_rebalance_at,
+        *_params(values),
+    )
+    assert row is not None
+    return row_dict(row)
+
+
+async def update_portfolio(
+    conn: asyncpg.Connection,
+    portfolio_id: UUID,
+    values: dict[str, Any],
+    next_rebalance_at: datetime | None,
+) -> dict[str, Any] | None:
+    assignments = ", ".join(
+        f"{c} = ${i}::jsonb" if c == "target_weights" else f"{c} = ${i}"
+        for i, c in enumerate(_WRITABLE, start=3)
+    )
+    row = await conn.fetchrow(
+        f"UPDATE portfolios SET {assignments}, updated_at = now(),"
+        " next_rebalance_at = COALESCE($2, next_rebalance_at)"
+        f" WHERE id = $1 RETURNING {_COLUMNS}",
+        portfolio_id,
+        next_rebalance_at,
+        *_params(values),
+    )
+    return row_dict(row) if row else None
+
+
+async def delete_portfolio(conn: asyncpg.Connection, portfolio_id: UUID) -> bool:
+    deleted = await conn.fetchval("DELETE FROM portfolios WHERE id = $1 RETURNING id", portfolio_id)
+    return deleted is not None
+
+
+async def connection_for_portfolio(conn: asyncpg.Connection, connection_id: UUID | None) -> UUID | None:
+    """The given connection when the user owns it; without one, the user's first connection."""
+    if connection_id is not None:
+        found: UUID | None = await conn.fetchval(
+            "SELECT id FROM exchange_connections WHERE id = $1", connection_id
+        )
+        return found
+    first: UUID | None = await conn.fetchval(
+        "SELECT id FROM exchange_connections ORDER BY created_at, id LIMIT 1"
+    )
+    return first
+
+
+async def exchange_of(conn: asyncpg.Connection, connection_id: UUID) -> str:
+    exchange_id: str = await conn.fetchval(
+        "SELECT exchange_id FROM exchange_connections WHERE id = $1", connection_id
+    )
+    return exchange_id

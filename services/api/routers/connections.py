@@ -1,0 +1,141 @@
+"""``/api/v1/connections``: exchange accounts. Keys are write-only: sealed at rest, shown masked."""
+
+from __future__ import annotations
+
+from functools import cache
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, HTTPException, Response
+
+from services.api.auth import Principal, current_principal
+from services.api.context import ApiContext, get_context
+from services.api.errors import ERROR_RESPONSES, invalid
+from services.api.repositories import connections as repo
+from services.api.schemas import ConnectionCreate, ConnectionEnvelope, ConnectionList, ConnectionOut, ErrorBody
+from services.common.secrets import Credentials, mask
+
+router = APIRouter(prefix="/api/v1/connections", tags=["connections"], responses=ERROR_RESPONSES)
+PAPER = "paper"
+
+
+@cache
+def ccxt_exchange_ids() -> frozenset[str]:
+    import ccxt  # heavy: only when a real exchange connection is added
+
+    return frozenset(ccxt.exchanges)
+
+
+@router.get("", response_model=ConnectionList)
+async def list_connections(
+    who: Principal = Depends(current_principal), ctx: ApiContext = Depends(get_context)
+) -> ConnectionList:
+    async with ctx.tx(who.user_id) as conn:
+        rows = await repo.list_connections(conn)
+    return ConnectionList(connections=[ConnectionOut.model_validate(r) for r in rows])
+
+
+@router.get("/{connection_id}", response_model=ConnectionEnvelope)
+async def get_connection(
+    connection_id: UUID, who: Principal = Depends(current_principal), ctx: ApiContext = Depends(get_context)
+) -> ConnectionEnvelope:
+    async with ctx.tx(who.user_id) as conn:
+        row = await repo.get_connection(conn, connection_id)
+    if row is None:
+        raise HTTPException(404, f"connection {connection_id} not found")
+    return ConnectionEnvelope(connection=ConnectionOut.model_validate(row))
+
+
+def _problems(body: ConnectionCreate) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if body.exchange_id == PAPER:
+        if not body.paper_account:
+            problems.append(("paperAccount", "a paper connection needs a paperAccount"))
+        for field, value in (("apiKey", body.api_key), ("secret", body.secret), ("passphrase", body.passphrase)):
+            if value is not None:
+                problems.append((field, "the paper exchange takes no keys"))
+        return problems
+    if body.exchange_id not in ccxt_exchange_ids():
+        problems.append(("exchangeId", f"{body.exchange_id!r} is not an exchange ccxt knows (or 'paper')"))
+    if not body.api_key or not body.api_key.get_secret_value().strip():
+        problems.append(("apiKey", "an API key is required"))
+    if not body.secret or not body.secret.get_secret_value().strip():
+        problems.append(("secret", "an API secret is required"))
+    if body.paper_account is not None:
+        problems.append(("paperAccount", "only the paper exchange takes a paperAccount"))
+    return problems
+
+
+async def _verify(ctx: ApiContext, body: ConnectionCreate, credentials: Credentials) -> None:
+    """Build the client (catches sandbox mode without a test URL) and, unless turned off, check
+    that markets load and the keys work."""
+    from services.common.exchanges.ccxt_adapter import CcxtExchange, SandboxUnsupported, UnknownExchange
+    from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
+
+    try:
+        exchange = CcxtExchange(body.exchange_id, credentials, api_url=body.api_url, sandbox=body.sandbox)
+    except SandboxUnsupported as exc:
+        raise invalid([("sandbox", str(exc))]) from None
+    except UnknownExchange as exc:
+        raise invalid([("exchangeId", str(exc))]) from None
+    try:
+        if ctx.settings.api_verify_connections:
+            await check_connection(exchange)
+    except ConnectionCheckError as exc:
+        field = {"credentials": "apiKey", "unreachable": "apiUrl", "markets": "exchangeId"}[exc.reason]
+        raise invalid([(field, str(exc))]) from None
+    finally:
+        await exchange.close()
+
+
+@router.post(
+    "", response_model=ConnectionEnvelope, status_code=201, responses={503: {"model": ErrorBody}}
+)
+async def add_connection(
+    body: ConnectionCreate, who: Principal = Depends(current_principal), ctx: ApiContext = Depends(get_context)
+) -> ConnectionEnvelope:
+    problems = _problems(body)
+    if problems:
+        raise invalid(problems)
+    sealed: bytes | None = None
+    key_version: str | None = None
+    hint = ""
+    if body.exchange_id != PAPER:
+        assert body.api_key is not None and body.secret is not None
+        box = ctx.require_secret_box()
+        credentials = Credentials(
+            api_key=body.api_key.get_secret_value().strip(),
+            secret=body.secret.get_secret_value().strip(),
+            passphrase=body.passphrase.get_secret_value() if body.passphrase else None,
+        )
+        await _verify(ctx, body, credentials)
+        sealed, key_version = box.seal(credentials)
+        hint = mask(credentials.api_key)
+    async with ctx.tx(who.user_id) as conn:
+        row = await repo.insert_connection(
+            conn,
+            user_id=who.user_id,
+            exchange_id=body.exchange_id,
+            label=body.label or (f"Paper ({body.paper_account})" if body.exchange_id == PAPER else body.exchange_id),
+            credentials_enc=sealed,
+            key_version=key_version,
+            api_key_hint=hint,
+            api_url=body.api_url,
+            sandbox=body.sandbox,
+            paper_account=body.paper_account,
+        )
+    return ConnectionEnvelope(connection=ConnectionOut.model_validate(row))
+
+
+@router.delete(
+    "/{connection_id}", status_code=204, response_class=Response, responses={409: {"model": ErrorBody}}
+)
+async def delete_connection(
+    connection_id: UUID, who: Principal = Depends(current_principal), ctx: ApiContext = Depends(get_context)
+) -> Response:
+    async with ctx.tx(who.user_id) as conn:
+        if await repo.get_connection(conn, connection_id) is None:
+            raise HTTPException(404, f"connection {connection_id} not found")
+        if await repo.connection_in_use(conn, connection_id):
+            raise HTTPException(409, "portfolios still use this connection: move or delete them first")
+        await repo.delete_connection(conn, connection_id)
+    return Response(status_code=204)
