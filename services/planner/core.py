@@ -22,7 +22,7 @@ from contracts.v1.strategy import (
     Side,
     Strategy,
 )
-from services.planner.funding import fund_buys, limit_orders
+from services.planner.funding import fund_buys, limit_orders, spend_change
 from services.planner.legs import Leg, MarketIndex, fit_leg, money, quantity
 from services.planner.routing import route_direct
 from services.planner.targets import desired_values
@@ -33,6 +33,9 @@ Decision = Literal["rebalance", "skip"]
 # Fee estimation converges geometrically (ratio ~ the fee rate); two or three rounds suffice.
 _FEE_ROUNDS = 4
 _WEIGHT_PLACES = Decimal("0.0001")
+_EDGE_TOLERANCE = Decimal("1e-6")
+# Differences this small, relative to the managed value, are rounding, not trades.
+_NOISE = Decimal("1e-9")
 _VALUE_PLACES = Decimal("1e-8")
 
 
@@ -75,7 +78,9 @@ def plan_rebalance(
     drift = _drift_rows(valuation)
     current_weights = {row.asset: row.current_weight for row in drift}
     deviations = {a: p.value - p.target * managed for a, p in positions.items()}
-    out_of_band = [a for a, p in positions.items() if abs(deviations[a]) > p.band]
+    # A deviation within rounding of the band's edge (fee estimates, Decimal precision) is not drift.
+    tolerance = managed * _EDGE_TOLERANCE
+    out_of_band = [a for a, p in positions.items() if abs(deviations[a]) > p.band + tolerance]
     must_trigger = scheduled and not strategy.always_rebalance
     if must_trigger and not out_of_band:
         return Plan(
@@ -101,9 +106,7 @@ def plan_rebalance(
             expected_weights=current_weights,
         )
     if must_trigger and not fixed:
-        stuck = ", ".join(
-            _describe_drift(strategy, positions[a], deviations[a], managed) for a in out_of_band
-        )
+        stuck = ", ".join(_describe_drift(strategy, positions[a], deviations[a], managed) for a in out_of_band)
         return Plan(
             "skip",
             f"no out-of-band asset can be traded ({stuck}); see the left-out legs",
@@ -132,15 +135,15 @@ def plan_rebalance(
     )
 
 
-def _plan_trades(
-    strategy: Strategy, positions: dict[str, Position], managed: Decimal, index: MarketIndex
-) -> _Trades:
+def _plan_trades(strategy: Strategy, positions: dict[str, Position], managed: Decimal, index: MarketIndex) -> _Trades:
     """Trades that land on the mode's goal after paying their own fees (a fixed point in the fees)."""
     fees = ZERO
     trades = _Trades([], [], ZERO)
     for _ in range(_FEE_ROUNDS):
-        desired = desired_values(strategy.mode, positions, strategy.quote_currency, managed - fees)
-        trades = _trades_towards(desired, strategy, positions, index)
+        desired = desired_values(
+            strategy.mode, strategy.threshold_kind, positions, strategy.quote_currency, managed - fees
+        )
+        trades = _trades_towards(desired, strategy, positions, index, managed - fees)
         if abs(trades.fees - fees) <= managed * Decimal("1e-12"):
             break
         fees = trades.fees
@@ -148,9 +151,15 @@ def _plan_trades(
 
 
 def _trades_towards(
-    desired: dict[str, Decimal], strategy: Strategy, positions: dict[str, Position], index: MarketIndex
+    desired: dict[str, Decimal],
+    strategy: Strategy,
+    positions: dict[str, Position],
+    index: MarketIndex,
+    investable: Decimal,
 ) -> _Trades:
+    """Legs from the current values to ``desired``, with the idle change spent."""
     quote, order_type = strategy.quote_currency, strategy.order_type
+    noise = investable * _NOISE  # differences this small are rounding, not trades
     sells: dict[str, Decimal] = {}  # base amounts
     buys: dict[str, Decimal] = {}  # values in the quote
     left_out: list[LeftOutLeg] = []
@@ -178,21 +187,19 @@ def _trades_towards(
         elif delta > 0:
             buys[asset] = delta
 
-    legs = route_direct(sells, buys, positions, index, quote, order_type)
+    legs = route_direct(sells, buys, positions, index, quote, order_type, noise)
     sides: tuple[tuple[Side, dict[str, Decimal]], ...] = (("sell", sells), ("buy", buys))
     for side, wanted_by_asset in sides:
         for asset, wanted in wanted_by_asset.items():
-            if wanted <= 0:
-                continue
             pos = positions[asset]
+            if (wanted * pos.price if side == "sell" else wanted) <= noise:
+                continue
             amount = wanted if side == "sell" else wanted / pos.price
             value = amount * pos.price
             market = index.get(asset, quote)
             if market is None:
                 reason = f"{asset} {side} of {money(value)} {quote}: no {asset}/{quote} market"
-                left_out.append(
-                    LeftOutLeg.model_construct(asset=asset, side=side, value=value, reason=reason)
-                )
+                left_out.append(LeftOutLeg.model_construct(asset=asset, side=side, value=value, reason=reason))
                 continue
             leg = fit_leg(market, side, amount, pos.price, pos.price, order_type, quote)
             if isinstance(leg, str):
@@ -214,12 +221,24 @@ def _trades_towards(
         )
     legs, unfunded = fund_buys(legs, spendable, quote, order_type)
     left_out += unfunded
+    _spend_idle_change(legs, desired, positions, quote, investable)
     return _Trades(legs, left_out, sum((leg.fee for leg in legs), ZERO))
 
 
-def _fixed_assets(
-    legs: list[Leg], quote: str, out_of_band: list[str], deviations: dict[str, Decimal]
-) -> list[str]:
+def _spend_idle_change(
+    legs: list[Leg], desired: dict[str, Decimal], positions: dict[str, Position], quote: str, investable: Decimal
+) -> None:
+    """Cash left above the quote's goal by truncated amounts goes to the planned buys, up to target."""
+    proceeds = sum((leg.value * (ONE - leg.fee_rate) for leg in legs if leg.bought == quote), ZERO)
+    costs = sum((leg.value * (ONE + leg.fee_rate) for leg in legs if leg.sold == quote), ZERO)
+    cash_goal = investable - sum(desired.values(), ZERO)
+    change = min(positions[quote].value + proceeds - costs - cash_goal, positions[quote].free + proceeds - costs)
+    if change > 0:
+        rooms = {a: positions[a].target * investable - positions[a].value for a in desired}
+        spend_change(legs, change, rooms, quote)
+
+
+def _fixed_assets(legs: list[Leg], quote: str, out_of_band: list[str], deviations: dict[str, Decimal]) -> list[str]:
     """The out-of-band assets that the legs trade. Cash counts when legs spend a surplus or refill a gap."""
     moved = {leg.sold for leg in legs} | {leg.bought for leg in legs}
     fixed = [a for a in out_of_band if a != quote and a in moved]
@@ -294,9 +313,7 @@ def _describe_drift(strategy: Strategy, pos: Position, deviation: Decimal, manag
     band_pp = pos.band / managed * HUNDRED
     if strategy.threshold_kind == "value":
         side = "above" if deviation > 0 else "below"
-        return (
-            f"{pos.asset} is {money(abs(deviation))} {quote} {side} target, beyond {describe_band(strategy)}"
-        )
+        return f"{pos.asset} is {money(abs(deviation))} {quote} {side} target, beyond {describe_band(strategy)}"
     if strategy.threshold_kind == "relative":
         return (
             f"{pos.asset} drift {drift_pp:+.2f} pp beyond ±{band_pp:.2f} pp "

@@ -2,7 +2,7 @@
 
 Buys through the quote are paid from the spendable quote plus what the sells bring in after their
 fees, with each buy's own fee on top. When that falls short, every buy is scaled down by the same
-factor, buys that become too small are dropped, and spare change is handed back step by step.
+factor, buys that become too small are dropped, and the change is handed back step by step.
 """
 
 from __future__ import annotations
@@ -55,9 +55,7 @@ def fund_buys(
     buys = [leg for leg in legs if leg.sold == quote]
     if not buys:
         return legs, []
-    available = spendable + sum(
-        (leg.value * (ONE - leg.fee_rate) for leg in legs if leg.bought == quote), ZERO
-    )
+    available = spendable + sum((leg.value * (ONE - leg.fee_rate) for leg in legs if leg.bought == quote), ZERO)
     if sum((_cost(leg) for leg in buys), ZERO) <= available:
         return legs, []
 
@@ -65,13 +63,11 @@ def fund_buys(
     active = buys
     while True:
         wanted_cost = sum((leg.wanted_amount * leg.base_price * (ONE + leg.fee_rate) for leg in active), ZERO)
-        scale = available / wanted_cost if wanted_cost > 0 else ZERO
+        scale = min(available / wanted_cost, ONE) if wanted_cost > 0 else ZERO
         fitted: list[Leg] = []
         dropped: list[tuple[Leg, str]] = []
         for leg in active:
-            scaled = fit_leg(
-                leg.market, "buy", leg.wanted_amount * scale, leg.price, leg.base_price, order_type, quote
-            )
+            scaled = fit_leg(leg.market, "buy", leg.wanted_amount * scale, leg.price, leg.base_price, order_type, quote)
             if isinstance(scaled, str):
                 dropped.append((leg, scaled))
             else:
@@ -90,7 +86,8 @@ def fund_buys(
             break
         active = fitted
 
-    _hand_back_change(fitted, available - sum((_cost(leg) for leg in fitted), ZERO))
+    wanted_values = {leg.bought: leg.wanted_amount * leg.base_price for leg in fitted}
+    spend_change(fitted, available - sum((_cost(leg) for leg in fitted), ZERO), wanted_values, quote)
     for leg in fitted:
         # Report a shortfall only when it could have been an order of its own; smaller remainders
         # (the sells' truncation to their steps) are not drift that any plan could fix.
@@ -117,15 +114,27 @@ def _cost(leg: Leg) -> Decimal:
     return leg.value * (ONE + leg.fee_rate)
 
 
-def _hand_back_change(legs: list[Leg], change: Decimal) -> None:
-    """Spend what truncation to the amount steps left over, a whole step at a time."""
-    for leg in sorted(legs, key=lambda leg: leg.amount * leg.base_price - leg.wanted_amount * leg.base_price):
-        step = leg.market.amount_step
-        if not step or change <= 0:
+def spend_change(legs: list[Leg], change: Decimal, rooms: dict[str, Decimal], quote: str) -> None:
+    """Spend cash that truncation to the amount steps left idle on the buys already planned.
+
+    ``rooms`` caps, per asset, the value a buy may still add (up to its target), so the change
+    never pushes an asset past its goal; whole steps only, largest room first.
+    """
+    buys = [leg for leg in legs if leg.sold == quote]
+    for leg in sorted(buys, key=lambda leg: -(rooms.get(leg.bought, ZERO) - leg.value)):
+        if change <= 0:
+            return
+        room = rooms.get(leg.bought, ZERO) - leg.value
+        if room <= 0:
             continue
-        step_cost = step * leg.base_price * (ONE + leg.fee_rate)
-        steps = min((leg.wanted_amount - leg.amount) // step, change // step_cost)
-        if steps > 0:
-            leg.amount += steps * step
+        step = leg.market.amount_step
+        unit_cost = leg.base_price * (ONE + leg.fee_rate)
+        if step:
+            steps = min(room // (step * leg.base_price), change // (step * unit_cost))
+            extra = steps * step
+        else:
+            extra = min(room / leg.base_price, change / unit_cost)
+        if extra > 0:
+            leg.amount += extra
             leg.value = leg.amount * leg.base_price
-            change -= steps * step_cost
+            change -= extra * unit_cost

@@ -95,9 +95,7 @@ def fit_leg(
     value = amount * base_price
     base = market.base
     sold, bought = (base, market.quote) if side == "sell" else (market.quote, base)
-    what = (
-        f"{base} {side}" if portfolio_quote == market.quote else f"{sold}→{bought} ({market.symbol} {side})"
-    )
+    what = f"{base} {side}" if portfolio_quote == market.quote else f"{sold}→{bought} ({market.symbol} {side})"
     wanted = f"{what} of {money(wanted_amount * base_price)} {portfolio_quote}"
     if amount <= 0:
         if step:

@@ -24,6 +24,7 @@ def route_direct(
     index: MarketIndex,
     quote: str,
     order_type: OrderType,
+    noise: Decimal,
 ) -> list[Leg]:
     """Direct legs between assets to sell and assets to buy, best fee saving first.
 
@@ -31,6 +32,10 @@ def route_direct(
     reduced by what the direct legs cover.
     """
     candidates: list[tuple[Decimal, str, str, str, MarketRule]] = []
+    for asset in [a for a, amount in sells.items() if amount * positions[a].price <= noise]:
+        del sells[asset]
+    for asset in [a for a, value in buys.items() if value <= noise]:
+        del buys[asset]
     for sold in sells:
         for market in index.between(sold):
             bought = market.quote if market.base == sold else market.base
@@ -46,9 +51,9 @@ def route_direct(
     legs: list[Leg] = []
     for _, _, sold, bought, market in candidates:
         amount_sold, value_bought = sells[sold], buys[bought]
-        if amount_sold <= 0 or value_bought <= 0:
-            continue
         sold_price, bought_price = positions[sold].price, positions[bought].price
+        if amount_sold * sold_price <= noise or value_bought <= noise:
+            continue
         fee = fee_rate(market, order_type)
         if market.base == sold:  # sell the overweight asset for the underweight one
             wanted = min(amount_sold, value_bought / (ONE - fee) / sold_price)

@@ -8,18 +8,25 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from contracts.v1.strategy import RebalanceMode
-from services.planner.valuation import ZERO, Position
+from contracts.v1.strategy import RebalanceMode, ThresholdKind
+from services.planner.valuation import ONE, ZERO, Position
 
 
 def desired_values(
-    mode: RebalanceMode, positions: dict[str, Position], quote: str, investable: Decimal
+    mode: RebalanceMode,
+    kind: ThresholdKind,
+    positions: dict[str, Position],
+    quote: str,
+    investable: Decimal,
 ) -> dict[str, Decimal]:
     """The value every asset but the quote should hold after the rebalance."""
     targets = {a: p.target * investable for a, p in positions.items()}
     if mode == "target":
         return {a: (targets[a] if p.in_targets else ZERO) for a, p in positions.items() if a != quote}
 
+    # Bands proportional to the portfolio shrink with the fees, as they will after the trades.
+    managed = sum((p.value for p in positions.values()), ZERO)
+    shrink = investable / managed if kind != "value" and managed > 0 else ONE
     desired: dict[str, Decimal] = {}
     for asset, pos in positions.items():
         if asset == quote:
@@ -28,15 +35,16 @@ def desired_values(
             desired[asset] = ZERO
             continue
         target = targets[asset]
-        desired[asset] = min(max(pos.value, target - pos.band, ZERO), target + pos.band)
+        band = pos.band * shrink
+        desired[asset] = min(max(pos.value, target - band, ZERO), target + band)
 
     # The quote takes what the others leave. Proceeds stay in cash only within the quote's own band,
     # and only when cash is one of the targets; otherwise they are reinvested.
     cash = investable - sum(desired.values(), ZERO)
     q = positions[quote]
     target_q = targets[quote]
-    high = target_q + q.band if q.target > 0 else target_q
-    low = max(target_q - q.band, ZERO)
+    high = target_q + q.band * shrink if q.target > 0 else target_q
+    low = max(target_q - q.band * shrink, ZERO)
     if cash > high:
         _move_towards_target(desired, targets, positions, cash - high, up=True)
     elif cash < low:

@@ -37,9 +37,7 @@ class Valuation:
     problem: str | None = None  # why no plan can be made at all
 
 
-def value_portfolio(
-    strategy: Strategy, holdings: Sequence[Holding], prices: Mapping[str, Decimal]
-) -> Valuation:
+def value_portfolio(strategy: Strategy, holdings: Sequence[Holding], prices: Mapping[str, Decimal]) -> Valuation:
     quote = strategy.quote_currency
     weight_sum = sum(strategy.target_weights.values(), ZERO)
     if weight_sum <= 0:
@@ -80,8 +78,7 @@ def value_portfolio(
             {},
             ZERO,
             tuple(unpriced),
-            f"nothing to manage: the portfolio is not worth more than the "
-            f"cash reserve of {reserve:.2f} {quote}",
+            f"nothing to manage: the portfolio is not worth more than the cash reserve of {reserve:.2f} {quote}",
         )
     positions: dict[str, Position] = {}
     for asset, price, total, free in raw:

@@ -44,12 +44,13 @@ def prices(values: Mapping[str, str | int]) -> dict[str, Decimal]:
     return {a: D(str(p)) for a, p in values.items()}
 
 
-def apply_plan(plan: Plan, start: Mapping[str, Decimal]) -> dict[str, Decimal]:
+def apply_plan(plan: Plan, start: Mapping[str, Decimal], markets: Iterable[MarketRule]) -> dict[str, Decimal]:
     """Fill every order at its planned price, fees paid in what the order gives up (a conservative
     model: the exchange may take a buy's fee from the asset received instead)."""
+    fees = {m.symbol: m.taker_fee for m in markets}
     balances = dict(start)
     for order in plan.orders:
-        rate = order.fee / order.value if order.value else D(0)
+        rate = fees[order.symbol]
         cost = order.amount * order.price
         if order.side == "sell":
             balances[order.base] = balances.get(order.base, D(0)) - order.amount

@@ -1,0 +1,215 @@
+"""Property-based tests of the planner over random portfolios, prices, market rules and strategies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contracts.v1.strategy import Holding, MarketRule, Strategy
+from services.planner.core import Plan, plan_rebalance
+from services.planner.legs import MIN_SAFETY
+from tests.unit.planner.helpers import apply_plan, as_holdings, strategy
+
+D = Decimal
+QUOTE = "USD"
+POOL = ["BTC", "ETH", "SOL", "ADA", "DOT", "USDC"]
+
+
+@dataclass
+class Case:
+    strategy: Strategy
+    holdings: list[Holding]
+    prices: dict[str, Decimal]
+    markets: list[MarketRule]
+
+    @property
+    def balances(self) -> dict[str, Decimal]:
+        return {h.asset: h.total for h in self.holdings}
+
+    def plan(self, scheduled: bool = True) -> Plan:
+        return plan_rebalance(self.strategy, self.holdings, self.prices, self.markets, scheduled=scheduled)
+
+
+def decimals(low: str, high: str, places: int) -> st.SearchStrategy[Decimal]:
+    return st.decimals(D(low), D(high), places=places, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def market_rules(draw: st.DrawFn, base: str, quote: str) -> MarketRule:
+    return MarketRule(
+        symbol=f"{base}/{quote}",
+        base=base,
+        quote=quote,
+        min_amount=draw(st.sampled_from([None, D("0.0001"), D("0.01"), D("1")])),
+        min_cost=draw(st.sampled_from([None, D("1"), D("10")])) if quote == QUOTE else None,
+        amount_step=draw(st.sampled_from([None, D("0.00000001"), D("0.001"), D("0.1"), D("1")])),
+        taker_fee=draw(st.sampled_from([D("0"), D("0.001"), D("0.0026")])),
+        maker_fee=D("0.001"),
+    )
+
+
+@st.composite
+def cases(draw: st.DrawFn, *, max_orders: bool = True) -> Case:
+    assets = draw(st.lists(st.sampled_from(POOL), min_size=1, max_size=5, unique=True))
+    target_assets = draw(st.lists(st.sampled_from([*assets, QUOTE]), min_size=1, max_size=4, unique=True))
+    raw = [draw(st.integers(1, 100)) for _ in target_assets]
+    weights = {a: D(w) * 100 / sum(raw) for a, w in zip(target_assets, raw, strict=True)}
+    prices = {a: draw(decimals("0.05", "80000", 4)) for a in assets}
+    held = {a: draw(st.one_of(st.just(D(0)), decimals("0", "20000", 2))) / prices[a] for a in assets}
+    held[QUOTE] = draw(st.one_of(st.just(D(0)), decimals("0", "20000", 2)))
+    markets = [draw(market_rules(a, QUOTE)) for a in assets if draw(st.integers(0, 9)) > 0]
+    if len(assets) > 1:
+        for _ in range(draw(st.integers(0, 3))):
+            base, quote = draw(st.permutations(assets))[:2]
+            if all(m.symbol != f"{base}/{quote}" and m.symbol != f"{quote}/{base}" for m in markets):
+                markets.append(draw(market_rules(base, quote)))
+    kind = draw(st.sampled_from(["absolute", "relative", "value"]))
+    threshold = {
+        "absolute": draw(decimals("0.5", "10", 1)),
+        "relative": draw(decimals("5", "50", 0)),
+        "value": draw(decimals("5", "500", 0)),
+    }[kind]
+    strat = strategy(
+        weights,
+        threshold=threshold,
+        threshold_kind=kind,
+        mode=draw(st.sampled_from(["target", "band"])),
+        max_orders=draw(st.sampled_from([None, None, 1, 2, 3])) if max_orders else None,
+        cash_reserve=draw(st.sampled_from([D(0), D(0), D(50)])),
+    )
+    holdings = [Holding(asset=a, free=q, total=q) for a, q in held.items()]
+    return Case(strat, holdings, prices, markets)
+
+
+def price_of(case: Case, asset: str) -> Decimal:
+    return D(1) if asset == QUOTE else case.prices[asset]
+
+
+def managed_values(case: Case, balances: dict[str, Decimal]) -> dict[str, Decimal]:
+    values = {a: q * price_of(case, a) for a, q in balances.items()}
+    values[QUOTE] = values.get(QUOTE, D(0)) - case.strategy.cash_reserve
+    return values
+
+
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(cases())
+def test_every_order_obeys_its_market(case: Case) -> None:
+    plan = case.plan(scheduled=False)
+    rules = {m.symbol: m for m in case.markets}
+    for number, order in enumerate(plan.orders):
+        assert order.leg == number
+        market = rules[order.symbol]
+        assert (order.base, order.quote) == (market.base, market.quote)
+        assert order.amount > 0
+        if market.amount_step:
+            assert order.amount % market.amount_step == 0
+        if market.min_amount:
+            assert order.amount >= market.min_amount * MIN_SAFETY
+        if market.min_cost:
+            assert order.amount * order.price >= market.min_cost * MIN_SAFETY
+    sides = [o.side for o in plan.orders if QUOTE in (o.base, o.quote)]
+    assert sides == sorted(sides, key=lambda s: s == "buy"), "quote-funded sells come before buys"
+    if case.strategy.max_orders is not None:
+        assert len(plan.orders) <= case.strategy.max_orders
+
+
+@FAST
+@given(cases())
+def test_no_balance_goes_negative_and_the_reserve_is_kept(case: Case) -> None:
+    plan = case.plan(scheduled=False)
+    after = apply_plan(plan, case.balances, case.markets)
+    tolerance = D("1e-12") * (1 + plan.portfolio_value)
+    for asset, amount in after.items():
+        assert amount * price_of(case, asset) >= -tolerance, (asset, amount)
+    reserve = min(case.balances.get(QUOTE, D(0)), case.strategy.cash_reserve)
+    assert after.get(QUOTE, D(0)) >= reserve - tolerance
+
+
+@FAST
+@given(cases())
+def test_turnover_is_at_most_the_minimal_turnover(case: Case) -> None:
+    plan = case.plan(scheduled=False)
+    if plan.decision == "skip":
+        return
+    before = managed_values(case, case.balances)
+    after = managed_values(case, apply_plan(plan, case.balances, case.markets))
+    total = plan.portfolio_value
+    weights = {a: w / 100 for a, w in case.strategy.target_weights.items()}
+    managed = [a for a in before if a in weights or a == QUOTE or a not in case.strategy.leave_alone]
+    minimal = sum(abs(before[a] - weights.get(a, D(0)) * total) for a in managed) / 2
+    moved = sum(abs(after.get(a, D(0)) - before[a]) for a in managed) / 2
+    assert moved <= minimal + plan.estimated_fees + D("1e-9") * total
+    bought = {o.base if o.side == "buy" else o.quote for o in plan.orders}
+    sold = {o.base if o.side == "sell" else o.quote for o in plan.orders}
+    assert not (bought & sold) - {QUOTE}, "never sell and buy back the same asset"
+    assert plan.turnover == sum(o.value for o in plan.orders) or abs(
+        plan.turnover - sum(o.value for o in plan.orders)
+    ) <= D("1e-8") * len(plan.orders)
+
+
+@FAST
+@given(cases())
+def test_direct_pairs_never_cost_more_than_the_quote_route(case: Case) -> None:
+    plan = case.plan(scheduled=False)
+    rules = {(m.base, m.quote): m for m in case.markets}
+    for order in plan.orders:
+        if QUOTE in (order.base, order.quote):
+            continue
+        via = [rules.get((order.base, QUOTE)), rules.get((order.quote, QUOTE))]
+        if via[0] is not None and via[1] is not None:
+            direct = rules[(order.base, order.quote)].taker_fee
+            assert direct < via[0].taker_fee + via[1].taker_fee
+
+
+def minimum_tradable_value(case: Case, asset: str) -> Decimal:
+    """The smallest value an order on ASSET/QUOTE may have, or infinity without such a market."""
+    market = next((m for m in case.markets if (m.base, m.quote) == (asset, QUOTE)), None)
+    if market is None:
+        return D("Infinity")
+    price = price_of(case, asset)
+    floors = [D(0)]
+    if market.min_cost:
+        floors.append(market.min_cost * MIN_SAFETY)
+    if market.min_amount:
+        floors.append(market.min_amount * MIN_SAFETY * price)
+    if market.amount_step:
+        floors.append(market.amount_step * price)
+    return max(floors)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(max_orders=False))
+def test_after_a_plan_every_asset_is_in_band_or_the_plan_says_why_and_a_new_plan_skips(case: Case) -> None:
+    plan = case.plan(scheduled=False)
+    after_balances = apply_plan(plan, case.balances, case.markets)
+    after = managed_values(case, after_balances)
+    replan = plan_rebalance(case.strategy, as_holdings(after_balances), case.prices, case.markets)
+    assert replan.decision == "skip", (replan.reason, plan.reason, replan.orders)
+    if plan.decision == "skip":
+        return
+    total = sum(after.values())
+    reported = {leg.asset for leg in plan.left_out}
+    weights = {a: w / 100 for a, w in case.strategy.target_weights.items()}
+    for asset, value in after.items():
+        if asset in case.strategy.leave_alone or asset == QUOTE:
+            continue
+        weight = weights.get(asset, D(0))
+        band = (
+            {
+                "absolute": case.strategy.threshold / 100 * total,
+                "relative": case.strategy.threshold / 100 * weight * total,
+                "value": case.strategy.threshold,
+            }[case.strategy.threshold_kind]
+            if asset in weights
+            else D(0)
+        )
+        deviation = abs(value - weight * total)
+        if deviation > band * D("1.0001") + D("1e-9") * total:
+            residual_tradable = deviation >= minimum_tradable_value(case, asset) * D("0.999")
+            assert asset in reported or not residual_tradable, (asset, deviation, band, plan.left_out)
