@@ -509,3 +509,20 @@ asyncio.run(main())
     assert process.returncode == 0, err.decode()
     assert out.decode().split("\n")[:3] == ["1 ok", "2 unknown", "3 ok"]
     assert await count_orders(box.pool, box.account) == 3  # the dropped answer's order executed too
+
+
+async def test_a_stale_resting_plan_is_replanned_even_when_its_lock_would_not_fit(box: Sandbox) -> None:
+    """Funds cover the taker fill at the new price but not the stale plan's lock at the limit."""
+    await fund_account(box.pool, box.account, {"USD": D("9500")})
+    exchange = box.exchange()
+    stale_quote = await exchange._read_market(box.symbol)
+    assert stale_quote is not None
+    request = order(box.symbol, "buy", "0.2", "stale-2", price="49000")
+    stale_plan = plan_order(stale_quote, request)
+    assert stale_plan.lock == D("9815.68")
+    await set_price(box.pool, box.symbol, D("45000"))
+
+    assert await exchange._place(request, stale_plan) is None
+    await exchange._explain_refusal(request, stale_plan)  # says "try again", not "insufficient"
+    result = await exchange.create_order(request)
+    assert (result.status, result.cost, result.fee) == ("closed", D("9000"), D("23.4"))

@@ -27,6 +27,7 @@ from services.common.exchanges.paper_rules import (
     OrderPlan,
     PaperMarket,
     PaperOrderRejected,
+    crosses,
     plan_order,
     validate_order,
 )
@@ -253,13 +254,17 @@ class PaperExchange:
             row = await self._pool.fetchrow(
                 """SELECT (SELECT free FROM paper_balances WHERE account = $1 AND asset = $2) AS free,
                           EXISTS (SELECT 1 FROM paper_orders WHERE account = $1
-                                  AND client_order_id = $3 AND status = 'open') AS duplicate""",
-                self.account, plan.debit_asset, request.client_order_id,
+                                  AND client_order_id = $3 AND status = 'open') AS duplicate,
+                          (SELECT price FROM paper_markets WHERE symbol = $4) AS price""",
+                self.account, plan.debit_asset, request.client_order_id, request.symbol,
             )
         except _CONNECTION_ERRORS as error:
             raise RetryLater(f"paper exchange unreachable: {error!r}") from error
         if row["duplicate"]:
             raise _duplicate_client_id(request)
+        if plan.status == "open" and request.price is not None and row["price"] is not None \
+                and crosses(request.side, request.price, row["price"]):
+            return  # the price moved through the limit: re-plan as an immediate fill
         free = row["free"] if row["free"] is not None else Decimal(0)
         if free < plan.debit:
             raise PaperOrderRejected(
