@@ -47,7 +47,8 @@ async def test_full_session_at_debug_logs_no_credentials(exchange_id: str):
             await exchange.load_markets()
             await exchange.fetch_balance()
             await exchange.fetch_prices()
-            for leg, side in enumerate(("sell", "buy")):
+            sides: tuple[port.Side, ...] = ("sell", "buy")
+            for leg, side in enumerate(sides):
                 cid = client_order_id_for(exchange_id, str(uuid.uuid4()), leg)
                 result = await exchange.create_order(
                     port.OrderRequest(session.symbol("ETH"), side, Decimal("0.5"), cid)
