@@ -1,8 +1,13 @@
-"""Portfolio operations shared by the seed's routes and the v1 routes."""
+"""Portfolio operations shared by the seed's routes and the v1 routes.
+
+``next_rebalance_at`` is the scheduler's: a new portfolio is stored with it NULL ("to be
+scheduled") and the scheduler computes the first due time from the schedule; an edit of the
+interval, cron or time zone sets it NULL again through migration 003's trigger. The API never
+picks due times itself, so there is one rule for them, in the scheduler.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -11,7 +16,6 @@ from fastapi import HTTPException
 
 from contracts.envelope import new_id
 from contracts.v1.messages import RebalanceRequested, SchedulerControl
-from services.api import schedule
 from services.api.auth import Principal
 from services.api.context import ApiContext
 from services.api.errors import invalid
@@ -30,10 +34,6 @@ def _changes(body: PortfolioFields) -> dict[str, Any]:
     return {k: v for k, v in body.model_dump(exclude_unset=True).items() if k != "id"}
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 async def create_portfolio(ctx: ApiContext, who: Principal, body: PortfolioCreate) -> dict[str, Any]:
     change = apply_changes(DEFAULTS, _changes(body))
     problems = list(change.problems)
@@ -47,8 +47,7 @@ async def create_portfolio(ctx: ApiContext, who: Principal, body: PortfolioCreat
         if problems:
             raise invalid(problems)
         values = {**change.values, "connection_id": connection_id}
-        due = schedule.first_due_at(values["rebalance_interval"], values["cron"], values["timezone"], _now())
-        return await repo.insert_portfolio(conn, who.user_id, values, due)
+        return await repo.insert_portfolio(conn, who.user_id, values)
 
 
 async def update_portfolio(
@@ -67,13 +66,7 @@ async def update_portfolio(
             problems.append(("connectionId", "no such exchange connection"))
         if problems:
             raise invalid(problems)
-        values = change.values
-        due = (
-            schedule.first_due_at(values["rebalance_interval"], values["cron"], values["timezone"], _now())
-            if change.schedule_changed
-            else None
-        )
-        updated = await repo.update_portfolio(conn, portfolio_id, values, due)
+        updated = await repo.update_portfolio(conn, portfolio_id, change.values)
         if updated is None:
             raise _not_found(portfolio_id)
         return updated

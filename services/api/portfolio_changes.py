@@ -1,8 +1,7 @@
 """What a create or update does to a portfolio's columns (pure).
 
 Field-level checks already ran in the request model; this merges the change into the current
-values, applies the rules that span fields, and says whether the schedule changed (then the API
-sets a fresh ``next_rebalance_at``, see ``schedule.py``).
+values and applies the rules that span fields.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -60,18 +59,16 @@ def _params(values: dict[str, Any]) -> list[Any]:
     return params
 
 
-async def insert_portfolio(
-    conn: asyncpg.Connection, user_id: UUID, values: dict[str, Any], next_rebalance_at: datetime
-) -> dict[str, Any]:
+async def insert_portfolio(conn: asyncpg.Connection, user_id: UUID, values: dict[str, Any]) -> dict[str, Any]:
+    """Stored with ``next_rebalance_at`` NULL: the scheduler computes the first due time."""
     columns = ", ".join(_WRITABLE)
     placeholders = ", ".join(
-        f"${i}::jsonb" if c == "target_weights" else f"${i}" for i, c in enumerate(_WRITABLE, start=3)
+        f"${i}::jsonb" if c == "target_weights" else f"${i}" for i, c in enumerate(_WRITABLE, start=2)
     )
     row = await conn.fetchrow(
-        f"INSERT INTO portfolios (user_id, next_rebalance_at, {columns}) VALUES ($1, $2, {placeholders})"
+        f"INSERT INTO portfolios (user_id, next_rebalance_at, {columns}) VALUES ($1, NULL, {placeholders})"
         f" RETURNING {_COLUMNS}",
         user_id,
-        next_rebalance_at,
         *_params(values),
     )
     assert row is not None
@@ -82,18 +79,15 @@ async def update_portfolio(
     conn: asyncpg.Connection,
     portfolio_id: UUID,
     values: dict[str, Any],
-    next_rebalance_at: datetime | None,
 ) -> dict[str, Any] | None:
     assignments = ", ".join(
         f"{c} = ${i}::jsonb" if c == "target_weights" else f"{c} = ${i}"
-        for i, c in enumerate(_WRITABLE, start=3)
+        for i, c in enumerate(_WRITABLE, start=2)
     )
     row = await conn.fetchrow(
-        f"UPDATE portfolios SET {assignments}, updated_at = now(),"
-        " next_rebalance_at = COALESCE($2, next_rebalance_at)"
+        f"UPDATE portfolios SET {assignments}, updated_at = now()"
         f" WHERE id = $1 RETURNING {_COLUMNS}",
         portfolio_id,
-        next_rebalance_at,
         *_params(values),
     )
     return row_dict(row) if row else None

@@ -29,8 +29,12 @@ from services.api.schemas import (
 )
 
 router = APIRouter(prefix="/api", tags=["seed contract"], responses=ERROR_RESPONSES)
-_CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorBody, "description": "a rebalance is in progress"}}
-_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorBody, "description": "the message bus is unavailable"}}
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "a rebalance is in progress"}
+}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "the message bus is unavailable"}
+}
 
 
 def _one(row: dict[str, Any]) -> PortfolioEnvelope:

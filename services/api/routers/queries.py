@@ -24,10 +24,10 @@ def history_filters(
     side: Literal["buy", "sell"] | None = Query(None),
     asset: str | None = Query(None, max_length=16, pattern=r"^[A-Za-z0-9.\-]{1,16}$"),
     event_type: str | None = Query(None, alias="eventType", max_length=64),
-    portfolio_id: UUID | None = Query(None, alias="portfolioId"),
+    portfolio_filter: UUID | None = Query(None, alias="portfolioId"),
 ) -> Filters:
     return Filters(
-        portfolio_id=portfolio_id,
+        portfolio_id=portfolio_filter,
         date_from=date_from,
         date_to=date_to,
         success=success,

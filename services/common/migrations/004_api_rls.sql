@@ -67,8 +67,9 @@ GRANT INSERT (user_id, exchange_id, label, credentials_enc, key_version, api_key
 GRANT UPDATE (label, updated_at) ON exchange_connections TO rebalancer_api;
 GRANT DELETE ON exchange_connections TO rebalancer_api;
 
--- The scheduler's claim columns (last_rebalanced_at, active_run_id, lease_expires_at) are not
--- writable by the api; next_rebalance_at is, for a new or rescheduled portfolio.
+-- Schedule state (next/last_rebalanced_at, active_run_*, lease_expires_at) is the scheduler's: the
+-- api inserts next_rebalance_at as NULL ("to be scheduled") and never updates it (a schedule edit
+-- resets it through migration 003's trigger).
 GRANT SELECT, DELETE ON portfolios TO rebalancer_api;
 GRANT INSERT (user_id, connection_id, name, target_weights, quote_currency, rebalance_enabled,
               rebalance_interval, cron, timezone, rebalance_threshold, threshold_kind, rebalance_mode,
@@ -77,7 +78,7 @@ GRANT INSERT (user_id, connection_id, name, target_weights, quote_currency, reba
 GRANT UPDATE (connection_id, name, target_weights, quote_currency, rebalance_enabled,
               rebalance_interval, cron, timezone, rebalance_threshold, threshold_kind, rebalance_mode,
               always_rebalance, max_orders_per_rebalance, dry_run, leave_alone, cash_reserve,
-              order_type, limit_timeout_seconds, next_rebalance_at, updated_at)
+              order_type, limit_timeout_seconds, updated_at)
     ON portfolios TO rebalancer_api;
 
 -- History is the ledger's: read-only for the api.
