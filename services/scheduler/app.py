@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from dataclasses import dataclass
@@ -12,9 +13,10 @@ from contracts.v1.messages import RebalanceCompleted, RebalanceRequested, Schedu
 from services.common.bus import Incoming
 from services.common.runtime import Runtime
 from services.scheduler.clock import Clock, SystemClock
-from services.scheduler.context import SchedulerContext
+from services.scheduler.context import PRODUCER, SchedulerContext
 from services.scheduler.handlers import handle_completions, handle_control, handle_requests
 from services.scheduler.loop import CheckLoop
+from services.scheduler.outbox import LockedOutboxRelay
 from services.scheduler.settings import SchedulerSettings
 
 
@@ -22,6 +24,7 @@ from services.scheduler.settings import SchedulerSettings
 class SchedulerService:
     runtime: Runtime
     loop: CheckLoop | None = None
+    relay: LockedOutboxRelay | None = None
 
     @property
     def ctx(self) -> SchedulerContext:
@@ -35,21 +38,27 @@ def build(
 ) -> tuple[FastStream, SchedulerService]:
     settings = settings or SchedulerSettings()
     runtime = Runtime("scheduler", settings, description="Finds due portfolios and claims one run each")
-    relay = runtime.with_outbox()
     service = SchedulerService(runtime)
     replica = settings.scheduler_replica_id or f"{socket.gethostname()}:{os.getpid()}:{id(service):x}"
     subjects = settings.subjects
 
     @runtime.on_startup
     async def _context() -> None:
+        # Not runtime.with_outbox(): replicas flushing together need the locking relay (outbox.py).
+        relay = LockedOutboxRelay(runtime.bus, runtime.pool, PRODUCER)
+        service.relay = relay
         ctx = SchedulerContext(runtime.pool, relay, settings, clock or SystemClock(), replica)
         service.loop = CheckLoop(ctx)
 
-    async def _loop(stop: object) -> None:
+    @runtime.loop
+    async def _check_loop(stop: asyncio.Event) -> None:
         assert service.loop is not None
-        await service.loop.run(runtime.stop)
+        await service.loop.run(stop)
 
-    runtime.loop(_loop)  # type: ignore[arg-type]
+    @runtime.loop
+    async def _relay_loop(stop: asyncio.Event) -> None:
+        assert service.relay is not None
+        await service.relay.run(stop)
 
     async def on_requests(batch: list[Incoming[RebalanceRequested]]) -> None:
         await handle_requests(service.ctx, batch)

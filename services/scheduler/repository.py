@@ -208,7 +208,7 @@ async def record_refusal(
     await conn.execute(
         "INSERT INTO activity_log"
         " (message_id, user_id, portfolio_id, run_id, event_type, description, details)"
-        " VALUES ($1, $2, $3, $4, 'trigger_refused', $5, $6::jsonb)"
+        " VALUES ($1, $2, $3, $4, 'trigger_refused', $5, $6::text::jsonb)"
         " ON CONFLICT (message_id) DO NOTHING",
         message_id,
         user_id,
