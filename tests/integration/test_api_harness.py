@@ -142,7 +142,7 @@ async def insert_run(
         " triggered_by, started_at, executed_at, duration_ms, portfolio_value, total_value_traded, fees,"
         " orders_planned, orders_executed, decision, reason, orders, errors)"
         " VALUES ($1, $2, $3, 'P', $4, $5, $6, $7, $8, $8, 1200, $9, $10, $11, 2, 2, 'rebalance', 'drift',"
-        " $12::jsonb, '[]'::jsonb)",
+        " $12::text::jsonb, '[]'::text::jsonb)",
         run_id,
         uuid.UUID(portfolio_id),
         user_id,
@@ -197,7 +197,7 @@ async def insert_snapshot_and_activity(
 ) -> None:
     await pool.execute(
         "INSERT INTO portfolio_snapshots (run_id, portfolio_id, user_id, kind, holdings, prices, total_value,"
-        " taken_at) VALUES ($1, $2, $3, 'before', $4::jsonb, '{}'::jsonb, 1000, now())",
+        " taken_at) VALUES ($1, $2, $3, 'before', $4::text::jsonb, '{}'::text::jsonb, 1000, now())",
         run_id,
         uuid.UUID(portfolio_id),
         user_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -26,6 +27,10 @@ async def test_seed_contract_create_list_update_delete(api: Api) -> None:
     for field in ("id", "lastRebalancedAt", "nextRebalanceAt", "createdAt", "updatedAt", "rebalanceEnabled"):
         assert field in created
 
+    stored = await api.pool.fetchval(
+        "SELECT target_weights::text FROM portfolios WHERE id = $1", uuid.UUID(created["id"])
+    )
+    assert json.loads(stored) == {"BTC": "40", "ETH": "30", "SOL": "20", "ADA": "10"}  # an object, not a string
     listed = (await user.get("/api/portfolios/manage")).json()
     assert listed["success"] is True
     assert [p["id"] for p in listed["portfolios"]] == [created["id"]]

@@ -63,7 +63,7 @@ async def insert_portfolio(conn: asyncpg.Connection, user_id: UUID, values: dict
     """Stored with ``next_rebalance_at`` NULL: the scheduler computes the first due time."""
     columns = ", ".join(_WRITABLE)
     placeholders = ", ".join(
-        f"${i}::jsonb" if c == "target_weights" else f"${i}" for i, c in enumerate(_WRITABLE, start=2)
+        f"${i}::text::jsonb" if c == "target_weights" else f"${i}" for i, c in enumerate(_WRITABLE, start=2)
     )
     row = await conn.fetchrow(
         f"INSERT INTO portfolios (user_id, next_rebalance_at, {columns}) VALUES ($1, NULL, {placeholders})"
@@ -81,7 +81,7 @@ async def update_portfolio(
     values: dict[str, Any],
 ) -> dict[str, Any] | None:
     assignments = ", ".join(
-        f"{c} = ${i}::jsonb" if c == "target_weights" else f"{c} = ${i}"
+        f"{c} = ${i}::text::jsonb" if c == "target_weights" else f"{c} = ${i}"
         for i, c in enumerate(_WRITABLE, start=2)
     )
     row = await conn.fetchrow(
