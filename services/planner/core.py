@@ -57,6 +57,7 @@ class _Trades:
     legs: list[Leg]
     left_out: list[LeftOutLeg]
     fees: Decimal
+    stuck: frozenset[str]  # assets no market rule lets us trade at all towards their goal
 
 
 def plan_rebalance(
@@ -138,15 +139,22 @@ def plan_rebalance(
 def _plan_trades(strategy: Strategy, positions: dict[str, Position], managed: Decimal, index: MarketIndex) -> _Trades:
     """Trades that land on the mode's goal after paying their own fees (a fixed point in the fees)."""
     fees = ZERO
-    trades = _Trades([], [], ZERO)
-    for _ in range(_FEE_ROUNDS):
+    frozen: frozenset[str] = frozenset()
+    why_frozen: list[LeftOutLeg] = []
+    trades = _Trades([], [], ZERO, frozenset())
+    for _ in range(_FEE_ROUNDS + len(positions)):
         desired = desired_values(
-            strategy.mode, strategy.threshold_kind, positions, strategy.quote_currency, managed - fees
+            strategy.mode, strategy.threshold_kind, positions, strategy.quote_currency, managed - fees, frozen
         )
         trades = _trades_towards(desired, strategy, positions, index, managed - fees)
+        if not trades.stuck <= frozen:
+            why_frozen += [leg for leg in trades.left_out if leg.asset in trades.stuck - frozen]
+            frozen |= trades.stuck
+            continue
         if abs(trades.fees - fees) <= managed * Decimal("1e-12"):
             break
         fees = trades.fees
+    trades.left_out = why_frozen + trades.left_out
     return trades
 
 
@@ -163,6 +171,7 @@ def _trades_towards(
     sells: dict[str, Decimal] = {}  # base amounts
     buys: dict[str, Decimal] = {}  # values in the quote
     left_out: list[LeftOutLeg] = []
+    stuck: set[str] = set()
     for asset, goal in desired.items():
         pos = positions[asset]
         delta = goal - pos.value
@@ -204,6 +213,7 @@ def _trades_towards(
             leg = fit_leg(market, side, amount, pos.price, pos.price, order_type, quote)
             if isinstance(leg, str):
                 left_out.append(LeftOutLeg.model_construct(asset=asset, side=side, value=value, reason=leg))
+                stuck.add(asset)
             else:
                 legs.append(leg)
 
@@ -222,7 +232,8 @@ def _trades_towards(
     legs, unfunded = fund_buys(legs, spendable, quote, order_type)
     left_out += unfunded
     _spend_idle_change(legs, desired, positions, quote, investable)
-    return _Trades(legs, left_out, sum((leg.fee for leg in legs), ZERO))
+    traded = {leg.sold for leg in legs} | {leg.bought for leg in legs}
+    return _Trades(legs, left_out, sum((leg.fee for leg in legs), ZERO), frozenset(stuck - traded))
 
 
 def _spend_idle_change(

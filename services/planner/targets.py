@@ -18,11 +18,21 @@ def desired_values(
     positions: dict[str, Position],
     quote: str,
     investable: Decimal,
+    frozen: frozenset[str] = frozenset(),
 ) -> dict[str, Decimal]:
-    """The value every asset but the quote should hold after the rebalance."""
-    targets = {a: p.target * investable for a, p in positions.items()}
+    """The value every asset but the quote should hold after the rebalance.
+
+    ``frozen`` assets cannot be traded (no market, below every minimum): they keep their value and
+    the other targets share what they hold above or below their own, so that a stuck asset
+    neither leaves cash idle nor has sells made for buys that cannot happen.
+    """
+    targets = _shared_targets(positions, investable, frozen)
     if mode == "target":
-        return {a: (targets[a] if p.in_targets else ZERO) for a, p in positions.items() if a != quote}
+        return {
+            a: (p.value if a in frozen else targets[a] if p.in_targets else ZERO)
+            for a, p in positions.items()
+            if a != quote
+        }
 
     # Bands proportional to the portfolio shrink with the fees, as they will after the trades.
     managed = sum((p.value for p in positions.values()), ZERO)
@@ -31,7 +41,9 @@ def desired_values(
     for asset, pos in positions.items():
         if asset == quote:
             continue
-        if not pos.in_targets:
+        if asset in frozen:
+            desired[asset] = pos.value
+        elif not pos.in_targets:
             desired[asset] = ZERO
             continue
         target = targets[asset]
@@ -46,10 +58,23 @@ def desired_values(
     high = target_q + q.band * shrink if q.target > 0 else target_q
     low = max(target_q - q.band * shrink, ZERO)
     if cash > high:
-        _move_towards_target(desired, targets, positions, cash - high, up=True)
+        _move_towards_target(desired, targets, positions, cash - high, frozen, up=True)
     elif cash < low:
-        _move_towards_target(desired, targets, positions, low - cash, up=False)
+        _move_towards_target(desired, targets, positions, low - cash, frozen, up=False)
     return desired
+
+
+def _shared_targets(positions: dict[str, Position], investable: Decimal, frozen: frozenset[str]) -> dict[str, Decimal]:
+    targets = {a: p.target * investable for a, p in positions.items()}
+    if not frozen:
+        return targets
+    frozen_value = sum((positions[a].value for a in frozen), ZERO)
+    frozen_target = sum((targets[a] for a in frozen), ZERO)
+    rest = investable - frozen_target
+    if rest <= 0:
+        return targets
+    factor = max(investable - frozen_value, ZERO) / rest
+    return {a: (t if a in frozen else t * factor) for a, t in targets.items()}
 
 
 def _move_towards_target(
@@ -57,6 +82,7 @@ def _move_towards_target(
     targets: dict[str, Decimal],
     positions: dict[str, Position],
     amount: Decimal,
+    frozen: frozenset[str],
     *,
     up: bool,
 ) -> None:
@@ -66,7 +92,7 @@ def _move_towards_target(
     """
     sign = 1 if up else -1
     already = [a for a, v in desired.items() if sign * (v - positions[a].value) > 0]
-    others = [a for a in desired if a not in already]
+    others = [a for a in desired if a not in already and a not in frozen]
     for group in (already, others):
         rooms = {a: sign * (targets[a] - desired[a]) for a in group}
         rooms = {a: r for a, r in rooms.items() if r > 0}

@@ -190,7 +190,11 @@ def test_after_a_plan_every_asset_is_in_band_or_the_plan_says_why_and_a_new_plan
     after_balances = apply_plan(plan, case.balances, case.markets)
     after = managed_values(case, after_balances)
     replan = plan_rebalance(case.strategy, as_holdings(after_balances), case.prices, case.markets)
-    assert replan.decision == "skip", (replan.reason, plan.reason, replan.orders)
+    # Truncating each order to its step leaves up to one step per order that some asset absorbs; a
+    # new plan may move that rounding (and nothing more) when the absorber's band is narrower.
+    steps = {m.symbol: m.amount_step or D(0) for m in case.markets}
+    rounding = sum(steps[o.symbol] * o.value / o.amount for o in plan.orders) + plan.estimated_fees
+    assert replan.decision == "skip" or replan.turnover <= 2 * rounding, (replan.reason, replan.orders)
     if plan.decision == "skip":
         return
     total = sum(after.values())
@@ -210,6 +214,9 @@ def test_after_a_plan_every_asset_is_in_band_or_the_plan_says_why_and_a_new_plan
             else D(0)
         )
         deviation = abs(value - weight * total)
-        if deviation > band * D("1.0001") + D("1e-9") * total:
-            residual_tradable = deviation >= minimum_tradable_value(case, asset) * D("0.999")
+        # What could not be traded (reported) is shared by the other targets instead of idling in cash.
+        shared = sum((leg.value for leg in plan.left_out), D(0))
+        if deviation > band * D("1.0001") + shared + plan.estimated_fees + D("1e-9") * total:
+            residual = deviation - band if case.strategy.mode == "band" else deviation
+            residual_tradable = residual >= minimum_tradable_value(case, asset) * D("0.999")
             assert asset in reported or not residual_tradable, (asset, deviation, band, plan.left_out)
