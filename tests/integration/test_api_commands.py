@@ -93,7 +93,8 @@ async def test_scheduler_status(api: Api) -> None:
     user = await api.user()
     portfolio = await user.create_portfolio()
     await api.pool.execute(
-        "INSERT INTO scheduler_state (id, is_running, check_interval, dry_run_mode) VALUES (1, true, '*/10 * * * *', false)"
+        "INSERT INTO scheduler_state (id, is_running, check_interval, dry_run_mode)"
+        " VALUES (1, true, '*/10 * * * *', false)"
         " ON CONFLICT (id) DO UPDATE SET is_running = true, check_interval = '*/10 * * * *'"
     )
     await api.pool.execute(

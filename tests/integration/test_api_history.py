@@ -135,7 +135,7 @@ async def test_trades_snapshots_activity(api: Api) -> None:
 
 
 async def test_trades_csv_export(api: Api) -> None:
-    user, pid, runs = await _seeded(api)
+    user, _, runs = await _seeded(api)
     response = await user.get("/api/v1/trades/export")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")

@@ -93,6 +93,14 @@ BEGIN
 END
 $$;
 
+-- ---------------------------------------------------------------- grants to the service role
+-- Services may run as rebalancer_service (SET ROLE) instead of as the owner: same rights on the
+-- tables that exist now and on those later migrations create.
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO rebalancer_service;
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO rebalancer_service;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO rebalancer_service;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO rebalancer_service;
+
 -- ---------------------------------------------------------------- row-level security
 DO $$
 DECLARE
