@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
+from typing import Any
 
 import asyncpg
 import nats
 import pytest
+from nats.aio.msg import Msg
 
 from contracts.envelope import derived_id
 from contracts.v1.messages import RebalanceCompleted, RebalanceDue, RebalanceRequested
@@ -103,14 +105,14 @@ async def add_portfolio(pool: asyncpg.Pool, owner: SimpleNamespace, *, interval:
     return str(pid)
 
 
-async def stream_messages(settings: SchedulerSettings, subject: str) -> list[nats.aio.msg.Msg]:
+async def stream_messages(settings: SchedulerSettings, subject: str) -> list[Msg]:
     """Every message on ``subject`` in the test's stream, read with a plain nats-py consumer."""
     nc = await nats.connect(settings.nats_url)
     try:
         js = nc.jetstream()
         info = await js.stream_info(settings.stream_name)
         sub = await js.pull_subscribe(subject, stream=settings.stream_name)
-        out: list = []
+        out: list[Msg] = []
         while len(out) < info.state.messages:
             try:
                 fetched = await sub.fetch(500, timeout=1)
@@ -140,15 +142,16 @@ def completion(run_id: str, portfolio_id: str, user_id: str, started: datetime, 
     )
 
 
-def incoming(message) -> Incoming:
+def incoming(message: Any) -> Incoming[Any]:
     return Incoming(message=message, raw=None)  # type: ignore[arg-type]
 
 
 async def active_runs(pool: asyncpg.Pool, ids: list[str]) -> list[asyncpg.Record]:
-    return await pool.fetch(
+    rows: list[asyncpg.Record] = await pool.fetch(
         "SELECT id, user_id, active_run_id, active_run_started_at FROM portfolios"
         " WHERE id = ANY($1::uuid[]) AND active_run_id IS NOT NULL", ids,
     )
+    return rows
 
 
 async def test_three_replicas_over_a_month_emit_each_due_run_exactly_once(stream, owner, db_pool):
@@ -165,7 +168,8 @@ async def test_three_replicas_over_a_month_emit_each_due_run_exactly_once(stream
             Replica(stream, clock, "r3") as c:
         replicas = [a, b, c]
         for hour in range(720):
-            now = clock.set(T0 + timedelta(hours=hour)) or clock.now()
+            now = T0 + timedelta(hours=hour)
+            clock.set(now)
             reports = await asyncio.gather(*(check.check_once(r, now) for r in replicas))
             assert sum(rep.claimed for rep in reports) == len(await active_runs(db_pool, ids))
             # Each run completes a few minutes later; its completion is delivered twice, to

@@ -63,10 +63,13 @@ def test_due_event_ids_are_the_run_id():
 
 def test_scheduler_failure_id_is_derived_from_run_and_code():
     run_id = str(uuid.uuid4())
-    kwargs = dict(run_id=run_id, portfolio_id="p", user_id="u", triggered_by="scheduler", dry_run=False,
-                  started_at=NOW, now=NOW + timedelta(hours=1), code="lease_expired", message="too long")
-    event = scheduler_failure(**kwargs)
-    assert event.message_id == derived_id(run_id, "lease_expired") == scheduler_failure(**kwargs).message_id
+    def build() -> RebalanceCompleted:
+        return scheduler_failure(run_id=run_id, portfolio_id="p", user_id="u", triggered_by="scheduler",
+                                 dry_run=False, started_at=NOW, now=NOW + timedelta(hours=1),
+                                 code="lease_expired", message="too long")
+
+    event = build()
+    assert event.message_id == derived_id(run_id, "lease_expired") == build().message_id
     assert event.status == "failed" and event.errors[0].code == "lease_expired"
     assert event.errors[0].stage == "scheduler"
 
