@@ -30,9 +30,10 @@ class StackPorts:
 
 
 def child_env(base: Mapping[str, str], service: str, *, nats_url: str, database_url: str,
-              ports: StackPorts) -> dict[str, str]:
+              ports: StackPorts, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of one service: the caller's, with the stack's settings on top."""
     env = dict(base)
+    env.update(extra or {})
     env.update({
         "NATS_URL": nats_url,
         "DATABASE_URL": database_url,
@@ -47,10 +48,11 @@ def child_env(base: Mapping[str, str], service: str, *, nats_url: str, database_
 
 
 def child_specs(python: str, base_env: Mapping[str, str], *, nats_url: str, database_url: str,
-                ports: StackPorts, services: tuple[str, ...] = SERVICES) -> list[ChildSpec]:
+                ports: StackPorts, services: tuple[str, ...] = SERVICES,
+                extra: Mapping[str, str] | None = None) -> list[ChildSpec]:
     return [ChildSpec(name=name, argv=(python, "-m", f"services.{name}"),
                       env=child_env(base_env, name, nats_url=nats_url, database_url=database_url,
-                                    ports=ports))
+                                    ports=ports, extra=extra))
             for name in services]
 
 

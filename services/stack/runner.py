@@ -28,6 +28,7 @@ from services.stack.plan import (
     with_database,
 )
 from services.stack.seed import DemoSeed, load_or_create_token, seed_demo
+from services.stack.state import SECRET_KEYS_ENV, local_secret_keys
 
 EMBEDDED_DATABASE = "rebalancer"
 DEFAULT_API_PORT = 8000
@@ -157,7 +158,8 @@ async def run_stack(options: StackOptions) -> int:
                     + (" (funded now)" if seed.funded_now else ""))
                 if options.price_walk:
                     walk = _start_price_walk(pool, stop)
-            return await _run_services(options, infra.nats_url, database_url, seed, stop)
+            return await _run_services(options, infra.nats_url, database_url, infra.postgres_embedded,
+                                      seed, stop)
         finally:
             stop.set()
             if walk is not None:
@@ -167,14 +169,16 @@ async def run_stack(options: StackOptions) -> int:
             say("stopped")
 
 
-async def _run_services(options: StackOptions, nats_url: str, database_url: str,
+async def _run_services(options: StackOptions, nats_url: str, database_url: str, embedded_database: bool,
                         seed: DemoSeed | None, stop: asyncio.Event) -> int:
     with_api = "api" in options.services
     ports = StackPorts(api=choose_api_port(options.api_port) if with_api else 0,
                        ops={name: free_port() for name in options.services})
     api_url = f"http://127.0.0.1:{ports.api}" if with_api else None
+    secret_keys = ({SECRET_KEYS_ENV: local_secret_keys(options.state_dir, os.environ)}
+                   if embedded_database else {})
     specs = child_specs(sys.executable, os.environ, nats_url=nats_url, database_url=database_url,
-                        ports=ports, services=options.services)
+                        ports=ports, services=options.services, extra=secret_keys)
     children: list[Child] = []
     try:
         for spec in specs:

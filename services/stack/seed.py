@@ -7,9 +7,7 @@ nothing (a re-run never adds money).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +15,9 @@ from uuid import UUID
 
 import asyncpg
 
+from services.api.accounts import ADMIN_SCOPE, USER_SCOPE, create_token, ensure_user, generate_token
 from services.common.exchanges.paper import fund_account, seed_markets
+from services.stack.state import load_or_create_secret
 
 DEMO_EMAIL = "demo@rebalancer.local"
 DEMO_NAME = "Demo"
@@ -41,23 +41,10 @@ class DemoSeed:
     funded_now: bool
 
 
-def token_hash(token: str) -> str:
-    """How api_tokens stores a token: the sha256 hex digest, never the token itself."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def load_or_create_token(path: Path) -> str:
-    """The demo token lives beside the embedded state (readable by its owner only): the database
-    keeps only its hash, so re-runs print the same working token."""
-    if path.exists():
-        token = path.read_text().strip()
-        if token:
-            return token
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = f"rbdemo_{secrets.token_urlsafe(24)}"
-    path.touch(mode=0o600)
-    path.write_text(token + "\n")
-    return token
+    """The demo token lives beside the embedded state: the database keeps only its hash, so
+    re-runs print the same working token."""
+    return load_or_create_secret(path, generate_token)
 
 
 async def seed_demo(pool: asyncpg.Pool, token: str) -> DemoSeed:
@@ -80,14 +67,9 @@ async def seed_demo(pool: asyncpg.Pool, token: str) -> DemoSeed:
 
 
 async def _seed_rows(conn: asyncpg.Connection, token: str) -> tuple[UUID, UUID, UUID]:
-    user_id: UUID = await conn.fetchval(
-        "INSERT INTO users (email, name) VALUES ($1, $2) "
-        "ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id",
-        DEMO_EMAIL, DEMO_NAME)
-    await conn.execute(
-        "INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, 'demo') "
-        "ON CONFLICT (token_hash) DO NOTHING",
-        user_id, token_hash(token))
+    # Admin too: the demo shows scheduler control as well.
+    user_id = await ensure_user(conn, DEMO_EMAIL, DEMO_NAME, is_admin=True)
+    await create_token(conn, user_id, "demo", [USER_SCOPE, ADMIN_SCOPE], token=token)
     connection_id: UUID | None = await conn.fetchval(
         "SELECT id FROM exchange_connections WHERE user_id = $1 AND exchange_id = 'paper' "
         "AND paper_account = $2 ORDER BY created_at LIMIT 1",

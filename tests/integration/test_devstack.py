@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -22,7 +23,9 @@ from pathlib import Path
 import asyncpg
 import nats
 import pytest
+from cryptography.fernet import Fernet
 
+from services.api.accounts import token_hash
 from services.common.devstack import (
     DevstackError,
     answers,
@@ -34,7 +37,8 @@ from services.common.devstack import (
 )
 from services.stack.plan import SERVICES, StackPorts, child_specs, prefix_line, trigger_curl, with_database
 from services.stack.runner import StackOptions, run_stack
-from services.stack.seed import DEMO_EMAIL, DEMO_PAPER_ACCOUNT, token_hash
+from services.stack.seed import DEMO_EMAIL, DEMO_PAPER_ACCOUNT
+from services.stack.state import local_secret_keys
 from tests.infra import Infra
 
 pytestmark = pytest.mark.integration
@@ -220,8 +224,9 @@ class _Stack:
             if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait()
-        while (line := self.lines.get(timeout=5)) is not None:
-            self.output.append(line)
+        with contextlib.suppress(queue.Empty):  # a grandchild may still hold the pipe open
+            while (line := self.lines.get(timeout=5)) is not None:
+                self.output.append(line)
         return code
 
 
@@ -335,3 +340,11 @@ def test_prefix_line_aligns_service_names() -> None:
     assert prefix_line("api", "hello\n") == "api       | hello"
     assert prefix_line("scheduler", "x") == "scheduler | x"
     assert with_database("postgresql://u@h:1/postgres?sslmode=off", "rb") == "postgresql://u@h:1/rb?sslmode=off"
+
+
+def test_local_secret_keys_are_made_once_private_and_yield_to_the_environment(state_dir: Path) -> None:
+    first = local_secret_keys(state_dir, {})
+    assert Fernet(first.encode())  # a usable key
+    assert (state_dir / "secret-key").stat().st_mode & 0o077 == 0
+    assert local_secret_keys(state_dir, {}) == first
+    assert local_secret_keys(state_dir, {"REBALANCER_SECRET_KEYS": "k1,k2"}) == "k1,k2"
