@@ -1,0 +1,183 @@
+"""Worked examples: the seeds' portfolios at several drifts, each threshold kind and mode, and the edge cases."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from services.planner.core import plan_rebalance
+from tests.unit.planner.helpers import apply_plan, as_holdings, holdings, market, markets, prices, strategy
+
+D = Decimal
+SEED_PRICES = prices({"BTC": 50000, "ETH": 2500, "SOL": 100, "ADA": "0.5", "USDC": 1})
+ALL = markets(["BTC", "ETH", "SOL", "ADA", "USDC", "DOGE"])
+
+
+def seed_603010(btc: str, eth: str, usdc: str) -> list:
+    return holdings({"BTC": btc, "ETH": eth, "USDC": usdc, "USD": 0})
+
+
+def test_603010_inside_the_band_is_skipped_with_the_band_named() -> None:
+    # 6,200 / 2,900 / 900 of 10,000: BTC +2 pp, inside ±5 pp.
+    plan = plan_rebalance(
+        strategy({"BTC": 60, "ETH": 30, "USDC": 10}), seed_603010("0.124", "1.16", "900"), SEED_PRICES, ALL
+    )
+    assert plan.decision == "skip"
+    assert plan.reason == "all assets within ±5 pp"
+    assert plan.orders == []
+    btc = next(row for row in plan.drift if row.asset == "BTC")
+    assert btc.current_weight == D("62.0000") and btc.drift == D("2.0000")
+
+
+def test_603010_beyond_the_band_trades_only_the_difference_sells_first() -> None:
+    # 7,000 / 2,000 / 1,000: BTC +10 pp, ETH -10 pp.
+    plan = plan_rebalance(
+        strategy({"BTC": 60, "ETH": 30, "USDC": 10}), seed_603010("0.14", "0.8", "1000"), SEED_PRICES, ALL
+    )
+    assert plan.decision == "rebalance"
+    assert plan.reason == "BTC drift +10.0 pp beyond ±5 pp"
+    assert [(o.symbol, o.side) for o in plan.orders] == [("BTC/USD", "sell"), ("ETH/USD", "buy")]
+    sell, buy = plan.orders
+    # 1,000 plus BTC's 60 % share of the ~2 USD of fees, never the whole BTC.
+    assert D("1000") < sell.value < D("1002")
+    assert buy.value < sell.value  # paid from the sale after fees
+    assert plan.turnover == sell.value + buy.value
+    assert abs(plan.expected_weights["BTC"] - 60) < D("0.1")
+    assert abs(plan.expected_weights["ETH"] - 30) < D("0.1")
+
+
+def test_band_mode_stops_at_the_band_edge_with_less_turnover() -> None:
+    to_target = plan_rebalance(
+        strategy({"BTC": 60, "ETH": 30, "USDC": 10}), seed_603010("0.14", "0.8", "1000"), SEED_PRICES, ALL
+    )
+    to_edge = plan_rebalance(
+        strategy({"BTC": 60, "ETH": 30, "USDC": 10}, mode="band"), seed_603010("0.14", "0.8", "1000"), SEED_PRICES, ALL
+    )
+    assert to_edge.decision == "rebalance"
+    assert to_edge.turnover < to_target.turnover
+    assert abs(to_edge.expected_weights["BTC"] - 65) < D("0.1")
+    assert abs(to_edge.expected_weights["ETH"] - 25) < D("0.1")
+
+
+@pytest.mark.parametrize(
+    ("kind", "threshold", "decision"),
+    [
+        ("absolute", "5", "skip"),  # SOL 17 % vs 20 %: -3 pp
+        ("absolute", "2", "rebalance"),
+        ("relative", "20", "skip"),  # ±20 % of 20 % = ±4 pp
+        ("relative", "10", "rebalance"),  # ±2 pp
+        ("value", "500", "skip"),  # SOL is 300 USD under target
+        ("value", "50", "rebalance"),
+    ],
+)
+def test_403020_10_threshold_kinds(kind: str, threshold: str, decision: str) -> None:
+    # 4,300 / 3,000 / 1,700 / 1,000 of 10,000 (BTC/ETH/SOL/ADA).
+    held = holdings({"BTC": "0.086", "ETH": "1.2", "SOL": "17", "ADA": "2000", "USD": 0})
+    plan = plan_rebalance(
+        strategy({"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}, threshold=D(threshold), threshold_kind=kind),
+        held,
+        SEED_PRICES,
+        ALL,
+    )
+    assert plan.decision == decision, plan.reason
+    if decision == "rebalance":
+        assert {o.base for o in plan.orders} == {"BTC", "SOL"}
+
+
+def test_always_rebalance_and_manual_runs_trade_inside_the_band() -> None:
+    held = holdings({"BTC": "0.086", "ETH": "1.2", "SOL": "17", "ADA": "2000", "USD": 0})
+    targets = {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}
+    assert plan_rebalance(strategy(targets), held, SEED_PRICES, ALL).decision == "skip"
+    always = plan_rebalance(strategy(targets, always_rebalance=True), held, SEED_PRICES, ALL)
+    manual = plan_rebalance(strategy(targets), held, SEED_PRICES, ALL, scheduled=False)
+    assert always.decision == manual.decision == "rebalance"
+    assert always.reason == "always rebalance when due" and manual.reason == "manual run"
+
+
+def test_a_leg_below_the_exchange_minimum_is_left_out_and_named() -> None:
+    # ADA is 4.20 USD under target: below the 10 USD minimum; BTC and ETH trade.
+    held = holdings({"BTC": "0.14", "ETH": "0.8", "ADA": "191.6", "USD": "0"})
+    plan = plan_rebalance(strategy({"BTC": 60, "ETH": 30, "ADA": "0.9621"}), held, SEED_PRICES, ALL, scheduled=False)
+    assert plan.decision == "rebalance"
+    ada = [leg for leg in plan.left_out if leg.asset == "ADA"]
+    assert len(ada) == 1 and ada[0].side == "buy"
+    assert "is below the exchange minimum of 10 USD" in ada[0].reason
+    assert all(o.base != "ADA" for o in plan.orders)
+
+
+def test_an_asset_outside_the_targets_is_sold_off_unless_left_alone() -> None:
+    held = holdings({"BTC": "0.12", "ETH": "1.2", "DOGE": "10000", "USD": 0})
+    doge_prices = {**SEED_PRICES, "DOGE": D("0.1")}
+    plan = plan_rebalance(strategy({"BTC": 60, "ETH": 40}), held, doge_prices, ALL)
+    assert plan.decision == "rebalance"
+    assert ("DOGE/USD", "sell", D("10000")) in [(o.symbol, o.side, o.amount) for o in plan.orders]
+    alone = plan_rebalance(strategy({"BTC": 60, "ETH": 40}, leave_alone=("DOGE",)), held, doge_prices, ALL)
+    assert all(o.base != "DOGE" for o in alone.orders)
+    assert "DOGE" not in alone.expected_weights
+
+
+def test_a_portfolio_all_in_cash_is_invested_and_never_overspent() -> None:
+    held = holdings({"USD": "10000"})
+    plan = plan_rebalance(strategy({"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}), held, SEED_PRICES, ALL)
+    assert plan.decision == "rebalance"
+    assert all(o.side == "buy" for o in plan.orders) and len(plan.orders) == 4
+    after = apply_plan(plan, {"USD": D(10000)}, ALL)
+    assert D(0) <= after["USD"] < D("1")  # fees paid, nothing idle beyond rounding
+    assert (
+        plan_rebalance(
+            strategy({"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}), as_holdings(after), SEED_PRICES, ALL
+        ).decision
+        == "skip"
+    )
+
+
+def test_cash_reserve_is_kept() -> None:
+    plan = plan_rebalance(
+        strategy({"BTC": 50, "ETH": 50}, cash_reserve=D(1000)), holdings({"USD": "10000"}), SEED_PRICES, ALL
+    )
+    after = apply_plan(plan, {"USD": D(10000)}, ALL)
+    assert D(1000) <= after["USD"] < D(1001)
+
+
+def test_a_direct_pair_replaces_two_legs_when_cheaper() -> None:
+    pairs = [*ALL, market("ETH", "BTC", min_cost=None, amount_step=D("0.0001"), taker_fee=D("0.001"))]
+    plan = plan_rebalance(
+        strategy({"BTC": 60, "ETH": 30, "USDC": 10}), seed_603010("0.14", "0.8", "1000"), SEED_PRICES, pairs
+    )
+    assert [(o.symbol, o.side) for o in plan.orders] == [("ETH/BTC", "buy")]
+    assert plan.estimated_fees < D("1.01")  # one 0.1 % fee on ~1,000 instead of two
+
+
+def test_max_orders_keeps_the_legs_that_remove_the_most_drift() -> None:
+    held = holdings({"USD": "10000"})
+    plan = plan_rebalance(strategy({"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}, max_orders=2), held, SEED_PRICES, ALL)
+    assert [o.base for o in plan.orders] == ["BTC", "ETH"]
+    assert {leg.asset for leg in plan.left_out} == {"SOL", "ADA"}
+    assert all("at most 2 orders" in leg.reason for leg in plan.left_out)
+
+
+def test_buys_are_scaled_down_together_when_locked_funds_fall_short() -> None:
+    held = [*holdings({"BTC": "0.14"}), *as_holdings({"USD": D(0)})]
+    locked = [h.model_copy(update={"free": D("0.12")}) if h.asset == "BTC" else h for h in held]
+    plan = plan_rebalance(strategy({"BTC": 10, "ETH": 45, "SOL": 45}), locked, SEED_PRICES, ALL)
+    sells = [o for o in plan.orders if o.side == "sell"]
+    buys = [o for o in plan.orders if o.side == "buy"]
+    assert sells and sells[0].amount == D("0.12")
+    assert sum(o.value * (1 + D("0.001")) for o in buys) <= sum(o.value - o.fee for o in sells)
+    assert any("locked in open orders" in leg.reason for leg in plan.left_out)
+
+
+def test_missing_price_for_a_target_skips_with_the_reason() -> None:
+    plan = plan_rebalance(strategy({"BTC": 50, "XYZ": 50}), holdings({"USD": 100}), SEED_PRICES, ALL)
+    assert plan.decision == "skip" and plan.reason == "no price for XYZ in USD"
+
+
+def test_stablecoin_quote_and_target() -> None:
+    plan = plan_rebalance(
+        strategy({"BTC": 60, "ETH": 30, "USDC": 10}, quote_currency="USDC"),
+        holdings({"BTC": "0.14", "ETH": "0.8", "USDC": "1000"}),
+        {"BTC": D(50000), "ETH": D(2500)},
+        markets(["BTC", "ETH"], quote="USDC"),
+    )
+    assert [(o.symbol, o.side) for o in plan.orders] == [("BTC/USDC", "sell"), ("ETH/USDC", "buy")]
