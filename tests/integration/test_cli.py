@@ -1,0 +1,122 @@
+"""The ``rebalancer`` CLI against a running API (uvicorn on a free port) and the real database."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+import uvicorn
+from cryptography.fernet import Fernet
+
+from services.api.app import create_app
+from services.api.cli import main
+from services.common.secrets import SecretBox
+from tests.integration.test_api_harness import api_settings, delete_stream, insert_run, insert_trade
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def api_url(database_url: str, nats_url: str, namespace: str) -> AsyncIterator[str]:
+    settings = api_settings(database_url, nats_url, namespace)
+    port = _free_port()
+    app = create_app(settings, secret_box=SecretBox([Fernet.generate_key()]))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+        assert not task.done(), "the API did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+    await delete_stream(nats_url, settings.stream_name)
+
+
+async def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = await asyncio.to_thread(main, list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+async def test_cli_end_to_end(api_url: str, database_url: str, db_pool, capsys, tmp_path) -> None:
+    email = f"cli{uuid.uuid4().hex[:8]}@example.com"
+    code, out, _ = await cli(capsys, "admin", "--database-url", database_url, "create-user", email, "--admin")
+    assert code == 0 and email in out
+    user_id = uuid.UUID(out.split(": ")[1].split()[0])
+    code, token, _ = await cli(capsys, "admin", "--database-url", database_url, "create-token", email)
+    token = token.strip()
+    assert code == 0 and token.startswith("rb_")
+    base = ["--api-url", api_url, "--token", token]
+
+    code, out, _ = await cli(capsys, *base, "connections", "add", "--exchange", "paper", "--paper-account", "cli")
+    assert code == 0 and "added connection" in out
+    code, out, _ = await cli(capsys, *base, "connections", "list")
+    assert "paper" in out and "EXCHANGE" in out
+
+    code, out, _ = await cli(
+        capsys,
+        *base,
+        "portfolios",
+        "create",
+        "--name",
+        "Core",
+        "--weights",
+        "BTC=60,ETH=40",
+        "--interval",
+        "daily",
+        "--enabled",
+    )
+    assert code == 0, out
+    portfolio_id = out.split()[2]
+    code, out, _ = await cli(capsys, *base, "portfolios", "list")
+    assert "Core" in out and "BTC:60" in out and "daily" in out
+    code, out, _ = await cli(capsys, *base, "portfolios", "update", portfolio_id, "--threshold", "7.5")
+    assert code == 0 and "7.5" in out
+    code, out, _ = await cli(capsys, *base, "portfolios", "show", portfolio_id)
+    assert "rebalanceThreshold" in out and "7.5" in out
+
+    code, _, err = await cli(capsys, *base, "portfolios", "create", "--name", "Bad", "--weights", "BTC=60,ETH=10")
+    assert code == 1 and "targetWeights" in err and "sum to 100" in err
+
+    code, out, _ = await cli(capsys, *base, "trigger", portfolio_id)
+    assert code == 0 and "run requested" in out
+
+    run_id = await insert_run(db_pool, user_id, portfolio_id, executed_at=datetime(2026, 2, 1, tzinfo=UTC))
+    await insert_trade(db_pool, user_id, portfolio_id, run_id, executed_at=datetime(2026, 2, 1, tzinfo=UTC))
+    code, out, _ = await cli(capsys, *base, "history", "--portfolio", portfolio_id, "--success")
+    assert code == 0 and str(run_id) in out and "1 of 1 run(s)" in out
+    code, out, _ = await cli(capsys, *base, "trades")
+    assert "BTC" in out and "0.015" in out
+    target = tmp_path / "trades.csv"
+    code, out, _ = await cli(capsys, *base, "trades", "export", "--csv", str(target))
+    assert code == 0 and "wrote 1 trade(s)" in out
+    rows = list(csv.DictReader(target.open()))
+    assert rows[0]["asset"] == "BTC" and rows[0]["run_id"] == str(run_id)
+    code, out, _ = await cli(capsys, *base, "stats", "--portfolio", portfolio_id)
+    assert "totalValueTraded       100\n" in out and "successRate            100.00" in out
+
+    code, out, _ = await cli(capsys, *base, "scheduler", "status")
+    assert code == 0 and "Core" in out
+    code, out, _ = await cli(capsys, *base, "scheduler", "stop")
+    assert code == 0 and "scheduler stop requested" in out
+
+    code, out, _ = await cli(capsys, *base, "portfolios", "delete", portfolio_id)
+    assert code == 0 and "deleted" in out
+
+
+async def test_cli_reports_auth_and_connection_errors(api_url: str, capsys) -> None:
+    code, _, err = await cli(capsys, "--api-url", api_url, "--token", "wrong", "portfolios", "list")
+    assert code == 1 and "401" in err
+    code, _, err = await cli(capsys, "--api-url", "http://127.0.0.1:9", "--token", "x", "stats")
+    assert code == 1 and "cannot reach the API" in err
