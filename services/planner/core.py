@@ -151,7 +151,7 @@ def _plan_trades(strategy: Strategy, positions: dict[str, Position], managed: De
             why_frozen += [leg for leg in trades.left_out if leg.asset in trades.stuck - frozen]
             frozen |= trades.stuck
             continue
-        if abs(trades.fees - fees) <= managed * Decimal("1e-12"):
+        if abs(trades.fees - fees) <= managed * _NOISE:
             break
         fees = trades.fees
     trades.left_out = why_frozen + trades.left_out
