@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -75,18 +76,24 @@ def missing_services(services: tuple[str, ...]) -> list[str]:
     return [name for name in services if importlib.util.find_spec(f"services.{name}.__main__") is None]
 
 
-async def _app_database(admin_or_app_dsn: str, embedded: bool) -> str:
-    """DATABASE_URL as given; on the embedded server, a ``rebalancer`` database made on first use."""
-    if not embedded:
-        return admin_or_app_dsn
-    conn = await asyncpg.connect(admin_or_app_dsn)
+async def _app_database(database_url: str, embedded: bool) -> str:
+    """The application database, created when missing: DATABASE_URL's own (the server answers but
+    the database may not exist yet), or ``rebalancer`` on the embedded server."""
+    target = with_database(database_url, EMBEDDED_DATABASE) if embedded else database_url
+    name = urlsplit(target).path.lstrip("/")
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", EMBEDDED_DATABASE)
-        if not exists:
-            await conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
-    finally:
+        conn = await asyncpg.connect(target)
+    except asyncpg.InvalidCatalogNameError:
+        maintenance = await asyncpg.connect(with_database(target, "postgres"))
+        try:
+            if not await maintenance.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await maintenance.execute(f'CREATE DATABASE "{name}"')
+                say(f"created database {name}")
+        finally:
+            await maintenance.close()
+    else:
         await conn.close()
-    return with_database(admin_or_app_dsn, EMBEDDED_DATABASE)
+    return target
 
 
 @contextlib.contextmanager
