@@ -267,7 +267,7 @@ def _chown_tree(path: Path, user: str) -> None:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
-class _PgControl:
+class PostgresControl:
     """initdb / pg_ctl on one data directory, run as the right user."""
 
     def __init__(self, data_dir: Path, log: Log) -> None:
@@ -333,7 +333,7 @@ def embedded_postgres(data_dir: Path, *, durable: bool = True, log: Log = _stder
 
     ``durable=False`` turns fsync off: for throwaway test clusters only.
     """
-    control = _PgControl(data_dir.resolve(), log)
+    control = PostgresControl(data_dir.resolve(), log)
     control.prepare()
     port = free_port()
     control.start(port, durable)

@@ -28,6 +28,7 @@ from cryptography.fernet import Fernet
 from services.api.accounts import token_hash
 from services.common.devstack import (
     DevstackError,
+    PostgresControl,
     answers,
     embedded_nats,
     embedded_postgres,
@@ -165,6 +166,25 @@ async def test_embedded_postgres_keeps_data_across_restarts_and_is_durable_by_de
             assert await conn.fetchval("SELECT v FROM kept") == "still here"
         finally:
             await conn.close()
+
+
+async def test_embedded_postgres_takes_over_a_data_dir_whose_server_outlived_a_killed_run(
+        state_dir: Path) -> None:
+    data_dir = state_dir / "pg" / "data"
+    leftover = PostgresControl(data_dir.resolve(), log=lambda _: None)
+    leftover.prepare()
+    leftover.start(free_port(), durable=False)
+    stale_pid = _postmaster_pid(data_dir)
+    try:
+        with embedded_postgres(data_dir, durable=False, log=lambda _: None) as dsn:
+            assert not _process_alive(stale_pid)
+            conn = await asyncpg.connect(dsn)
+            try:
+                assert await conn.fetchval("SELECT 1") == 1
+            finally:
+                await conn.close()
+    finally:
+        leftover.stop()
 
 
 def test_resolve_infra_names_a_set_variable_that_does_not_answer(state_dir: Path) -> None:
