@@ -115,6 +115,7 @@ class RebalanceCompleted(RunStage):
     status: RunStatus
     dry_run: bool
     reason: str = ""
+    quote_currency: str = ""
     portfolio_value: Money = Decimal("0")
     value_after: Money | None = None
     holdings_after: list[Holding] = []

@@ -47,8 +47,16 @@ TRANSIENT_BUS_ERRORS: tuple[type[BaseException], ...] = (
 TRANSIENT_ERRORS = db.TRANSIENT_DB_ERRORS + TRANSIENT_BUS_ERRORS
 
 
+# How long a consumer waits for more messages once one has arrived: a batch is what is already
+# there, never what might come.
+DRAIN_SECONDS = 0.005
+
+
 class TransientError(Exception):
     """Raised by a handler for a condition that will pass (an exchange rate limit, ...)."""
+
+
+RETRYABLE: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, TransientError)
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,7 @@ class Bus:
             name=settings.stream_name, subjects=settings.subjects.stream_subjects, declare=False
         )
         self.pool: asyncpg.Pool | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ publishing
     async def publish(self, subject: str, message: BaseModel, message_id: str) -> None:
@@ -164,6 +173,7 @@ class Bus:
         handle: Callable[[list[Incoming[M]]], Awaitable[None]],
         batch_size: int | None = None,
         ack_wait_seconds: float = 60.0,
+        concurrent: int = 0,
         title: str | None = None,
         description: str | None = None,
     ) -> None:
@@ -172,11 +182,24 @@ class Bus:
         ``models`` is one model, or a model per exact subject (for wildcard consumers). ``handle``
         gets the decoded batch in stream order and must be idempotent: it runs again for
         messages redelivered after a crash.
+
+        ``concurrent=N`` hands each message to ``handle`` on its own, up to N at once, and keeps
+        fetching while they run: for slow work (exchange calls) where one message must not hold
+        back the others. Each message is then acked or retried on its own.
         """
         durable = self.settings.consumer_name(self.service, purpose)
         consumer_id = f"{self.service}.{purpose}"
         pick = _model_picker(models)
         size = batch_size or self.settings.batch_size
+        slots = asyncio.Semaphore(concurrent) if concurrent else None
+        keepalive = ack_wait_seconds / 3
+
+        async def run_one(item: Incoming[M]) -> None:
+            assert slots is not None
+            try:
+                await self._process(consumer_id, [item], handle, keepalive)
+            finally:
+                slots.release()
 
         async def on_batch(message: Any = Context("message")) -> None:
             raw_messages: list[Msg] = list(message.raw_message)
@@ -185,10 +208,18 @@ class Bus:
                 decoded = await self._decode(consumer_id, raw, pick)
                 if decoded is not None:
                     batch.append(decoded)
-            if batch:
-                await self._process(consumer_id, batch, handle)
+            if not batch:
+                return
+            if slots is None:
+                await self._process(consumer_id, batch, handle, keepalive)
+                return
+            for item in batch:
+                await slots.acquire()  # back-pressure: fetch no more than we can run
+                task = asyncio.create_task(run_one(item))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
-        self.broker.subscriber(
+        subscriber = self.broker.subscriber(
             subject,
             stream=self.stream,
             durable=durable,
@@ -203,7 +234,9 @@ class Bus:
             ),
             title=title or f"{consumer_id}:{subject}",
             description=description,
-        )(on_batch)
+        )
+        subscriber(on_batch)
+        _use_low_latency_fetch(subscriber, size)
 
     async def _decode(
         self, consumer_id: str, raw: Msg, pick: Callable[[str], type[M] | None]
@@ -225,10 +258,12 @@ class Bus:
         consumer_id: str,
         batch: list[Incoming[M]],
         handle: Callable[[list[Incoming[M]]], Awaitable[None]],
+        keepalive: float,
     ) -> None:
+        heartbeat = asyncio.create_task(_keep_in_progress(batch, keepalive))
         try:
             await handle(batch)
-        except (*TRANSIENT_ERRORS, TransientError) as exc:
+        except RETRYABLE as exc:
             delay = redelivery_delay(max(i.deliveries for i in batch))
             log.warning(
                 "%s: transient error (%s: %s); redelivering %d message(s) in %.1fs",
@@ -244,10 +279,12 @@ class Bus:
             if len(batch) > 1:
                 log.warning("%s: batch of %d failed (%s); retrying one by one", consumer_id, len(batch), exc)
                 for item in batch:
-                    await self._process(consumer_id, [item], handle)
+                    await self._process(consumer_id, [item], handle, keepalive)
                 return
             await self._fail_one(consumer_id, batch[0], exc)
             return
+        finally:
+            heartbeat.cancel()
         for item in batch:
             await _ack(item.raw)
         metrics.MESSAGES_PROCESSED.labels(consumer=consumer_id, outcome="processed").inc(len(batch))
@@ -305,6 +342,35 @@ class Bus:
         await raw.term()
 
 
+def _use_low_latency_fetch(subscriber: Any, batch_size: int) -> None:
+    """Replace FastStream's batch pull loop (0.7) on this subscriber.
+
+    Its loop keeps fetching until the batch is full or the timeout passes, which adds the whole
+    timeout to every hop at low load, and it catches ``nats.errors.TimeoutError`` while nats-py
+    raises ``asyncio.TimeoutError`` on an empty pull. This loop waits for the first message,
+    then drains whatever else is already available without waiting: low latency when idle,
+    full batches under load.
+    """
+
+    async def consume_pull() -> None:
+        sub = subscriber.subscription
+        while subscriber.running:
+            try:
+                messages: list[Msg] = await sub.fetch(batch=1, timeout=5.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except (nats.errors.ConnectionClosedError, nats.js.errors.ServiceUnavailableError):
+                await asyncio.sleep(0.5)  # unacked messages stay on the server for redelivery
+                continue
+            if batch_size > 1:
+                with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+                    messages += await sub.fetch(batch=batch_size - 1, timeout=DRAIN_SECONDS)
+            if subscriber.running:
+                await subscriber.consume(messages)
+
+    subscriber._consume_pull = consume_pull
+
+
 def _model_picker(models: type[M] | Mapping[str, type[M]]) -> Callable[[str], type[M] | None]:
     if isinstance(models, Mapping):
         table = dict(models)
@@ -316,6 +382,17 @@ def _model_picker(models: type[M] | Mapping[str, type[M]]) -> Callable[[str], ty
 async def _ack(raw: Msg) -> None:
     if not raw._ackd:
         await raw.ack()
+
+
+async def _keep_in_progress(batch: Sequence[Incoming[Any]], every: float) -> None:
+    """Tell JetStream the batch is still being worked on, so a long exchange call is not
+    mistaken for a crash and redelivered to another replica meanwhile."""
+    while True:
+        await asyncio.sleep(every)
+        for item in batch:
+            if not item.raw._ackd:
+                with contextlib.suppress(Exception):
+                    await item.raw.in_progress()
 
 
 async def _nak_all(batch: Sequence[Incoming[Any]], delay: float) -> None:
@@ -331,8 +408,10 @@ class OutboxRelay:
     """Publishes a service's outbox rows, checking each publish acknowledgement.
 
     ``flush`` runs right after the transaction that wrote them (low latency); the loop picks up
-    whatever a crash or an outage left behind. Ids are deterministic, so a row published twice
-    is recognised downstream.
+    whatever a crash or an outage left behind. Each flush locks the rows it publishes
+    (``FOR UPDATE SKIP LOCKED``), so concurrent flushes, in one process or across replicas,
+    publish disjoint rows and never wait on each other. Ids are deterministic, so a row
+    published twice (a crash between publish and commit) is recognised downstream.
     """
 
     def __init__(self, bus: Bus, pool: asyncpg.Pool, producer: str, *, interval: float = 1.0) -> None:
@@ -340,13 +419,14 @@ class OutboxRelay:
         self.pool = pool
         self.producer = producer
         self.interval = interval
-        self._lock = asyncio.Lock()
 
     async def flush(self, limit: int = 500) -> int:
-        async with self._lock:
-            rows = await self.pool.fetch(
+        """Publish up to ``limit`` pending rows; returns how many were published."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
                 "SELECT id, subject, message_id, payload FROM outbox"
-                " WHERE producer = $1 AND published_at IS NULL ORDER BY id LIMIT $2",
+                " WHERE producer = $1 AND published_at IS NULL ORDER BY id LIMIT $2"
+                " FOR UPDATE SKIP LOCKED",
                 self.producer,
                 limit,
             )
@@ -356,23 +436,30 @@ class OutboxRelay:
                 *(self.bus.publish_raw(r["subject"], bytes(r["payload"]), r["message_id"]) for r in rows),
                 return_exceptions=True,
             )
-            published = [
-                r["id"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)
-            ]
+            published = [r["id"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
             if published:
-                await self.pool.execute(
-                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", published
-                )
-            failed = len(rows) - len(published)
-            if failed:
-                log.warning("outbox %s: %d publish(es) not acknowledged; will retry", self.producer, failed)
-            return len(published)
+                await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", published)
+        failed = len(rows) - len(published)
+        if failed:
+            log.warning("outbox %s: %d publish(es) not acknowledged; will retry", self.producer, failed)
+        return len(published)
+
+    async def report(self) -> None:
+        """Outbox backlog and lag, for the metrics."""
+        row = await self.pool.fetchrow(
+            "SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at)) AS age"
+            " FROM outbox WHERE producer = $1 AND published_at IS NULL",
+            self.producer,
+        )
+        if row is not None:
+            metrics.set_outbox_state(int(row["pending"]), float(row["age"] or 0.0))
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 while await self.flush() > 0:
                     pass
+                await self.report()
             except TRANSIENT_ERRORS as exc:
                 log.warning("outbox %s: relay waiting (%s)", self.producer, type(exc).__name__)
             except Exception:

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from faststream import FastStream
 
 from contracts.v1.messages import RebalanceCompleted, RebalanceRequested, SchedulerControl
-from services.common.bus import Incoming
+from services.common.bus import Incoming, OutboxRelay
 from services.common.runtime import Runtime
 from services.scheduler.clock import Clock, SystemClock
-from services.scheduler.context import PRODUCER, SchedulerContext
+from services.scheduler.context import SchedulerContext
 from services.scheduler.handlers import handle_completions, handle_control, handle_requests
 from services.scheduler.loop import CheckLoop
-from services.scheduler.outbox import LockedOutboxRelay
 from services.scheduler.settings import SchedulerSettings
 
 
@@ -24,7 +23,7 @@ from services.scheduler.settings import SchedulerSettings
 class SchedulerService:
     runtime: Runtime
     loop: CheckLoop | None = None
-    relay: LockedOutboxRelay | None = None
+    relay: OutboxRelay | None = None
 
     @property
     def ctx(self) -> SchedulerContext:
@@ -42,11 +41,10 @@ def build(
     replica = settings.scheduler_replica_id or f"{socket.gethostname()}:{os.getpid()}:{id(service):x}"
     subjects = settings.subjects
 
+    relay = service.relay = runtime.with_outbox()
+
     @runtime.on_startup
     async def _context() -> None:
-        # Not runtime.with_outbox(): replicas flushing together need the locking relay (outbox.py).
-        relay = LockedOutboxRelay(runtime.bus, runtime.pool, PRODUCER)
-        service.relay = relay
         ctx = SchedulerContext(runtime.pool, relay, settings, clock or SystemClock(), replica)
         service.loop = CheckLoop(ctx)
 
@@ -54,11 +52,6 @@ def build(
     async def _check_loop(stop: asyncio.Event) -> None:
         assert service.loop is not None
         await service.loop.run(stop)
-
-    @runtime.loop
-    async def _relay_loop(stop: asyncio.Event) -> None:
-        assert service.relay is not None
-        await service.relay.run(stop)
 
     async def on_requests(batch: list[Incoming[RebalanceRequested]]) -> None:
         await handle_requests(service.ctx, batch)

@@ -8,13 +8,23 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from services.common.exchanges.paper import PaperExchange
+from services.common.exchanges.paper import PaperExchange, account_orders
 from services.executor.app import ExecutorSettings
 from services.executor.app import build as build_executor
 from services.ledger.app import build as build_ledger
 from services.planner.app import build as build_planner
 from services.pricer.app import build as build_pricer
-from tests.support.pipeline import delete_stream, due_event, publish, running, seed_portfolio, settings_for, wait_for
+from tests.support.pipeline import (
+    delete_stream,
+    due_event,
+    publish,
+    running,
+    seed_portfolio,
+    settings_for,
+    stream_messages,
+    wait_for,
+    wait_until_drained,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +74,40 @@ async def test_a_run_rebalances_the_paper_account_and_records_its_history(
     total = sum(values.values()) + balances["USD"].total
     for asset, weight in {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}.items():
         assert abs(values[asset] / total * 100 - weight) < 5, (asset, values[asset] / total * 100)
+
+
+async def test_every_message_of_a_run_delivered_twice_changes_nothing(
+    pipeline: str, db_pool: asyncpg.Pool, nats_url: str
+) -> None:
+    seeded = await seed_portfolio(
+        db_pool, weights={"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}, balances={"USD": "10000"}, threshold="5"
+    )
+    due = due_event(seeded)
+    await publish(nats_url, f"{pipeline}.v1.evt.rebalance.due", due.model_dump_json().encode(), due.message_id)
+    await wait_for(db_pool, "SELECT 1 FROM rebalance_runs WHERE id = $1::uuid AND status <> 'running'", due.run_id)
+    stream = pipeline.upper()
+    await wait_until_drained(nats_url, stream)
+
+    async def counts() -> dict[str, int]:
+        out = {}
+        for table in ("rebalance_runs", "orders", "trades", "portfolio_snapshots", "activity_log"):
+            key = "id" if table == "rebalance_runs" else "run_id"
+            out[table] = await db_pool.fetchval(f"SELECT count(*) FROM {table} WHERE {key} = $1::uuid", due.run_id)
+        out["paper_orders"] = len(await account_orders(db_pool, seeded.account))
+        return out
+
+    before = await counts()
+    assert before["rebalance_runs"] == 1 and before["trades"] == 4 and before["paper_orders"] == 4
+
+    # Redeliver every message of the run twice: same payloads (same message ids inside), new
+    # Nats-Msg-Id headers so that JetStream's own dedup window does not hide them.
+    messages = await stream_messages(nats_url, stream, f"{pipeline}.v1.evt.>")
+    assert len(messages) >= 1 + 1 + 1 + 4 + 1  # due, valued, plan, 4 orders, completed
+    for copy in (1, 2):
+        for index, (subject, payload) in enumerate(messages):
+            await publish(nats_url, subject, payload, f"redelivery-{copy}-{index}")
+    await wait_until_drained(nats_url, stream)
+
+    assert await counts() == before
+    run = await db_pool.fetchrow("SELECT status, orders_executed FROM rebalance_runs WHERE id = $1::uuid", due.run_id)
+    assert run["status"] == "succeeded" and run["orders_executed"] == 4

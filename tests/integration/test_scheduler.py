@@ -24,11 +24,10 @@ from nats.aio.msg import Msg
 from contracts.envelope import derived_id
 from contracts.v1.messages import RebalanceCompleted, RebalanceDue, RebalanceRequested
 from services.common import db
-from services.common.bus import Bus, Incoming, ensure_stream
+from services.common.bus import Bus, Incoming, OutboxRelay, ensure_stream
 from services.scheduler import check, handlers
 from services.scheduler.clock import ManualClock
 from services.scheduler.context import SchedulerContext
-from services.scheduler.outbox import LockedOutboxRelay
 from services.scheduler.settings import SchedulerSettings
 
 pytestmark = pytest.mark.integration
@@ -53,7 +52,7 @@ class Replica:
         self.pool = await db.create_pool(self.settings.database_url, min_size=1, max_size=4)
         self.bus = Bus(self.settings, "scheduler")
         await self.bus.broker.connect()
-        relay = LockedOutboxRelay(self.bus, self.pool, "scheduler")
+        relay = OutboxRelay(self.bus, self.pool, "scheduler")
         return SchedulerContext(self.pool, relay, self.settings, self.clock, self.name)
 
     async def __aexit__(self, *exc: object) -> None:

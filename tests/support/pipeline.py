@@ -149,3 +149,42 @@ async def delete_stream(nats_url: str, stream: str) -> None:
             await nc.jetstream().delete_stream(stream)
     finally:
         await nc.close()
+
+
+async def stream_messages(nats_url: str, stream: str, subject_filter: str) -> list[tuple[str, bytes]]:
+    """Every message stored on the stream under ``subject_filter``: (subject, payload)."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(subject_filter, stream=stream)
+        out: list[tuple[str, bytes]] = []
+        while True:
+            try:
+                batch = await sub.fetch(100, timeout=0.5)
+            except nats.errors.TimeoutError:
+                break
+            for m in batch:
+                out.append((m.subject, m.data))
+                await m.ack()
+        await sub.unsubscribe()
+        return out
+    finally:
+        await nc.close()
+
+
+async def wait_until_drained(nats_url: str, stream: str, timeout: float = 30.0) -> None:
+    """Until every durable consumer of the stream has nothing pending and nothing unacked."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            infos = await js.consumers_info(stream)
+            busy = [c.name for c in infos if c.config.durable_name and (c.num_pending or c.num_ack_pending)]
+            if not busy:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"consumers still busy: {[(c.name, c.num_pending, c.num_ack_pending, c.num_redelivered) for c in infos]}")
+            await asyncio.sleep(0.1)
+    finally:
+        await nc.close()

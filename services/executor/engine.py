@@ -1,0 +1,498 @@
+"""Executing one plan: sells first, buys sized to the quote actually received, every order
+idempotent by its client order id, and exactly one completion per run.
+
+Every step can be interrupted (crash, timeout, redelivery) and run again: a leg whose intent is
+final is not touched; a leg that may have reached the exchange is looked up by its client order
+id before anything is sent; the completion is written with the plan's inbox entry in one
+transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+
+from contracts.envelope import derived_id
+from contracts.subjects import Subjects
+from contracts.v1 import (
+    Holding,
+    OrderEvent,
+    OrderFailed,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    PlanCreated,
+    PlannedOrder,
+    RebalanceCompleted,
+    RunError,
+)
+from services.common import metrics
+from services.common.bus import OutboxRelay, TransientError
+from services.common.crash import crash_point
+from services.common.db import OutboxMessage, add_to_outbox, claim_inbox
+from services.common.exchanges.accounts import ExchangeAccounts
+from services.common.exchanges.ccxt_client_ids import client_order_id_for
+from services.common.exchanges.port import (
+    ExchangePort,
+    LegFailed,
+    Market,
+    OrderRequest,
+    OrderResult,
+    OutcomeUnknown,
+    RetryLater,
+    RunFailed,
+)
+from services.executor import intents, sizing
+from services.executor.intents import Intent
+
+log = logging.getLogger("services.executor")
+CONSUMER = "executor.plans"
+ZERO = Decimal(0)
+LOOKUP_DELAYS = (0.2, 0.5, 1.0, 2.0)
+
+
+@dataclass
+class LegOutcome:
+    order: PlannedOrder
+    state: str  # filled | rejected | failed | canceled
+    result: OrderResult | None = None
+    error: RunError | None = None
+
+
+@dataclass
+class RunState:
+    plan: PlanCreated
+    outcomes: list[LegOutcome] = field(default_factory=list)
+    run_failed: RunError | None = None
+
+
+class Executor:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        accounts: ExchangeAccounts,
+        relay: OutboxRelay,
+        subjects: Subjects,
+        *,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.pool = pool
+        self.accounts = accounts
+        self.relay = relay
+        self.subjects = subjects
+        self.poll_interval = poll_interval
+        self._account_locks: dict[str, asyncio.Lock] = {}
+
+    # ------------------------------------------------------------------ the run
+    async def execute(self, plan: PlanCreated) -> None:
+        """Run (or resume) a plan; idempotent. Orders of one account go one at a time."""
+        lock = self._account_locks.setdefault(plan.strategy.connection_id, asyncio.Lock())
+        async with lock:
+            if await self._completed(plan):
+                return
+            state = RunState(plan)
+            holder = await self._claim_holder(plan)
+            if holder is not None:
+                # The scheduler failed this run (lease expired) and gave the portfolio to a newer
+                # run: trading now would run two rebalances of one portfolio at once.
+                state.run_failed = RunError(
+                    stage="executor",
+                    code="superseded",
+                    message=f"run {plan.run_id} no longer holds the portfolio (run {holder} does); nothing traded",
+                )
+            elif plan.decision == "rebalance" and plan.orders:
+                await self._execute_orders(state)
+            crash_point("executor.before_complete")
+            await self._complete(state)
+
+    async def _claim_holder(self, plan: PlanCreated) -> str | None:
+        """Another run's id when another run holds this portfolio's claim, else None."""
+        holder = await self.pool.fetchval(
+            "SELECT active_run_id::text FROM portfolios WHERE id = $1::uuid", plan.portfolio_id
+        )
+        return holder if holder is not None and holder != plan.run_id else None
+
+    async def _completed(self, plan: PlanCreated) -> bool:
+        return bool(
+            await self.pool.fetchval(
+                "SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2", CONSUMER, plan.message_id
+            )
+        )
+
+    async def _execute_orders(self, state: RunState) -> None:
+        plan = state.plan
+        dry_run = plan.strategy.dry_run
+        exchange = None if dry_run else await self.accounts.exchange(plan.strategy.connection_id)
+        markets = await self._markets(plan)
+        exchange_id = plan.strategy.exchange_id
+        client_ids = {o.leg: client_order_id_for(exchange_id, plan.run_id, o.leg) for o in plan.orders}
+        legs = await intents.ensure_intents(self.pool, plan, client_ids)
+        crash_point("executor.after_intents")
+
+        sells = [o for o in plan.orders if o.side == "sell"]
+        buys = [o for o in plan.orders if o.side == "buy"]
+        for order in sells:
+            await self._leg(state, order, order.amount, legs[order.leg], exchange)
+        sized = await self._size_buys(state, buys, markets, exchange)
+        for leg in sized:
+            if leg.dropped and not legs[leg.order.leg].final and legs[leg.order.leg].state == "intent":
+                await self._finish_leg(
+                    state,
+                    leg.order,
+                    legs[leg.order.leg],
+                    "rejected",
+                    None,
+                    RunError(stage="executor", code="below_minimum", message=leg.dropped, leg=leg.order.leg),
+                )
+                continue
+            await self._leg(state, leg.order, leg.amount, legs[leg.order.leg], exchange)
+
+    async def _markets(self, plan: PlanCreated) -> Mapping[str, Market]:
+        if plan.strategy.dry_run:
+            return {m.symbol: m for m in _plan_markets(plan)}
+        try:
+            return await self.accounts.markets(plan.strategy.connection_id)
+        except RetryLater as exc:
+            raise TransientError(str(exc)) from exc
+
+    async def _size_buys(
+        self,
+        state: RunState,
+        buys: list[PlannedOrder],
+        markets: Mapping[str, Market],
+        exchange: ExchangePort | None,
+    ) -> list[sizing.SizedLeg]:
+        """Buys paid in the portfolio's quote are sized to the quote actually on hand now."""
+        plan = state.plan
+        quote = plan.strategy.quote_currency
+        funded = [o for o in buys if o.quote == quote]
+        others = [sizing.SizedLeg(o, o.amount) for o in buys if o.quote != quote]
+        if not funded:
+            return others
+        if exchange is None:  # dry run: the quote on hand plus what the simulated sells brought in
+            before = {h.asset: h.free for h in plan.holdings}
+            simulated = [(o.order, o.result) for o in state.outcomes if o.result is not None]
+            available = sizing.holdings_after(before, simulated).get(quote, ZERO)
+        else:
+            try:
+                balances = await exchange.fetch_balance()
+            except RetryLater as exc:
+                raise TransientError(str(exc)) from exc
+            available = balances[quote].free if quote in balances else ZERO
+        available -= plan.strategy.cash_reserve
+        return sizing.size_buys(funded, available, markets) + others
+
+    # ------------------------------------------------------------------ one leg
+    async def _leg(
+        self,
+        state: RunState,
+        order: PlannedOrder,
+        amount: Decimal,
+        intent: Intent,
+        exchange: ExchangePort | None,
+    ) -> None:
+        plan = state.plan
+        if intent.final:
+            result = (
+                intents.result_from_json(intent.client_order_id, order.symbol, order.side, intent.result)
+                if intent.result
+                else None
+            )
+            error = None
+            if intent.state in ("rejected", "failed"):
+                error = RunError(
+                    stage="executor",
+                    code=intent.state,
+                    message=f"leg {order.leg} {intent.state}",
+                    leg=order.leg,
+                )
+            await self._finish_leg(state, order, intent, intent.state, result, error, resend_event=True)
+            return
+        if state.run_failed is not None:
+            await self._finish_leg(
+                state,
+                order,
+                intent,
+                "failed",
+                None,
+                RunError(
+                    stage="executor",
+                    code="not_placed",
+                    message=f"not placed: {state.run_failed.message}",
+                    leg=order.leg,
+                ),
+            )
+            return
+        if exchange is None:
+            result = sizing.simulated_result(order, amount, intent.client_order_id)
+            await self._finish_leg(state, order, intent, "filled", result, None)
+            return
+
+        request = OrderRequest(
+            symbol=order.symbol,
+            side=order.side,
+            amount=amount,
+            client_order_id=intent.client_order_id,
+            order_type=order.order_type,
+            price=order.limit_price,
+        )
+        try:
+            found = None
+            if intent.state in ("sending", "open"):
+                found = await self._lookup(exchange, request, attempts=1)
+            if found is None:
+                found = await self._send(exchange, request)
+            if found.status == "open":
+                found = await self._follow_open_order(exchange, request, found, plan.strategy.limit_timeout_seconds)
+        except LegFailed as exc:
+            log.warning("FAILED: %s %s %s rejected: %s", order.side, amount, order.symbol, exc)
+            await self._finish_leg(
+                state,
+                order,
+                intent,
+                "rejected",
+                None,
+                RunError(stage="executor", code=exc.code, message=str(exc), leg=order.leg),
+            )
+            return
+        except RunFailed as exc:
+            log.error("FAILED: run stopped at %s %s: %s", order.side, order.symbol, exc)
+            error = RunError(stage="executor", code=exc.code, message=str(exc), leg=order.leg)
+            state.run_failed = error
+            await self._finish_leg(state, order, intent, "failed", None, error)
+            return
+        crash_point("executor.after_exchange")
+        final_state = "filled" if found.filled > 0 else "canceled"
+        error = (
+            None
+            if found.filled > 0
+            else RunError(
+                stage="executor",
+                code="not_filled",
+                message=f"{order.symbol} order ended {found.status} unfilled",
+                leg=order.leg,
+            )
+        )
+        await self._finish_leg(state, order, intent, final_state, found, error)
+
+    async def _send(self, exchange: ExchangePort, request: OrderRequest) -> OrderResult:
+        await intents.mark_sending(self.pool, request.client_order_id, request.amount)
+        crash_point("executor.after_intent")
+        try:
+            with metrics.time_exchange_call(exchange.exchange_id, "create_order"):
+                return await exchange.create_order(request)
+        except OutcomeUnknown:
+            log.warning("order %s outcome unknown; looking it up by client order id", request.client_order_id)
+            found = await self._lookup(exchange, request, attempts=len(LOOKUP_DELAYS))
+            if found is None:
+                # Still unknown: the intent stays 'sending', so the retry looks it up before sending.
+                raise TransientError(f"order {request.client_order_id} not found yet") from None
+            return found
+        except RetryLater as exc:
+            raise TransientError(str(exc)) from exc
+
+    async def _lookup(self, exchange: ExchangePort, request: OrderRequest, *, attempts: int) -> OrderResult | None:
+        for attempt in range(attempts):
+            try:
+                found = await exchange.fetch_order_by_client_id(request.symbol, request.client_order_id)
+            except (RetryLater, OutcomeUnknown) as exc:
+                if attempt == attempts - 1:
+                    raise TransientError(f"cannot look up {request.client_order_id}: {exc}") from exc
+                found = None
+            if found is not None:
+                return found
+            if attempt < attempts - 1:
+                await asyncio.sleep(LOOKUP_DELAYS[attempt])
+        return None
+
+    async def _follow_open_order(
+        self, exchange: ExchangePort, request: OrderRequest, order: OrderResult, timeout_seconds: float
+    ) -> OrderResult:
+        """Poll a resting order until it fills or times out, then cancel the rest."""
+        await intents.record_outcome(self.pool, request.client_order_id, "open", intents.result_json(order), [])
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
+        current = order
+        while current.status == "open" and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(self.poll_interval)
+            current = await self._lookup(exchange, request, attempts=1) or current
+        if current.status == "open" and current.exchange_order_id:
+            try:
+                current = await exchange.cancel_order(request.symbol, current.exchange_order_id)
+            except LegFailed:
+                current = await self._lookup(exchange, request, attempts=2) or current
+        return current
+
+    async def _finish_leg(
+        self,
+        state: RunState,
+        order: PlannedOrder,
+        intent: Intent,
+        final_state: str,
+        result: OrderResult | None,
+        error: RunError | None,
+        *,
+        resend_event: bool = False,
+    ) -> None:
+        """Record the leg's outcome and its event together; a replay re-queues the same event id."""
+        plan = state.plan
+        event = self._order_event(plan, order, intent.client_order_id, final_state, result, error)
+        message = OutboxMessage(self._order_subject(final_state), event.message_id, event.model_dump_json().encode())
+        if resend_event:
+            async with self.pool.acquire() as conn:
+                await add_to_outbox(conn, "executor", [message])
+        else:
+            data = intents.result_json(result) if result is not None else None
+            await intents.record_outcome(self.pool, intent.client_order_id, final_state, data, [message])
+        crash_point("executor.after_record")
+        state.outcomes.append(LegOutcome(order, final_state, result, error))
+        metrics.observe_order(order.side, "filled" if final_state == "filled" else final_state)
+        if final_state == "filled" and result is not None:
+            log.info(
+                "SUCCESS: Order executed successfully: %s %s %s at %s",
+                order.side,
+                result.filled,
+                order.symbol,
+                result.average_price,
+            )
+        await self.relay.flush()
+
+    def _order_subject(self, final_state: str) -> str:
+        return {
+            "filled": self.subjects.order_filled,
+            "rejected": self.subjects.order_rejected,
+            "canceled": self.subjects.order_rejected,
+            "failed": self.subjects.order_failed,
+        }.get(final_state, self.subjects.order_submitted)
+
+    def _order_event(
+        self,
+        plan: PlanCreated,
+        order: PlannedOrder,
+        client_order_id: str,
+        final_state: str,
+        result: OrderResult | None,
+        error: RunError | None,
+    ) -> OrderEvent:
+        cls: type[OrderEvent] = {
+            "filled": OrderFilled,
+            "rejected": OrderRejected,
+            "canceled": OrderRejected,
+            "failed": OrderFailed,
+        }.get(final_state, OrderSubmitted)
+        fill = sizing.fill_of(order, result, plan.prices) if result is not None else None
+        return cls(
+            message_id=derived_id(plan.run_id, "order", order.leg, final_state),
+            **plan.caused(),
+            run_id=plan.run_id,
+            portfolio_id=plan.portfolio_id,
+            user_id=plan.user_id,
+            triggered_by=plan.triggered_by,
+            started_at=plan.started_at,
+            dry_run=plan.strategy.dry_run,
+            exchange_id=plan.strategy.exchange_id,
+            leg=order.leg,
+            client_order_id=client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            amount=result.amount if result is not None else order.amount,
+            order_type=order.order_type,
+            **({"fill": fill} if fill is not None else {}),
+            error=error,
+        )
+
+    # ------------------------------------------------------------------ completion
+    async def _complete(self, state: RunState) -> None:
+        plan = state.plan
+        completed = await self._completion(state)
+        message = OutboxMessage(
+            self.subjects.rebalance_completed, completed.message_id, completed.model_dump_json().encode()
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            fresh = await claim_inbox(conn, CONSUMER, [plan.message_id])
+            if not fresh:
+                return
+            await add_to_outbox(conn, "executor", [message])
+        await self.relay.flush()
+
+    async def _completion(self, state: RunState) -> RebalanceCompleted:
+        plan = state.plan
+        filled = [o for o in state.outcomes if o.state == "filled" and o.result is not None]
+        failed = [o for o in state.outcomes if o.state != "filled"]
+        errors = [o.error for o in state.outcomes if o.error is not None]
+        traded = sum((sizing.to_quote(o.result.cost, o.order.quote, plan.prices) for o in filled if o.result), ZERO)
+        fees = sum(
+            (sizing.to_quote(o.result.fee, o.result.fee_currency, plan.prices) for o in filled if o.result),
+            ZERO,
+        )
+        if plan.decision == "skip" or not plan.orders:
+            status, reason = "skipped", plan.reason
+        elif state.run_failed is not None:
+            status, reason = "failed", state.run_failed.message
+            if state.run_failed not in errors:
+                errors.append(state.run_failed)
+        elif failed and filled:
+            status, reason = "partial", f"{len(failed)} of {len(plan.orders)} orders not filled"
+        elif failed:
+            status, reason = "failed", f"none of {len(plan.orders)} orders filled"
+        else:
+            status, reason = "succeeded", plan.reason
+        holdings = await self._holdings_after(plan, [(o.order, o.result) for o in filled if o.result])
+        value_after = sum((h.total * plan.prices.get(h.asset, ZERO) for h in holdings), ZERO)
+        return RebalanceCompleted(
+            message_id=derived_id(plan.run_id, "completed"),
+            **plan.caused(),
+            run_id=plan.run_id,
+            portfolio_id=plan.portfolio_id,
+            user_id=plan.user_id,
+            triggered_by=plan.triggered_by,
+            started_at=plan.started_at,
+            status=status,
+            dry_run=plan.strategy.dry_run,
+            quote_currency=plan.strategy.quote_currency,
+            reason=reason,
+            portfolio_value=plan.portfolio_value,
+            value_after=value_after,
+            holdings_after=holdings,
+            orders_planned=len(plan.orders) if plan.decision == "rebalance" else 0,
+            orders_executed=len(filled),
+            orders_failed=len(failed),
+            total_value_traded=traded,
+            fees=fees,
+            errors=errors,
+            completed_at=datetime.now(UTC),
+        )
+
+    async def _holdings_after(self, plan: PlanCreated, fills: list[tuple[PlannedOrder, OrderResult]]) -> list[Holding]:
+        assets = [h.asset for h in plan.holdings]
+        if plan.strategy.dry_run or not fills:
+            totals = sizing.holdings_after({h.asset: h.total for h in plan.holdings}, fills)
+            return [Holding(asset=a, free=totals.get(a, ZERO), total=totals.get(a, ZERO)) for a in assets]
+        exchange = await self.accounts.exchange(plan.strategy.connection_id)
+        try:
+            balances = await exchange.fetch_balance()
+        except RetryLater:
+            totals = sizing.holdings_after({h.asset: h.total for h in plan.holdings}, fills)
+            return [Holding(asset=a, free=totals.get(a, ZERO), total=totals.get(a, ZERO)) for a in assets]
+        return [
+            Holding(
+                asset=a,
+                free=balances[a].free if a in balances else ZERO,
+                total=balances[a].total if a in balances else ZERO,
+            )
+            for a in assets
+        ]
+
+
+def _plan_markets(plan: PlanCreated) -> list[Market]:
+    """Dry runs never open the exchange: size with the fee rates the plan estimated."""
+    seen: dict[str, Market] = {}
+    for o in plan.orders:
+        rate = o.fee / o.value if o.value else ZERO
+        seen[o.symbol] = Market(symbol=o.symbol, base=o.base, quote=o.quote, taker_fee=rate, maker_fee=rate)
+    return list(seen.values())

@@ -1,0 +1,157 @@
+"""Order intents in PostgreSQL: written before the exchange is called, so that after any crash
+the executor knows which orders may exist and looks them up instead of sending them again.
+
+States: intent (stored, never sent) -> sending (a request may have reached the exchange) ->
+open (resting on the book) -> filled | rejected | failed | canceled (final).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from contracts.v1 import PlanCreated
+from services.common.db import OutboxMessage, add_to_outbox
+from services.common.exchanges.port import OrderResult
+
+FINAL_STATES = frozenset({"filled", "rejected", "failed", "canceled"})
+
+
+@dataclass(frozen=True)
+class Intent:
+    client_order_id: str
+    leg: int
+    state: str
+    amount: Decimal
+    result: dict[str, Any] | None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+async def ensure_intents(
+    pool: asyncpg.Pool, plan: PlanCreated, client_ids: dict[int, str]
+) -> dict[int, Intent]:
+    """Store an intent per leg (once) and return every leg's current intent."""
+    rows = [
+        (
+            client_ids[o.leg],
+            plan.run_id,
+            o.leg,
+            plan.portfolio_id,
+            plan.user_id,
+            plan.strategy.connection_id,
+            o.symbol,
+            o.side,
+            o.amount,
+            o.order_type,
+            o.limit_price,
+        )
+        for o in plan.orders
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.executemany(
+            "INSERT INTO order_intents (client_order_id, run_id, leg, portfolio_id, user_id, connection_id,"
+            " symbol, side, amount, order_type, limit_price)"
+            " VALUES ($1, $2::uuid, $3, $4::uuid, $5::uuid, $6::uuid, $7, $8, $9, $10, $11)"
+            " ON CONFLICT (client_order_id) DO NOTHING",
+            rows,
+        )
+        found = await conn.fetch(
+            "SELECT client_order_id, leg, state, amount, result FROM order_intents WHERE run_id = $1::uuid",
+            plan.run_id,
+        )
+    return {
+        r["leg"]: Intent(r["client_order_id"], r["leg"], r["state"], r["amount"], r["result"]) for r in found
+    }
+
+
+async def mark_sending(pool: asyncpg.Pool, client_order_id: str, amount: Decimal) -> None:
+    """Committed before the exchange is called: from now on the order may exist."""
+    await pool.execute(
+        "UPDATE order_intents SET state = 'sending', amount = $2, attempts = attempts + 1, updated_at = now()"
+        " WHERE client_order_id = $1",
+        client_order_id,
+        amount,
+    )
+
+
+def result_json(result: OrderResult) -> dict[str, Any]:
+    return {
+        "exchange_order_id": result.exchange_order_id,
+        "status": result.status,
+        "amount": str(result.amount),
+        "filled": str(result.filled),
+        "average_price": None if result.average_price is None else str(result.average_price),
+        "cost": str(result.cost),
+        "fee": str(result.fee),
+        "fee_currency": result.fee_currency,
+    }
+
+
+def result_from_json(client_order_id: str, symbol: str, side: str, data: dict[str, Any]) -> OrderResult:
+    def dec(key: str) -> Decimal:
+        return Decimal(str(data.get(key) or "0"))
+
+    return OrderResult(
+        client_order_id=client_order_id,
+        exchange_order_id=data.get("exchange_order_id"),
+        symbol=symbol,
+        side="buy" if side == "buy" else "sell",
+        status=data.get("status", "closed"),
+        amount=dec("amount"),
+        filled=dec("filled"),
+        average_price=Decimal(data["average_price"]) if data.get("average_price") else None,
+        cost=dec("cost"),
+        fee=dec("fee"),
+        fee_currency=data.get("fee_currency"),
+    )
+
+
+async def record_outcome(
+    pool: asyncpg.Pool,
+    client_order_id: str,
+    state: str,
+    result: dict[str, Any] | None,
+    events: list[OutboxMessage],
+) -> None:
+    """The leg's outcome and its events, in one transaction (the outbox relays the events)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE order_intents SET state = $2, exchange_order_id = COALESCE($3, exchange_order_id),"
+            " result = $4::jsonb, updated_at = now() WHERE client_order_id = $1",
+            client_order_id,
+            state,
+            (result or {}).get("exchange_order_id"),
+            result,
+        )
+        await add_to_outbox(conn, "executor", events)
+
+
+async def stale_sending(pool: asyncpg.Pool, older_than_seconds: float) -> list[asyncpg.Record]:
+    """Intents whose outcome is unknown (the process died mid-call): for the reconciler."""
+    rows: list[asyncpg.Record] = await pool.fetch(
+        "SELECT client_order_id, run_id::text, leg, connection_id::text, symbol, side, amount"
+        " FROM order_intents WHERE state IN ('sending', 'open')"
+        " AND updated_at < now() - make_interval(secs => $1) ORDER BY updated_at LIMIT 500",
+        older_than_seconds,
+    )
+    return rows
+
+
+async def resolve(
+    pool: asyncpg.Pool, client_order_id: str, state: str, result: dict[str, Any] | None
+) -> None:
+    await pool.execute(
+        "UPDATE order_intents SET state = $2, result = $3::jsonb,"
+        " exchange_order_id = COALESCE($4, exchange_order_id), updated_at = now()"
+        " WHERE client_order_id = $1 AND state IN ('sending', 'open')",
+        client_order_id,
+        state,
+        result,
+        (result or {}).get("exchange_order_id"),
+    )

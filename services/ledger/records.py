@@ -1,0 +1,244 @@
+"""From events to history rows: pure, no I/O.
+
+``Rows`` collects, per table, the rows a batch of events writes; the store writes each table
+with one statement per batch. Each row is keyed so that writing it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from contracts.v1 import (
+    OrderEvent,
+    OrderFailed,
+    OrderFilled,
+    OrderRejected,
+    PlanCreated,
+    PortfolioValued,
+    RebalanceCompleted,
+    RebalanceDue,
+    RunStage,
+)
+
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "USDT": "₮", "JPY": "¥"}
+
+
+def money(value: Decimal, quote: str) -> str:
+    """The seed's money format: $27,500.00 / €9,000.00 / 12.50 USDC."""
+    symbol = CURRENCY_SYMBOLS.get(quote)
+    return f"{symbol}{value:,.2f}" if symbol else f"{value:,.2f} {quote}"
+
+
+def _dump(items: Iterable[Any]) -> list[Any]:
+    return [i.model_dump(mode="json") for i in items]
+
+
+@dataclass
+class Rows:
+    runs_started: list[tuple[Any, ...]] = field(default_factory=list)
+    runs_valued: list[tuple[Any, ...]] = field(default_factory=list)
+    runs_planned: list[tuple[Any, ...]] = field(default_factory=list)
+    runs_completed: list[tuple[Any, ...]] = field(default_factory=list)
+    snapshots: list[tuple[Any, ...]] = field(default_factory=list)
+    orders: list[tuple[Any, ...]] = field(default_factory=list)
+    trades: list[tuple[Any, ...]] = field(default_factory=list)
+    activity: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def add(self, event: RunStage) -> None:
+        if isinstance(event, RebalanceDue):
+            self._due(event)
+        elif isinstance(event, PortfolioValued):
+            self._valued(event)
+        elif isinstance(event, PlanCreated):
+            self._plan(event)
+        elif isinstance(event, OrderEvent):
+            self._order(event)
+        elif isinstance(event, RebalanceCompleted):
+            self._completed(event)
+
+    def _run_key(self, e: RunStage) -> tuple[Any, ...]:
+        return (e.run_id, e.portfolio_id, e.user_id, e.triggered_by, e.started_at)
+
+    def _log(self, e: RunStage, event_type: str, description: str, details: dict[str, Any] | None = None) -> None:
+        self.activity.append(
+            (
+                e.message_id,
+                e.user_id,
+                e.portfolio_id,
+                e.run_id,
+                event_type,
+                description,
+                details or {},
+                e.occurred_at,
+            )
+        )
+
+    def _due(self, e: RebalanceDue) -> None:
+        s = e.strategy
+        self.runs_started.append(
+            (*self._run_key(e), s.name, s.dry_run, s.quote_currency, s.exchange_id, s.model_dump(mode="json"))
+        )
+        mode = " (dry run)" if s.dry_run else ""
+        self._log(e, "rebalance_triggered", f"Rebalancing portfolio: {s.name}{mode}, triggered by {e.triggered_by}")
+
+    def _valued(self, e: PortfolioValued) -> None:
+        quote = e.strategy.quote_currency
+        self.runs_valued.append((*self._run_key(e), e.total_value))
+        self.snapshots.append(
+            (
+                e.run_id,
+                e.portfolio_id,
+                e.user_id,
+                "before",
+                {h.asset: str(h.total) for h in e.holdings},
+                {k: str(v) for k, v in e.prices.items()},
+                e.total_value,
+                quote,
+                e.occurred_at,
+            )
+        )
+        self._log(e, "portfolio_valued", f"Portfolio value calculated: {money(e.total_value, quote)}")
+
+    def _plan(self, e: PlanCreated) -> None:
+        planned = len(e.orders) if e.decision == "rebalance" else 0
+        self.runs_planned.append(
+            (
+                *self._run_key(e),
+                e.decision,
+                e.reason,
+                _dump(e.drift),
+                _dump(e.left_out),
+                _dump(e.orders),
+                planned,
+                e.portfolio_value,
+            )
+        )
+        text = f"No rebalance needed: {e.reason}" if e.decision == "skip" else f"Generated {planned} rebalance orders"
+        details = {"left_out": [leg.reason for leg in e.left_out]} if e.left_out else {}
+        self._log(e, "plan_created", text, details)
+
+    def _order(self, e: OrderEvent) -> None:
+        f = e.fill
+        status = {
+            OrderFilled: "filled" if f.filled >= e.amount else "partially_filled",
+            OrderRejected: "rejected" if f.status != "canceled" else "canceled",
+            OrderFailed: "failed",
+        }.get(type(e), "submitted")
+        error = e.error.model_dump(mode="json") if e.error else None
+        self.orders.append(
+            (
+                e.client_order_id,
+                e.run_id,
+                e.portfolio_id,
+                e.user_id,
+                e.leg,
+                e.exchange_id,
+                e.symbol,
+                e.side,
+                e.order_type,
+                e.amount,
+                status,
+                f.filled,
+                f.average_price,
+                f.cost,
+                f.fee,
+                f.fee_currency,
+                f.exchange_order_id,
+                e.dry_run,
+                error,
+            )
+        )
+        base, _, quote = e.symbol.partition("/")
+        if isinstance(e, OrderFilled) and f.filled > 0:
+            self.trades.append(
+                (
+                    e.client_order_id,
+                    e.run_id,
+                    e.portfolio_id,
+                    e.user_id,
+                    e.exchange_id,
+                    e.symbol,
+                    base,
+                    quote,
+                    e.side,
+                    f.filled,
+                    f.average_price or Decimal(0),
+                    f.value,
+                    f.fee,
+                    f.fee_currency,
+                    f.exchange_order_id,
+                    e.dry_run,
+                    e.occurred_at,
+                )
+            )
+            self._log(
+                e,
+                "order_filled",
+                f"Order executed successfully: {e.side} {f.filled} {base} at "
+                f"{f.average_price} {quote}{' (simulated)' if e.dry_run else ''}",
+            )
+        elif error:
+            self._log(
+                e,
+                f"order_{status}",
+                f"Order {status}: {e.side} {e.amount} {base}: {e.error.message if e.error else ''}",
+            )
+
+    def _completed(self, e: RebalanceCompleted) -> None:
+        duration_ms = max(int((e.completed_at - e.started_at).total_seconds() * 1000), 0)
+        self.runs_completed.append(
+            (
+                *self._run_key(e),
+                e.status,
+                e.success,
+                e.dry_run,
+                e.completed_at,
+                duration_ms,
+                e.portfolio_value,
+                e.value_after,
+                e.orders_planned,
+                e.orders_executed,
+                e.orders_failed,
+                e.total_value_traded,
+                e.fees,
+                _dump(e.errors),
+                e.reason,
+            )
+        )
+        if e.holdings_after:
+            self.snapshots.append(
+                (
+                    e.run_id,
+                    e.portfolio_id,
+                    e.user_id,
+                    "after",
+                    {h.asset: str(h.total) for h in e.holdings_after},
+                    {},
+                    e.value_after or Decimal(0),
+                    e.quote_currency or "USD",
+                    e.completed_at,
+                )
+            )
+        self._log(
+            e,
+            f"rebalance_{e.status}",
+            describe_completion(e),
+            {"errors": _dump(e.errors)} if e.errors else None,
+        )
+
+
+def describe_completion(e: RebalanceCompleted, name: str = "") -> str:
+    """The seed's summary line: ✓ Portfolio rebalanced successfully: My Portfolio (4 orders, ...)."""
+    label = f": {name}" if name else ""
+    duration_ms = max(int((e.completed_at - e.started_at).total_seconds() * 1000), 0)
+    if e.status == "skipped":
+        return f"Rebalance skipped{label}: {e.reason}"
+    traded = money(e.total_value_traded, e.quote_currency or "USD")
+    figures = f"{e.orders_executed} orders, {traded} traded, {duration_ms}ms"
+    if e.status == "succeeded":
+        dry = " (dry run)" if e.dry_run else ""
+        return f"✓ Portfolio rebalanced successfully{dry}{label} ({figures})"
+    return f"✗ Portfolio rebalance {e.status}{label} ({figures}): {e.reason}"

@@ -1,0 +1,104 @@
+"""Writing a batch of history rows: one statement per table, all in the caller's transaction.
+
+Runs are upserted by run id from every stage (a stage may be replayed or, after a redelivery,
+arrive late), so each stage sets only its own columns; snapshots, orders, trades and activity
+are keyed so that a second write changes nothing (orders move forward to their latest state).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.ledger.records import Rows
+
+_RUN_KEY_COLUMNS = "id, portfolio_id, user_id, triggered_by, started_at"
+_RUN_KEY_VALUES = "$1::uuid, $2::uuid, $3::uuid, $4, $5"
+
+INSERT_RUN_STARTED = f"""
+INSERT INTO rebalance_runs ({_RUN_KEY_COLUMNS}, portfolio_name, dry_run, quote_currency, exchange_id, strategy,
+                            executed_at)
+VALUES ({_RUN_KEY_VALUES}, $6, $7, $8, $9, $10, $5)
+ON CONFLICT (id) DO UPDATE SET portfolio_name = EXCLUDED.portfolio_name, strategy = EXCLUDED.strategy,
+    quote_currency = EXCLUDED.quote_currency, exchange_id = EXCLUDED.exchange_id
+"""
+
+UPSERT_RUN_VALUED = f"""
+INSERT INTO rebalance_runs ({_RUN_KEY_COLUMNS}, portfolio_value, executed_at)
+VALUES ({_RUN_KEY_VALUES}, $6, $5)
+ON CONFLICT (id) DO UPDATE SET portfolio_value = EXCLUDED.portfolio_value
+"""
+
+UPSERT_RUN_PLANNED = f"""
+INSERT INTO rebalance_runs ({_RUN_KEY_COLUMNS}, decision, reason, drift, left_out, orders, orders_planned,
+                            portfolio_value, executed_at)
+VALUES ({_RUN_KEY_VALUES}, $6, $7, $8, $9, $10, $11, $12, $5)
+ON CONFLICT (id) DO UPDATE SET decision = EXCLUDED.decision,
+    reason = CASE WHEN rebalance_runs.status = 'running' THEN EXCLUDED.reason ELSE rebalance_runs.reason END,
+    drift = EXCLUDED.drift, left_out = EXCLUDED.left_out, orders = EXCLUDED.orders,
+    orders_planned = EXCLUDED.orders_planned, portfolio_value = EXCLUDED.portfolio_value
+"""
+
+UPSERT_RUN_COMPLETED = f"""
+INSERT INTO rebalance_runs ({_RUN_KEY_COLUMNS}, status, success, dry_run, executed_at, duration_ms,
+                            portfolio_value, value_after, orders_planned, orders_executed, orders_failed,
+                            total_value_traded, fees, errors, reason)
+VALUES ({_RUN_KEY_VALUES}, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, success = EXCLUDED.success,
+    dry_run = EXCLUDED.dry_run, executed_at = EXCLUDED.executed_at, duration_ms = EXCLUDED.duration_ms,
+    portfolio_value = CASE WHEN EXCLUDED.portfolio_value > 0 THEN EXCLUDED.portfolio_value
+                           ELSE rebalance_runs.portfolio_value END,
+    value_after = EXCLUDED.value_after, orders_planned = EXCLUDED.orders_planned,
+    orders_executed = EXCLUDED.orders_executed, orders_failed = EXCLUDED.orders_failed,
+    total_value_traded = EXCLUDED.total_value_traded, fees = EXCLUDED.fees, errors = EXCLUDED.errors,
+    reason = EXCLUDED.reason
+-- The scheduler's lease-expiry failure never overwrites an outcome the run itself reported.
+WHERE rebalance_runs.status = 'running' OR NOT EXCLUDED.errors @> '[{"code": "lease_expired"}]'::jsonb
+"""
+
+INSERT_SNAPSHOT = """
+INSERT INTO portfolio_snapshots (run_id, portfolio_id, user_id, kind, holdings, prices, total_value,
+                                 quote_currency, taken_at)
+VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (run_id, kind) DO NOTHING
+"""
+
+UPSERT_ORDER = """
+INSERT INTO orders (client_order_id, run_id, portfolio_id, user_id, leg, exchange_id, symbol, side, order_type,
+                    amount, status, filled, average_price, cost, fee, fee_currency, exchange_order_id, dry_run,
+                    error)
+VALUES ($1, $2::uuid, $3::uuid, $4::uuid, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+ON CONFLICT (client_order_id) DO UPDATE SET status = EXCLUDED.status, filled = EXCLUDED.filled,
+    average_price = EXCLUDED.average_price, cost = EXCLUDED.cost, fee = EXCLUDED.fee,
+    fee_currency = EXCLUDED.fee_currency, exchange_order_id = EXCLUDED.exchange_order_id,
+    error = EXCLUDED.error, amount = EXCLUDED.amount, updated_at = now()
+WHERE orders.status = 'submitted' OR EXCLUDED.status <> 'submitted'
+"""
+
+INSERT_TRADE = """
+INSERT INTO trades (client_order_id, run_id, portfolio_id, user_id, exchange_id, symbol, asset, quote, side,
+                    quantity, price, value, fee, fee_currency, exchange_order_id, dry_run, executed_at)
+VALUES ($1, $2::uuid, $3::uuid, $4::uuid, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+ON CONFLICT (client_order_id) DO NOTHING
+"""
+
+INSERT_ACTIVITY = """
+INSERT INTO activity_log (message_id, user_id, portfolio_id, run_id, event_type, description, details, created_at)
+VALUES ($1, $2::uuid, $3::uuid, $4::uuid, $5, $6, $7, $8)
+ON CONFLICT (message_id) DO NOTHING
+"""
+
+
+async def write_rows(conn: asyncpg.Connection, rows: Rows) -> None:
+    """Flow order: a run's later stages update the row its earlier stages created."""
+    for statement, batch in (
+        (INSERT_RUN_STARTED, rows.runs_started),
+        (UPSERT_RUN_VALUED, rows.runs_valued),
+        (UPSERT_RUN_PLANNED, rows.runs_planned),
+        (UPSERT_ORDER, rows.orders),
+        (INSERT_TRADE, rows.trades),
+        (UPSERT_RUN_COMPLETED, rows.runs_completed),
+        (INSERT_SNAPSHOT, rows.snapshots),
+        (INSERT_ACTIVITY, rows.activity),
+    ):
+        if batch:
+            await conn.executemany(statement, batch)

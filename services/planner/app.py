@@ -1,0 +1,106 @@
+"""The planner service: turns each valuation into a plan with the pure core (services.planner.core).
+
+The plan's id is derived from the run, so a redelivered valuation yields a plan that the
+executor's and ledger's inboxes recognise; the planner writes nothing itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from faststream import FastStream
+
+from contracts.envelope import derived_id
+from contracts.v1 import PlanCreated, PortfolioValued
+from services.common import metrics
+from services.common.bus import Incoming
+from services.common.crash import crash_point
+from services.common.logs import run_context
+from services.common.runtime import Runtime
+from services.common.settings import ServiceSettings
+from services.planner.core import plan_rebalance
+
+log = logging.getLogger("services.planner")
+SERVICE = "planner"
+
+
+def plan_for(valued: PortfolioValued) -> PlanCreated:
+    plan = plan_rebalance(
+        valued.strategy,
+        valued.holdings,
+        valued.prices,
+        valued.markets,
+        scheduled=valued.triggered_by in ("scheduler", "threshold"),
+    )
+    return PlanCreated(
+        message_id=derived_id(valued.run_id, "plan"),
+        **valued.caused(),
+        run_id=valued.run_id,
+        portfolio_id=valued.portfolio_id,
+        user_id=valued.user_id,
+        triggered_by=valued.triggered_by,
+        started_at=valued.started_at,
+        strategy=valued.strategy,
+        decision=plan.decision,
+        reason=plan.reason,
+        portfolio_value=plan.portfolio_value,
+        holdings=valued.holdings,
+        prices=valued.prices,
+        drift=plan.drift,
+        orders=plan.orders,
+        left_out=plan.left_out,
+        expected_weights=plan.expected_weights,
+        estimated_fees=plan.estimated_fees,
+        turnover=plan.turnover,
+    )
+
+
+def describe(plan: PlanCreated) -> None:
+    with run_context(plan.run_id):
+        if plan.decision == "skip":
+            log.info("INFO: No rebalance needed: %s", plan.reason)
+        else:
+            log.info("INFO: Generated %d rebalance orders (%s)", len(plan.orders), plan.reason)
+        for leg in plan.left_out:
+            log.info("INFO: Left out: %s", leg.reason)
+    metrics.record_portfolio_valuation(
+        plan.portfolio_id,
+        plan.strategy.quote_currency,
+        plan.portfolio_value,
+        {d.asset: d.drift for d in plan.drift},
+        plan.occurred_at,
+    )
+
+
+def build(settings: ServiceSettings | None = None) -> tuple[Runtime, FastStream]:
+    settings = settings or ServiceSettings()
+    runtime = Runtime(
+        SERVICE, settings, description="Plans the orders that bring each portfolio back to target."
+    )
+    subjects = runtime.subjects
+
+    async def handle(batch: list[Incoming[PortfolioValued]]) -> None:
+        plans = [plan_for(item.message) for item in batch]
+        for plan in plans:
+            describe(plan)
+        crash_point("planner.before_publish")
+        await runtime.bus.publish_many([(subjects.plan_created, p) for p in plans])
+        crash_point("planner.after_publish")
+
+    runtime.bus.consumer(
+        subject=subjects.portfolio_valued,
+        purpose="valued",
+        models=PortfolioValued,
+        handle=handle,
+        description="Plans each valued portfolio and emits plan.created.",
+    )
+
+    @runtime.bus.broker.subscriber(subjects.rpc_preview_plan, description="Preview: plan a valued portfolio.")
+    async def preview(body: bytes) -> dict[str, Any]:
+        try:
+            return plan_for(PortfolioValued.model_validate_json(body)).model_dump(mode="json")
+        except ValueError as exc:
+            return {"error": str(exc), "code": "invalid_request"}
+
+    return runtime, runtime.app()
