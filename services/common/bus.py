@@ -132,6 +132,9 @@ class Bus:
         self.broker = NatsBroker(
             settings.nats_url,
             middlewares=tuple(middlewares),
+            # FastStream's own handler prints every message; route it through ours (faststream.* is
+            # kept at WARNING by setup_logging) so logs stay one format, one line per fact.
+            logger=logging.getLogger("faststream.broker"),
             log_level=logging.DEBUG,
             graceful_timeout=30.0,
             max_reconnect_attempts=-1,

@@ -124,6 +124,7 @@ class Runtime:
     def app(self) -> FastStream:
         return FastStream(
             self.bus.broker,
+            logger=logging.getLogger("faststream.app"),
             specification=AsyncAPI(
                 title=f"rebalancer {self.service}", version=VERSION, description=self.description
             ),

@@ -52,7 +52,7 @@ ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, success = EXCLUDED.succ
     total_value_traded = EXCLUDED.total_value_traded, fees = EXCLUDED.fees, errors = EXCLUDED.errors,
     reason = EXCLUDED.reason
 -- The scheduler's lease-expiry failure never overwrites an outcome the run itself reported.
-WHERE rebalance_runs.status = 'running' OR NOT EXCLUDED.errors @> '[{"code": "lease_expired"}]'::jsonb
+WHERE rebalance_runs.status = 'running' OR NOT EXCLUDED.errors @> '[{{"code": "lease_expired"}}]'::jsonb
 """
 
 INSERT_SNAPSHOT = """
