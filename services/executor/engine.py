@@ -107,7 +107,11 @@ class Executor:
                     message=f"run {plan.run_id} no longer holds the portfolio (run {holder} does); nothing traded",
                 )
             elif plan.decision == "rebalance" and plan.orders:
-                await self._execute_orders(state)
+                try:
+                    await self._execute_orders(state)
+                except RunFailed as exc:  # the account itself is unusable (unknown, auth, ...)
+                    log.error("FAILED: run stopped: %s", exc)
+                    state.run_failed = RunError(stage="executor", code=exc.code, message=str(exc))
             crash_point("executor.before_complete")
             await self._complete(state)
 

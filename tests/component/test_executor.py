@@ -93,12 +93,6 @@ async def test_a_skipped_plan_completes_as_skipped_without_orders(
     assert (done.orders_planned, done.orders_executed) == (0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py: a RunFailed raised while opening the account (unknown connection, bad "
-    "credentials) escapes Executor.execute, so the plan is retried, dead-lettered, and the run never "
-    "gets its terminal rebalance.completed (see report)",
-)
 async def test_a_live_plan_for_a_missing_connection_fails_the_run(
     namespace: str, database_url: str, db_pool: asyncpg.Pool
 ) -> None:
