@@ -7,7 +7,6 @@ import uuid
 from decimal import Decimal
 
 import asyncpg
-import pytest
 
 from contracts.envelope import derived_id
 from contracts.v1 import OrderFilled, PlanCreated, RebalanceCompleted
