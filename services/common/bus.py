@@ -237,6 +237,10 @@ class Bus:
             ),
             title=title or f"{consumer_id}:{subject}",
             description=description,
+            # Bodies are validated by _decode, one by one: FastStream's own JSON decoding of the
+            # batch would fail the whole batch on one malformed payload before we could
+            # dead-letter it.
+            decoder=_raw_bodies,
         )
         subscriber(on_batch)
         _use_low_latency_fetch(subscriber, size)
@@ -343,6 +347,10 @@ class Bus:
         metrics.record_dead_letter(consumer_id, kind)
         log.error("%s: dead-lettered message %s on %s: %s", consumer_id, message_id, raw.subject, reason)
         await raw.term()
+
+
+def _raw_bodies(message: Any) -> Any:
+    return message.body
 
 
 def _use_low_latency_fetch(subscriber: Any, batch_size: int) -> None:

@@ -70,6 +70,7 @@ class RunState:
     plan: PlanCreated
     outcomes: list[LegOutcome] = field(default_factory=list)
     run_failed: RunError | None = None
+    markets: Mapping[str, Market] = field(default_factory=dict)
 
 
 class Executor:
@@ -133,7 +134,7 @@ class Executor:
         plan = state.plan
         dry_run = plan.strategy.dry_run
         exchange = None if dry_run else await self.accounts.exchange(plan.strategy.connection_id)
-        markets = await self._markets(plan)
+        markets = state.markets = await self._markets(plan)
         exchange_id = plan.strategy.exchange_id
         client_ids = {o.leg: client_order_id_for(exchange_id, plan.run_id, o.leg) for o in plan.orders}
         legs = await intents.ensure_intents(self.pool, plan, client_ids)
@@ -244,7 +245,7 @@ class Executor:
             amount=amount,
             client_order_id=intent.client_order_id,
             order_type=order.order_type,
-            price=order.limit_price,
+            price=self._limit_price(state, order),
         )
         try:
             found = None
@@ -284,6 +285,17 @@ class Executor:
             )
         )
         await self._finish_leg(state, order, intent, final_state, found, error)
+
+    @staticmethod
+    def _limit_price(state: RunState, order: PlannedOrder) -> Decimal | None:
+        """A limit order rests at the plan's reference price (on the market's price step) unless
+        the plan set one: it fills when the market comes back to the price the plan assumed."""
+        if order.order_type != "limit":
+            return None
+        if order.limit_price is not None:
+            return order.limit_price
+        market = state.markets.get(order.symbol)
+        return sizing.floor_to_step(order.price, market.price_step if market else None)
 
     async def _send(self, exchange: ExchangePort, request: OrderRequest) -> OrderResult:
         await intents.mark_sending(self.pool, request.client_order_id, request.amount)
