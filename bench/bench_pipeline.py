@@ -34,8 +34,9 @@ from pathlib import Path
 
 import asyncpg
 import nats
+from nats.js.api import PubAck
 
-from bench.pipeline_procs import Sampler, dead_services, listener_pid, start_services, stop_services
+from bench.pipeline_procs import Sampler, ServiceProcess, dead_services, listener_pid, start_services, stop_services
 from bench.pipeline_seed import (
     SeededPortfolio,
     assets_for,
@@ -47,16 +48,19 @@ from bench.pipeline_seed import (
     seed_portfolios,
 )
 from bench.pipeline_stats import (
+    ProcessUsage,
     exchange_lower_bound,
     key_values,
     percentile,
     seed_baseline_seconds,
     usage_table,
 )
+from contracts.envelope import derived_id
 from contracts.v1 import RebalanceDue
 from services.common.bus import ensure_stream
 from services.common.devstack import resolve_infra
 from services.common.settings import ServiceSettings
+from services.executor.engine import CONSUMER as EXECUTOR_CONSUMER
 from services.ledger.app import CONSUMER as LEDGER_CONSUMER
 
 MODES = ("throughput", "exchange-bound", "baseline", "single")
@@ -145,7 +149,7 @@ async def publish_due(js: nats.js.JetStreamContext, subject: str, portfolios: Se
     """Publish one due event per portfolio (a burst, or paced at ``rate``/s); every publish is
     acknowledged by JetStream. Returns the wall time of the first publish and the events."""
     events: list[RebalanceDue] = []
-    futures: list[asyncio.Future[object]] = []
+    futures: list[asyncio.Future[PubAck]] = []
     first = time.time()
     start = time.monotonic()
     for index, portfolio in enumerate(portfolios):
@@ -164,7 +168,7 @@ async def publish_due(js: nats.js.JetStreamContext, subject: str, portfolios: Se
     return first, events
 
 
-async def wait_recorded(pool: asyncpg.Pool, expected: int, timeout: float, services: Sequence[object],
+async def wait_recorded(pool: asyncpg.Pool, expected: int, timeout: float, services: Sequence[ServiceProcess],
                         progress: bool) -> None:
     deadline = time.monotonic() + timeout
     last_print = time.monotonic()
@@ -172,7 +176,7 @@ async def wait_recorded(pool: asyncpg.Pool, expected: int, timeout: float, servi
         done = await pool.fetchval("SELECT count(*) FROM rebalance_runs WHERE status <> 'running'")
         if done >= expected:
             return
-        dead = dead_services(services)  # type: ignore[arg-type]
+        dead = dead_services(services)
         if dead:
             raise RuntimeError(f"service(s) died: {dead}")
         if time.monotonic() > deadline:
@@ -200,6 +204,29 @@ async def read_results(pool: asyncpg.Pool, events: Sequence[RebalanceDue], first
                      dead)
 
 
+# Where a run's time goes: when each of these rows was written, relative to the run's due time.
+STAGES: tuple[tuple[str, str, str], ...] = (
+    ("ledger recorded due", LEDGER_CONSUMER, "due"),
+    ("ledger recorded valued", LEDGER_CONSUMER, "valued"),
+    ("ledger recorded plan", LEDGER_CONSUMER, "plan"),
+    ("executor finished plan", EXECUTOR_CONSUMER, "plan"),
+    ("ledger recorded completion", LEDGER_CONSUMER, "completed"),
+)
+
+
+async def stage_timeline(pool: asyncpg.Pool, events: Sequence[RebalanceDue]) -> list[tuple[str, str]]:
+    """p50/p99 of (inbox row written - due) per stage: the inbox rows are written in the same
+    transaction as each consumer's effect, so they time-stamp every hop."""
+    lines = []
+    for label, consumer, stage in STAGES:
+        started = {derived_id(e.run_id, stage): e.started_at for e in events}
+        rows = await pool.fetch("SELECT message_id, processed_at FROM inbox WHERE consumer = $1"
+                                " AND message_id = ANY($2::text[])", consumer, list(started))
+        lines.append((f"  {label}", latency_line(
+            [(r["processed_at"] - started[r["message_id"]]).total_seconds() for r in rows])))
+    return lines
+
+
 def latency_line(latencies: Sequence[float]) -> str:
     if not latencies:
         return "n/a"
@@ -217,6 +244,7 @@ class Bench:
         self.namespace = f"bench{uuid.uuid4().hex[:8]}"
         self.db_name = self.namespace
         self.report: list[tuple[str, str]] = []
+        self.timeline: list[tuple[str, str]] = []
 
     def note(self, key: str, value: str) -> None:
         self.report.append((key, value))
@@ -229,7 +257,7 @@ class Bench:
         nc = await nats.connect(self.nats_url)
         settings = ServiceSettings(nats_url=self.nats_url, database_url=database_url,
                                    bus_namespace=self.namespace, stream_name=self.namespace.upper())
-        services: list = []
+        services: list[ServiceProcess] = []
         try:
             sequential = args.baseline_sample if args.mode == "baseline" else 0
             t = time.monotonic()
@@ -265,7 +293,10 @@ class Bench:
                           + (f" (paced at {args.rate:g}/s)" if args.rate else " (one burst)"))
                 await wait_recorded(pool, 1 + len(events), args.timeout, services, progress=True)
                 result = await read_results(pool, events, first)
+                self.timeline = await stage_timeline(pool, events)
             usages = sampler.stop()
+            self.note("machine busy during the run", f"{sampler.machine_busy_fraction:.0%} of {os.cpu_count()} cores"
+                      " (see '(other processes)' below: CPU taken by jobs outside this benchmark)")
             self.summarise(result, len(batch))
             if args.mode == "baseline":
                 await self.baseline(js, subject, pool, extra, services, result)
@@ -285,7 +316,7 @@ class Bench:
                 shutil.rmtree(log_dir, ignore_errors=True)
 
     async def one_at_a_time(self, js: nats.js.JetStreamContext, subject: str, pool: asyncpg.Pool,
-                            portfolios: Sequence[SeededPortfolio], services: list) -> RunResult:
+                            portfolios: Sequence[SeededPortfolio], services: Sequence[ServiceProcess]) -> RunResult:
         """Each portfolio alone: published after the previous one is recorded."""
         events: list[RebalanceDue] = []
         first = time.time()
@@ -298,7 +329,8 @@ class Bench:
         return await read_results(pool, events, first)
 
     async def baseline(self, js: nats.js.JetStreamContext, subject: str, pool: asyncpg.Pool,
-                       sample: Sequence[SeededPortfolio], services: list, pipeline: RunResult) -> None:
+                       sample: Sequence[SeededPortfolio], services: Sequence[ServiceProcess],
+                       pipeline: RunResult) -> None:
         alone = await self.one_at_a_time(js, subject, pool, sample, services)
         work = sum(alone.latencies) / len(alone.latencies)
         orders = alone.orders_executed / max(len(alone.latencies), 1)
@@ -320,6 +352,9 @@ class Bench:
             self.note("makespan (first due -> last recorded)", f"{result.makespan:.2f} s")
             self.note("throughput", f"{rate:.0f} portfolios/s")
             self.note("latency due -> recorded", latency_line(result.latencies))
+            if self.timeline:
+                self.note("timeline from due (inbox rows)", "")
+                self.report.extend(self.timeline)
         self.note("run statuses", ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())))
         self.note("orders", f"{result.orders_executed} executed, {result.orders_failed} failed; "
                   f"dead letters {result.dead_letters}")
@@ -333,7 +368,7 @@ class Bench:
             self.note("makespan / bound", f"{result.makespan / bound.orders_only_s:.2f}x (orders only), "
                       f"{result.makespan / bound.all_calls_s:.2f}x (all calls)")
 
-    def print_table(self, usages: Sequence[object], portfolios: int) -> None:
+    def print_table(self, usages: Sequence[ProcessUsage], portfolios: int) -> None:
         args = self.args
         header = [
             ("mode", args.mode),
@@ -349,11 +384,12 @@ class Bench:
         print()
         print("\n".join(key_values(header + self.report)))
         print()
-        print("\n".join(usage_table(usages, portfolios)))  # type: ignore[arg-type]
+        print("\n".join(usage_table(usages, portfolios)))
         print()
 
 
-async def wait_recorded_fast(pool: asyncpg.Pool, expected: int, timeout: float, services: list) -> None:
+async def wait_recorded_fast(pool: asyncpg.Pool, expected: int, timeout: float,
+                             services: Sequence[ServiceProcess]) -> None:
     """Like wait_recorded with a short poll: a lone run's latency is read from the database,
     but the next one starts only when this notices the last one finished."""
     deadline = time.monotonic() + timeout

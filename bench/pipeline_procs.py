@@ -125,6 +125,9 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._machine_start = 0.0
+        self._wall_start = 0.0
+        self.machine_busy_fraction = 0.0
 
     def add(self, name: str, pid: int, *, with_children: bool = False) -> None:
         self._groups.append(_Group(name, psutil.Process(pid), with_children))
@@ -138,6 +141,8 @@ class Sampler:
                 group.rss_peak = max(group.rss_peak, rss)
 
     def mark_start(self) -> None:
+        self._machine_start = _machine_busy_seconds()
+        self._wall_start = time.monotonic()
         with self._lock:
             for group in self._groups:
                 cpu, rss = group.read()
@@ -157,10 +162,22 @@ class Sampler:
         if self._thread is not None:
             self._thread.join()
         self._sample()
-        return [
+        usages = [
             ProcessUsage(g.name, g.cpu_last - g.cpu_start, g.rss_start / MB, g.rss_peak / MB, g.rss_last / MB)
             for g in self._groups
         ]
+        # Everything else the machine ran meanwhile (other users' jobs compete for the same cores).
+        busy = _machine_busy_seconds() - self._machine_start
+        others = max(busy - sum(u.cpu_seconds for u in usages), 0.0)
+        usages.append(ProcessUsage("(other processes)", others, 0.0, 0.0, 0.0))
+        self.machine_busy_fraction = busy / ((time.monotonic() - self._wall_start) * (os.cpu_count() or 1))
+        return usages
+
+
+def _machine_busy_seconds() -> float:
+    t = psutil.cpu_times()
+    return float(t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0)
+                 + getattr(t, "softirq", 0.0) + getattr(t, "steal", 0.0))
 
 
 def this_process_pid() -> int:
