@@ -65,7 +65,7 @@ async def crash_stack(infra: Infra) -> AsyncIterator[CrashStack]:
             await shorten_ack_waits(infra.nats_url, namespace.upper(), ACK_WAIT_SECONDS)
             yield CrashStack(stack, pool, infra.nats_url, namespace.upper())
         finally:
-            stack.stop_all()
+            await stack.stop_all()
             await delete_stream(infra.nats_url, namespace.upper())
 
 
@@ -77,7 +77,7 @@ async def test_a_kill_at_each_step_still_rebalances_exactly_once(
     target = stack[service]
     seeded = await seed(pool, name=f"crash at {point}")
 
-    target.stop()  # gracefully: this one is not the fault
+    await target.stop()  # gracefully: this one is not the fault
     await make_due(pool, seeded)
     target.start({"CRASH_AT": point})
     code = await target.wait_exit(timeout=60)

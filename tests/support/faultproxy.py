@@ -42,7 +42,7 @@ class ProxyStats:
     swallowed: int = 0  # bytes eaten by the black hole
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: links live in a set
 class _Link:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter | None = None
@@ -166,8 +166,9 @@ class FaultProxy:
             self._links.discard(link)
 
     async def _swallow(self, reader: asyncio.StreamReader) -> None:
-        while data := await reader.read(65536):
-            self.stats.swallowed += len(data)
+        with contextlib.suppress(OSError, ConnectionError):
+            while data := await reader.read(65536):
+                self.stats.swallowed += len(data)
 
     async def _pump(
         self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool

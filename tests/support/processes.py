@@ -153,14 +153,20 @@ class ServiceProcess:
             self.process.kill()
             self.process.wait()
 
-    def stop(self, grace_seconds: float = 15.0) -> None:
-        """SIGTERM (a graceful shutdown), SIGKILL if it does not end in time."""
-        if self.process is not None:
-            _terminate(self.process, grace_seconds)
+    async def stop(self, grace_seconds: float = 15.0) -> None:
+        """SIGTERM (a graceful shutdown), SIGKILL if it does not end in time. Waits without
+        blocking the event loop: a fault proxy in this process may carry the shutdown's traffic."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        deadline = time.monotonic() + grace_seconds
+        while self.process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.kill()
 
     async def restart(self, extra_env: Mapping[str, str] | None = None, timeout: float = 60.0) -> None:
         """Stop (if running) and start again, with only the base environment plus ``extra_env``."""
-        self.stop()
+        await self.stop()
         self.start(extra_env)
         await self.wait_ready(timeout)
 
@@ -224,13 +230,9 @@ class Stack:
         for name in names:
             await self.services[name].wait_ready(timeout)
 
-    def stop_all(self) -> None:
-        # SIGTERM to all first, so they shut down in parallel; then reap (SIGKILL laggards).
-        for service in self.services.values():
-            if service.running and service.process is not None:
-                service.process.terminate()
-        for service in self.services.values():
-            service.stop(grace_seconds=10.0)
+    async def stop_all(self, grace_seconds: float = 10.0) -> None:
+        """Stop every service in parallel (SIGTERM, then SIGKILL after the grace period)."""
+        await asyncio.gather(*(s.stop(grace_seconds) for s in self.services.values()))
 
     def logs(self) -> str:
         return "\n".join(s.tail(120) for s in self.services.values())
@@ -239,7 +241,7 @@ class Stack:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.stop_all()
+        await self.stop_all()
 
 
 @contextlib.asynccontextmanager
@@ -248,7 +250,7 @@ async def stack(base_env: Mapping[str, str], log_dir: Path) -> AsyncIterator[Sta
     try:
         yield running
     finally:
-        running.stop_all()
+        await running.stop_all()
 
 
 async def shorten_ack_waits(nats_url: str, stream: str, seconds: float) -> list[str]:
