@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import queue
+import re
 import shlex
 import shutil
 import signal
@@ -19,8 +21,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
 import nats
 import pytest
 from cryptography.fernet import Fernet
@@ -360,6 +364,43 @@ def test_prefix_line_aligns_service_names() -> None:
     assert prefix_line("api", "hello\n") == "api       | hello"
     assert prefix_line("scheduler", "x") == "scheduler | x"
     assert with_database("postgresql://u@h:1/postgres?sslmode=off", "rb") == "postgresql://u@h:1/rb?sslmode=off"
+
+
+@pytest.mark.e2e
+async def test_stack_runs_the_demo_end_to_end_from_the_printed_curl(stack_env: dict[str, str],
+                                                                   state_dir: Path) -> None:
+    api_port = free_port()
+    stack = _Stack(["--state-dir", str(state_dir), "--api-port", str(api_port)], stack_env)
+    try:
+        stack.wait_for("Ctrl-C stops everything", timeout=120)
+        curl = next(line for line in stack.output if "/api/scheduler/trigger" in line)
+        pids = [int(m.group(1)) for line in stack.output if (m := re.search(r"started \w+ \(pid (\d+)", line))]
+        assert len(pids) == len(SERVICES)
+        token = (state_dir / "demo-token").read_text().strip()
+        argv = shlex.split(curl.split("| ", 1)[1].strip())
+        url, body = argv[4], json.loads(argv[argv.index("-d") + 1])
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(timeout=10) as client:
+            triggered = await client.post(url, json=body, headers=headers)
+            # 409: the scheduler's first check already started a run for the fresh portfolio.
+            assert triggered.status_code in (202, 409), triggered.text
+            history_url = f"http://127.0.0.1:{api_port}/api/v1/portfolios/{body['portfolioId']}/history"
+            runs: list[dict[str, Any]] = []
+            for _ in range(600):
+                page = await client.get(history_url, headers=headers)
+                assert page.status_code == 200, page.text
+                runs = page.json()["runs"]
+                if any(run["status"] == "succeeded" for run in runs):
+                    break
+                await asyncio.sleep(0.1)
+        succeeded = [run for run in runs if run["status"] == "succeeded"]
+        assert succeeded, f"no completed run in the history: {runs}\n" + "\n".join(stack.output[-40:])
+        assert succeeded[0]["ordersExecuted"] > 0, "an all-cash demo account must trade on its first run"
+    finally:
+        stack.process.send_signal(signal.SIGINT)
+        code = stack.finish(timeout=60)
+    assert code == 0, "\n".join(stack.output[-40:])
+    assert not any(_process_alive(pid) for pid in pids), "a service outlived the stack"
 
 
 def test_local_secret_keys_are_made_once_private_and_yield_to_the_environment(state_dir: Path) -> None:
