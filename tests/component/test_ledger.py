@@ -1,0 +1,162 @@
+"""The ledger's message handling on TestNatsBroker with PostgreSQL: every event of a run becomes
+history rows once, however often and in whatever order it arrives."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import asyncpg
+
+from contracts.envelope import Envelope, derived_id
+from contracts.subjects import Subjects
+from contracts.v1 import Fill, Holding, OrderFilled, PlanCreated, RebalanceCompleted, RebalanceDue
+from services.ledger.app import build
+from services.planner.app import plan_for
+from tests.component.harness import serving, settings_for
+from tests.component.samples import due, strategy, valued
+
+COUNTS = {
+    "runs": "SELECT count(*) FROM rebalance_runs WHERE id = $1::uuid",
+    "orders": "SELECT count(*) FROM orders WHERE run_id = $1::uuid",
+    "trades": "SELECT count(*) FROM trades WHERE run_id = $1::uuid",
+    "snapshots": "SELECT count(*) FROM portfolio_snapshots WHERE run_id = $1::uuid",
+    "activity": "SELECT count(*) FROM activity_log WHERE run_id = $1::uuid",
+}
+
+
+def run_events(subjects: Subjects) -> list[tuple[str, Envelope]]:
+    """A dry run of two buys, event by event, as the services would emit them."""
+    strat = strategy(dry_run=True)
+    start: RebalanceDue = due(strat)
+    value = valued(strat, {"USD": "10000"}, run_id=start.run_id)
+    plan: PlanCreated = plan_for(value)
+    stage = {
+        **plan.caused(),
+        "run_id": plan.run_id,
+        "portfolio_id": plan.portfolio_id,
+        "user_id": plan.user_id,
+        "triggered_by": plan.triggered_by,
+        "started_at": plan.started_at,
+    }
+    fills = [
+        OrderFilled(
+            message_id=derived_id(plan.run_id, "order", o.leg, "filled"),
+            **stage,  # type: ignore[arg-type]
+            dry_run=True,
+            exchange_id="paper",
+            leg=o.leg,
+            client_order_id=f"rb-{plan.run_id[:8]}-{o.leg}",
+            symbol=o.symbol,
+            side=o.side,
+            amount=o.amount,
+            fill=Fill(filled=o.amount, average_price=o.price, cost=o.value, fee=o.fee, fee_currency="USD",
+                      value=o.value),
+        )
+        for o in plan.orders
+    ]
+    traded = sum((o.value for o in plan.orders), Decimal(0))
+    fees = sum((o.fee for o in plan.orders), Decimal(0))
+    done = RebalanceCompleted(
+        message_id=derived_id(plan.run_id, "completed"),
+        **stage,  # type: ignore[arg-type]
+        status="succeeded",
+        dry_run=True,
+        quote_currency="USD",
+        reason=plan.reason,
+        portfolio_value=plan.portfolio_value,
+        value_after=plan.portfolio_value - fees,
+        holdings_after=[Holding(asset="USD", free=Decimal(10000) - traded - fees, total=Decimal(10000) - traded - fees)],
+        orders_planned=len(plan.orders),
+        orders_executed=len(plan.orders),
+        total_value_traded=traded,
+        fees=fees,
+        completed_at=plan.started_at + timedelta(seconds=2),
+    )
+    return [
+        (subjects.rebalance_due, start),
+        (subjects.portfolio_valued, value),
+        (subjects.plan_created, plan),
+        *((subjects.order_filled, f) for f in fills),
+        (subjects.rebalance_completed, done),
+    ]
+
+
+async def counts(pool: asyncpg.Pool, run_id: str) -> dict[str, int]:
+    return {name: await pool.fetchval(query, run_id) for name, query in COUNTS.items()}
+
+
+async def test_a_run_becomes_its_history_rows(namespace: str, database_url: str, db_pool: asyncpg.Pool) -> None:
+    runtime, _app = build(settings_for(namespace, database_url))
+    events = run_events(runtime.subjects)
+    run_id = events[0][1].correlation_id
+    async with serving(runtime, db_pool):
+        for subject, event in events:
+            await runtime.bus.publish_event(subject, event)
+
+    run = await db_pool.fetchrow("SELECT * FROM rebalance_runs WHERE id = $1::uuid", run_id)
+    assert run["status"] == "succeeded" and run["success"] is True and run["dry_run"] is True
+    assert run["decision"] == "rebalance" and run["portfolio_name"] == "Component"
+    assert (run["orders_planned"], run["orders_executed"], run["orders_failed"]) == (2, 2, 0)
+    assert run["portfolio_value"] == Decimal("10000") and run["duration_ms"] == 2000
+    assert await counts(db_pool, run_id) == {"runs": 1, "orders": 2, "trades": 2, "snapshots": 2, "activity": 6}
+    trades = await db_pool.fetch("SELECT asset, side, dry_run FROM trades WHERE run_id = $1::uuid ORDER BY asset",
+                                 run_id)
+    assert [(t["asset"], t["side"], t["dry_run"]) for t in trades] == [("BTC", "buy", True), ("ETH", "buy", True)]
+    kinds = await db_pool.fetch("SELECT event_type FROM activity_log WHERE run_id = $1::uuid ORDER BY id", run_id)
+    assert [k["event_type"] for k in kinds] == [
+        "rebalance_triggered", "portfolio_valued", "plan_created", "order_filled", "order_filled",
+        "rebalance_succeeded",
+    ]
+
+
+async def test_every_event_delivered_twice_writes_its_rows_once(
+    namespace: str, database_url: str, db_pool: asyncpg.Pool
+) -> None:
+    runtime, _app = build(settings_for(namespace, database_url))
+    events = run_events(runtime.subjects)
+    run_id = events[0][1].correlation_id
+    async with serving(runtime, db_pool):
+        for subject, event in events:
+            await runtime.bus.publish_event(subject, event)
+        once = await counts(db_pool, run_id)
+        first = await db_pool.fetchrow("SELECT * FROM rebalance_runs WHERE id = $1::uuid", run_id)
+        for subject, event in reversed(events):
+            await runtime.bus.publish_event(subject, event)
+
+    assert await counts(db_pool, run_id) == once
+    assert await db_pool.fetchrow("SELECT * FROM rebalance_runs WHERE id = $1::uuid", run_id) == first
+    inbox = await db_pool.fetchval(
+        "SELECT count(*) FROM inbox WHERE consumer = 'ledger.events' AND message_id = ANY($1::text[])",
+        [e.message_id for _s, e in events],
+    )
+    assert inbox == len(events)
+
+
+async def test_a_completion_that_arrives_first_still_ends_the_run(
+    namespace: str, database_url: str, db_pool: asyncpg.Pool
+) -> None:
+    runtime, _app = build(settings_for(namespace, database_url))
+    events = run_events(runtime.subjects)
+    run_id = events[0][1].correlation_id
+    async with serving(runtime, db_pool):
+        for subject, event in reversed(events):
+            await runtime.bus.publish_event(subject, event)
+
+    run = await db_pool.fetchrow("SELECT status, decision, portfolio_name FROM rebalance_runs WHERE id = $1::uuid",
+                                 run_id)
+    assert (run["status"], run["decision"], run["portfolio_name"]) == ("succeeded", "rebalance", "Component")
+    assert await counts(db_pool, run_id) == {"runs": 1, "orders": 2, "trades": 2, "snapshots": 2, "activity": 6}
+
+
+async def test_the_ledger_ignores_commands_outside_the_event_subjects(
+    namespace: str, database_url: str, db_pool: asyncpg.Pool
+) -> None:
+    """It subscribes to evt.> only: a manual request is the scheduler's, not history."""
+    runtime, _app = build(settings_for(namespace, database_url))
+    start = run_events(runtime.subjects)[0][1]
+    async with serving(runtime, db_pool):
+        await runtime.bus.publish_event(runtime.subjects.rebalance_request, start)
+
+    assert await counts(db_pool, start.correlation_id) == {"runs": 0, "orders": 0, "trades": 0, "snapshots": 0,
+                                                         "activity": 0}
