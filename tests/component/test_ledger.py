@@ -57,6 +57,7 @@ def run_events(subjects: Subjects) -> list[tuple[str, Envelope]]:
     ]
     traded = sum((o.value for o in plan.orders), Decimal(0))
     fees = sum((o.fee for o in plan.orders), Decimal(0))
+    cash_after = Decimal(10000) - traded - fees
     done = RebalanceCompleted(
         message_id=derived_id(plan.run_id, "completed"),
         **stage,  # type: ignore[arg-type]
@@ -66,7 +67,7 @@ def run_events(subjects: Subjects) -> list[tuple[str, Envelope]]:
         reason=plan.reason,
         portfolio_value=plan.portfolio_value,
         value_after=plan.portfolio_value - fees,
-        holdings_after=[Holding(asset="USD", free=Decimal(10000) - traded - fees, total=Decimal(10000) - traded - fees)],
+        holdings_after=[Holding(asset="USD", free=cash_after, total=cash_after)],
         orders_planned=len(plan.orders),
         orders_executed=len(plan.orders),
         total_value_traded=traded,
