@@ -49,6 +49,7 @@ from bench.pipeline_seed import (
 )
 from bench.pipeline_stats import (
     ProcessUsage,
+    cpu_ceiling,
     exchange_lower_bound,
     key_values,
     percentile,
@@ -298,6 +299,9 @@ class Bench:
             self.note("machine busy during the run", f"{sampler.machine_busy_fraction:.0%} of {os.cpu_count()} cores"
                       " (see '(other processes)' below: CPU taken by jobs outside this benchmark)")
             self.summarise(result, len(batch))
+            whole, busiest, single = cpu_ceiling(usages, len(batch), os.cpu_count() or 1)
+            self.note("CPU-bound ceiling (measured CPU)", f"{whole:.0f} portfolios/s on {os.cpu_count()} idle cores; "
+                      f"busiest process {busiest} alone caps at {single:.0f}/s (one core)")
             if args.mode == "baseline":
                 await self.baseline(js, subject, pool, extra, services, result)
             self.print_table(usages, len(batch))

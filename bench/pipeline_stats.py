@@ -78,3 +78,15 @@ def usage_table(usages: Sequence[ProcessUsage], portfolios: int) -> list[str]:
 def key_values(pairs: Sequence[tuple[str, str]]) -> list[str]:
     width = max((len(k) for k, _ in pairs), default=0)
     return [f"{k:<{width}}  {v}" for k, v in pairs]
+
+
+def cpu_ceiling(usages: Sequence[ProcessUsage], portfolios: int, cores: int) -> tuple[float, str, float]:
+    """Portfolios/s this machine could sustain on the measured CPU alone, were it not shared:
+    (all pipeline processes over all cores, the busiest process, its own ceiling at one core).
+    Excludes the benchmark itself and other processes."""
+    pipeline = [u for u in usages if not u.name.startswith(("bench", "("))]
+    total = sum(u.cpu_seconds for u in pipeline)
+    busiest = max(pipeline, key=lambda u: u.cpu_seconds)
+    whole = portfolios * cores / total if total > 0 else math.inf
+    single = portfolios / busiest.cpu_seconds if busiest.cpu_seconds > 0 else math.inf
+    return whole, busiest.name, single
