@@ -24,12 +24,11 @@ import asyncpg
 import nats
 
 from services.common import db
-from services.common.bus import Bus, ensure_stream
+from services.common.bus import Bus, OutboxRelay, ensure_stream
 from services.common.migrate import apply_migrations
 from services.scheduler.check import check_once
 from services.scheduler.clock import ManualClock
 from services.scheduler.context import SchedulerContext
-from services.scheduler.outbox import LockedOutboxRelay
 from services.scheduler.settings import SchedulerSettings
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
@@ -84,7 +83,7 @@ async def bench_size(admin_dsn: str, nats_url: str, size: int, batch: int) -> No
 
         await ensure_stream(settings)
         await bus.broker.connect()
-        ctx = SchedulerContext(pool, LockedOutboxRelay(bus, pool, "scheduler"), settings,
+        ctx = SchedulerContext(pool, OutboxRelay(bus, pool, "scheduler"), settings,
                                ManualClock(NOW), "bench")
         report = await check_once(ctx, NOW)
         assert report.claimed == due, (report.claimed, due)

@@ -25,9 +25,10 @@ from tests.support.processes import ServiceProcess, Stack, service_env
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 PIPELINE = ("ledger", "executor", "planner", "pricer", "scheduler")
-SEED_BODY = {
+WEIGHTS = {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}
+SEED_BODY: dict[str, Any] = {
     "name": "My Portfolio",
-    "targetWeights": {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10},
+    "targetWeights": WEIGHTS,
     "rebalanceEnabled": True,
     "rebalanceInterval": "weekly",
     "rebalanceThreshold": 10,
@@ -135,9 +136,9 @@ async def test_a_seed_portfolio_created_and_triggered_through_the_api_is_rebalan
     # The paper account is back at target within the portfolio's threshold (10 pp).
     exchange = PaperExchange(db_pool, account)
     balances, prices = await exchange.fetch_balance(), await exchange.fetch_prices(None)
-    values = {a: balances[a].total * prices[f"{a}/USD"] for a in SEED_BODY["targetWeights"]}
+    values = {a: balances[a].total * prices[f"{a}/USD"] for a in WEIGHTS}
     total = sum(values.values()) + balances["USD"].total
-    for asset, weight in SEED_BODY["targetWeights"].items():
+    for asset, weight in WEIGHTS.items():
         assert abs(values[asset] / total * 100 - weight) < 10
 
     # The scheduler starts runs by itself when next_rebalance_at is reached, and sets the next one.

@@ -184,7 +184,8 @@ async def wait_until_drained(nats_url: str, stream: str, timeout: float = 30.0) 
             if not busy:
                 return
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"consumers still busy: {[(c.name, c.num_pending, c.num_ack_pending, c.num_redelivered) for c in infos]}")
+                states = [(c.name, c.num_pending, c.num_ack_pending, c.num_redelivered) for c in infos]
+                raise AssertionError(f"consumers still busy: {states}")
             await asyncio.sleep(0.1)
     finally:
         await nc.close()
