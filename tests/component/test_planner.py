@@ -7,7 +7,6 @@ import json
 import uuid
 
 import asyncpg
-import pytest
 
 from contracts.envelope import derived_id
 from contracts.v1 import PlanCreated
@@ -118,13 +117,6 @@ async def test_an_invalid_valuation_is_dead_lettered_and_plans_nothing(
     assert "schema_version" in rows[1]["reason"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,  # orjson.JSONDecodeError
-    reason="bus.py: FastStream JSON-decodes the batch (content-type application/json) before on_batch "
-    "runs, so a non-JSON payload never reaches the dead-letter path; on real JetStream it and its "
-    "batch stay unacked and are redelivered forever. Fix: decoder= on the subscriber (see report).",
-)
 async def test_a_payload_that_is_not_json_is_dead_lettered(namespace: str, db_pool: asyncpg.Pool) -> None:
     runtime, _app = build(settings_for(namespace))
     garbage_id = str(uuid.uuid4())
