@@ -21,7 +21,12 @@ from tests.support.pipeline import Seeded, seed_portfolio
 
 WEIGHTS = {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}
 LEGS = len(WEIGHTS)  # USD 10000 into 40/30/20/10: four buys
+# Redelivery of what a killed process held, in seconds: the services' own ack_wait (60-120 s)
+# is shortened on the test stream (processes.shorten_ack_waits) so a crash recovers in seconds.
+ACK_WAIT_SECONDS = 3.0
 T = TypeVar("T")
+# A fault the test injected may make a check itself fail for a while: that is "not yet".
+NOT_YET: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, nats.errors.Error)
 
 
 @contextlib.asynccontextmanager
@@ -88,7 +93,7 @@ async def eventually(
             value = await check()
             if value:
                 return value
-        except (*TRANSIENT_DB_ERRORS, nats.errors.Error) as exc:
+        except NOT_YET as exc:
             last_error = exc
         if time.monotonic() > deadline:
             extra = diagnostics() if diagnostics else ""

@@ -18,7 +18,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.faults.helpers import assert_rebalanced_once, fresh_database, make_due, pool_for, seed, wait_done
+from tests.faults.helpers import (
+    ACK_WAIT_SECONDS,
+    LEGS,
+    assert_rebalanced_once,
+    fresh_database,
+    make_due,
+    pool_for,
+    seed,
+    wait_done,
+)
 from tests.infra import Infra
 from tests.support.pipeline import delete_stream
 from tests.support.processes import Stack, service_env, shorten_ack_waits
@@ -26,8 +35,6 @@ from tests.support.processes import Stack, service_env, shorten_ack_waits
 pytestmark = pytest.mark.faults
 
 SERVICES = ("scheduler", "pricer", "planner", "executor", "ledger")
-# Redelivery of what a killed process held, in seconds (the services' own ack_wait is 60-120 s).
-ACK_WAIT_SECONDS = 4.0
 
 CRASH_POINTS = [
     # (crash point, the service that passes it, what has happened when it dies)
@@ -77,7 +84,7 @@ async def test_a_kill_at_each_step_still_rebalances_exactly_once(
     target = stack[service]
     seeded = await seed(pool, name=f"crash at {point}")
 
-    await target.stop()  # gracefully: this one is not the fault
+    target.kill()  # idle (the bus settled after the last test): quicker than a graceful stop
     await make_due(pool, seeded)
     target.start({"CRASH_AT": point})
     code = await target.wait_exit(timeout=60)
@@ -88,3 +95,29 @@ async def test_a_kill_at_each_step_still_rebalances_exactly_once(
     await target.wait_ready()
     await wait_done(pool, crash_stack.nats_url, crash_stack.stream, [seeded], diagnostics=stack.logs)
     await assert_rebalanced_once(pool, seeded)
+
+
+EXCHANGE_FAULTS = [
+    # (PAPER_FAULTS, create_order calls beyond one per leg)
+    ("drop_response=1|3", 0),  # the order executes, its answer is lost: looked up, never re-sent
+    ("timeout=1|2", 2),  # nothing executes, the outcome is unknown: looked up, then sent again
+    ("unavailable=2", 1),  # the exchange refuses for now: retried later
+]
+
+
+@pytest.mark.parametrize(("faults", "extra_calls"), EXCHANGE_FAULTS, ids=[f for f, _ in EXCHANGE_FAULTS])
+async def test_exchange_faults_still_rebalance_exactly_once(
+    crash_stack: CrashStack, faults: str, extra_calls: int
+) -> None:
+    stack, pool = crash_stack.stack, crash_stack.pool
+    executor = stack["executor"]
+    seeded = await seed(pool, name=f"exchange {faults}")
+    # Left running with its faults afterwards: the next test restarts whatever it needs, and an
+    # executor with faults must trade exactly once too.
+    await executor.restart({"PAPER_FAULTS": faults})
+    await make_due(pool, seeded)
+    await wait_done(pool, crash_stack.nats_url, crash_stack.stream, [seeded], diagnostics=stack.logs)
+    run = await assert_rebalanced_once(pool, seeded)
+    # mark_sending counts every create_order call: a lost answer never caused a second one.
+    calls = await pool.fetchval("SELECT sum(attempts) FROM order_intents WHERE run_id = $1", run["id"])
+    assert calls == LEGS + extra_calls, f"{calls} create_order calls for {LEGS} legs with {faults}"

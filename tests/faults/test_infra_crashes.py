@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 
 import asyncpg
@@ -19,6 +20,7 @@ import pytest
 
 from services.common.migrate import apply_migrations
 from tests.faults.helpers import (
+    ACK_WAIT_SECONDS,
     assert_rebalanced_once,
     eventually,
     fresh_database,
@@ -34,7 +36,6 @@ from tests.support.processes import NatsServer, Stack, pg_cluster, service_env, 
 pytestmark = pytest.mark.faults
 
 SERVICES = ("scheduler", "pricer", "planner", "executor", "ledger")
-ACK_WAIT_SECONDS = 4.0
 
 
 async def orders_placed(pool: asyncpg.Pool, portfolios: list[Seeded]) -> int:
@@ -109,9 +110,5 @@ async def test_postgres_crash_mid_runs_is_waited_out_and_every_run_completes_onc
             await delete_stream(infra.nats_url, namespace.upper())
 
 
-async def _at_least(count: asyncio.Future[int] | object, minimum: int) -> bool:
-    value = await count  # type: ignore[misc]
-    return bool(value >= minimum)
-
-
-__all__ = ["fresh_database"]
+async def _at_least(count: Awaitable[int], minimum: int) -> bool:
+    return await count >= minimum

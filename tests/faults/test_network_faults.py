@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 from tests.faults.helpers import (
+    ACK_WAIT_SECONDS,
     assert_rebalanced_once,
     fresh_database,
     make_due,
@@ -33,7 +34,6 @@ from tests.support.processes import Stack, service_env, shorten_ack_waits
 
 pytestmark = pytest.mark.faults
 
-ACK_WAIT_SECONDS = 4.0
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ async def test_poison_messages_are_dead_lettered_counted_and_block_nothing(
                          "the valid message to be written", timeout=30, diagnostics=stack.logs)
         letters = await eventually(
             lambda: _dead_letters(db_pool, subject, 3), "three dead letters", timeout=60, diagnostics=stack.logs)
+        assert letters is not None
         by_id = {r["message_id"]: r for r in letters}
         assert set(by_id) == {"poison-malformed", "poison-v2", "poison-unwritable"}
         assert "invalid payload" in by_id["poison-malformed"]["reason"]

@@ -63,7 +63,7 @@ def _spawn(cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> subpro
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
+            preexec_fn=_die_with_parent,
         )
     _LIVE.add(process)
     return process
