@@ -245,6 +245,21 @@ class Bus:
         subscriber(on_batch)
         _use_low_latency_fetch(subscriber, size)
 
+    def responder(
+        self, subject: str, *, description: str
+    ) -> Callable[[Callable[[bytes], Awaitable[dict[str, Any]]]], None]:
+        """Register a core-NATS request handler: it gets the request's raw bytes (whatever its
+        content type) and returns the JSON reply."""
+
+        def register(fn: Callable[[bytes], Awaitable[dict[str, Any]]]) -> None:
+            async def on_request(message: Any = Context("message")) -> dict[str, Any]:
+                return await fn(bytes(message.body))
+
+            on_request.__name__ = fn.__name__
+            self.broker.subscriber(subject, description=description, decoder=_raw_bodies)(on_request)
+
+        return register
+
     async def _decode(
         self, consumer_id: str, raw: Msg, pick: Callable[[str], type[M] | None]
     ) -> Incoming[M] | None:

@@ -96,7 +96,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Runtime, FastStream]
         description="Plans each valued portfolio and emits plan.created.",
     )
 
-    @runtime.bus.broker.subscriber(subjects.rpc_preview_plan, description="Preview: plan a valued portfolio.")
+    @runtime.bus.responder(subjects.rpc_preview_plan, description="Preview: plan a valued portfolio.")
     async def preview(body: bytes) -> dict[str, Any]:
         try:
             return plan_for(PortfolioValued.model_validate_json(body)).model_dump(mode="json")

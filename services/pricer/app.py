@@ -133,9 +133,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Runtime, FastStream]
         description="Values each due portfolio and emits portfolio.valued (or a failed completion).",
     )
 
-    @runtime.bus.broker.subscriber(
-        subjects.rpc_value_portfolio, description="Preview: value one portfolio now."
-    )
+    @runtime.bus.responder(subjects.rpc_value_portfolio, description="Preview: value one portfolio now.")
     async def value_now(body: bytes) -> dict[str, Any]:
         try:
             due = RebalanceDue.model_validate_json(body)

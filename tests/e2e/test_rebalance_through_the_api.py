@@ -112,6 +112,12 @@ async def test_a_seed_portfolio_created_and_triggered_through_the_api_is_rebalan
     listed = await client.call("GET", "/api/portfolios/manage")
     assert [p["name"] for p in listed["portfolios"]] == ["My Portfolio"]
 
+    # A dry-run preview through the real pricer and planner: the plan it would execute, nothing traded.
+    preview = await client.call("POST", f"/api/v1/portfolios/{portfolio_id}/preview")
+    assert preview["decision"] == "rebalance" and len(preview["orders"]) == 4, preview
+    assert {d["asset"] for d in preview["drift"]} >= set(WEIGHTS)
+    assert len(await PaperExchange(db_pool, account).fetch_balance()) == 1  # still only USD
+
     await client.call("POST", "/api/scheduler/trigger", json={"portfolioId": portfolio_id})
 
     async def finished_runs() -> list[dict[str, Any]]:
