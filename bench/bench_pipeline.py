@@ -284,6 +284,7 @@ class Bench:
             # Warm-up: imports, market caches and pools, so the figures are of the steady state.
             await publish_due(js, subject, [warmup], None)
             await wait_recorded(pool, 1, 120.0, services, progress=False)
+            counters_before = await counters(pool, js, settings.stream_name)
             sampler.mark_start()
             sampler.start()
 
@@ -298,6 +299,11 @@ class Bench:
                 result = await read_results(pool, events, first)
                 self.timeline = await stage_timeline(pool, events)
             usages = sampler.stop()
+            await asyncio.sleep(1.1)  # backends report their transaction counts at most once a second
+            counters_after = await counters(pool, js, settings.stream_name)
+            per = max(len(batch), 1)
+            self.note("per portfolio", f"{(counters_after[0] - counters_before[0]) / per:.1f} PostgreSQL "
+                      f"transactions, {(counters_after[1] - counters_before[1]) / per:.1f} stream messages")
             self.note("machine busy during the run", f"{sampler.machine_busy_fraction:.0%} of {os.cpu_count()} cores"
                       " (see '(other processes)' below: CPU taken by jobs outside this benchmark)")
             self.summarise(result, len(batch))
@@ -411,6 +417,14 @@ async def wait_recorded_fast(pool: asyncpg.Pool, expected: int, timeout: float,
         if time.monotonic() > deadline:
             raise TimeoutError("a single run was not recorded in time")
         await asyncio.sleep(0.005)
+
+
+async def counters(pool: asyncpg.Pool, js: nats.js.JetStreamContext, stream: str) -> tuple[int, int]:
+    """(transactions committed or rolled back in this database, messages in the stream)."""
+    transactions = await pool.fetchval("SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                                       " WHERE datname = current_database()")
+    info = await js.stream_info(stream)
+    return int(transactions), int(info.state.messages)
 
 
 async def delete_stream(nats_url: str, stream: str) -> None:
