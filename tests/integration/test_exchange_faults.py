@@ -1,0 +1,347 @@
+"""Issue 4's proof: every exchange fault, through the whole pipeline, with ccxt's real Kraken and
+Binance classes against the fake servers, on real NATS JetStream and PostgreSQL.
+
+For each fault: the run ends in the right status, the fake holds exactly one order per leg that
+reached it (counted by client order id), the ledger's trades are the filled legs once each with
+the fee and exchange order id the exchange reported, the activity log says what happened, and
+after a fail-the-run error nothing more is sent.
+
+The portfolio is 0.15 BTC + 5000 in cash with targets 40/30/20/10 over BTC/ETH/SOL/ADA: one sell
+(BTC, leg 0) and three buys (ETH, SOL, ADA, legs 1-3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.support.ccxt_pipeline import (
+    EXCHANGES,
+    QUOTES,
+    PipelineBinance,
+    PipelineKraken,
+    RunHistory,
+    RunNotCompleted,
+    ccxt_pipeline,
+    create_requests,
+    fake_exchange,
+    run_rebalance,
+    seed_ccxt_portfolio,
+    use_exchange_clients,
+)
+
+pytestmark = pytest.mark.integration
+
+LEGS = {"BTC": 0, "ETH": 1, "SOL": 2, "ADA": 3}
+FINAL = ("filled", "rejected", "failed", "canceled")
+
+
+@dataclass
+class Rig:
+    exchange_id: str
+    fake: PipelineKraken | PipelineBinance
+    pool: asyncpg.Pool
+    nats_url: str
+    namespace: str
+    box: Any
+
+    def symbol(self, base: str) -> str:
+        return f"{base}/{QUOTES[self.exchange_id]}"
+
+    async def rebalance(self, *, timeout: float = 45.0, **strategy: Any) -> RunHistory:
+        seeded = await seed_ccxt_portfolio(self.pool, self.exchange_id, self.fake, self.box, **strategy)
+        return await run_rebalance(self.pool, self.nats_url, self.namespace, seeded, timeout=timeout)
+
+
+@pytest.fixture(params=EXCHANGES)
+async def rig(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    nats_url: str,
+    namespace: str,
+    db_pool: asyncpg.Pool,
+) -> AsyncIterator[Rig]:
+    exchange_id: str = request.param
+    box = use_exchange_clients(monkeypatch)
+    async with fake_exchange(exchange_id) as fake, ccxt_pipeline(database_url, nats_url, namespace):
+        yield Rig(exchange_id, fake, db_pool, nats_url, namespace, box)
+    assert fake.unknown_paths == [], "ccxt called an endpoint the fake does not serve"
+
+
+# ---------------------------------------------------------------------------------------- checks
+def by_leg(history: RunHistory) -> dict[int, asyncpg.Record]:
+    return {i["leg"]: i for i in history.intents}
+
+
+class LegNotRecorded(AssertionError):
+    """A planned leg has no final state or no row in the ledger's orders."""
+
+
+def assert_every_leg_recorded(history: RunHistory) -> None:
+    recorded = {o["leg"] for o in history.orders}
+    missing = [(i["leg"], i["state"]) for i in history.intents if i["leg"] not in recorded or i["state"] not in FINAL]
+    if missing:
+        raise LegNotRecorded(f"legs without a final state or an orders row: {missing}")
+
+
+def assert_history_matches_exchange(rig: Rig, history: RunHistory, *, placed: set[int]) -> None:
+    """Legs in ``placed`` have exactly one order on the fake, the others none; the ledger's
+    orders and trades agree with what the fake holds."""
+    run = history.run
+    intents = by_leg(history)
+    assert sorted(intents) == list(range(run["orders_planned"])), "one intent per planned leg"
+    assert_every_leg_recorded(history)
+    assert len(run["orders"]) == run["orders_planned"] == 4
+    for leg, intent in intents.items():
+        on_exchange = rig.fake.orders_with_client_id(intent["client_order_id"])
+        assert len(on_exchange) == (1 if leg in placed else 0), (leg, intent["state"], on_exchange)
+    assert len(rig.fake.state.orders) == len(placed), "no order without our client order id"
+
+    orders = {o["leg"]: o for o in history.orders}
+    assert sorted(orders) == sorted(intents), "the ledger has one order row per leg"
+    filled = {leg for leg, i in intents.items() if i["state"] == "filled"}
+    trades = {t["client_order_id"]: t for t in history.trades}
+    assert len(history.trades) == len(trades) == len(filled), "one trade per filled leg"
+    for leg in filled:
+        cid = intents[leg]["client_order_id"]
+        [exchange_order] = rig.fake.orders_with_client_id(cid)
+        trade = trades[cid]
+        assert trade["quantity"] == exchange_order.filled, leg
+        assert trade["exchange_order_id"] == exchange_order.id, leg
+        assert trade["price"] == exchange_order.average, leg
+        assert orders[leg]["exchange_order_id"] == exchange_order.id
+    assert run["orders_executed"] == len(filled)
+    assert run["orders_failed"] == len(intents) - len(filled)
+    assert history.dead_letters == []
+
+
+class FeeNotRecorded(AssertionError):
+    """A trade's fee differs from the fee the exchange charged."""
+
+
+def assert_fees_as_reported(rig: Rig, history: RunHistory) -> None:
+    """Every trade's fee is the one the exchange charged for that order, in the quote."""
+    wrong = []
+    for trade in history.trades:
+        [exchange_order] = rig.fake.orders_with_client_id(trade["client_order_id"])
+        if trade["fee"] != exchange_order.fee or trade["fee_currency"] != QUOTES[rig.exchange_id]:
+            wrong.append((trade["symbol"], trade["fee"], trade["fee_currency"], exchange_order.fee))
+    if wrong:
+        raise FeeNotRecorded(f"recorded vs charged fees differ: {wrong}")
+
+
+BINANCE_FEES_LOST = (
+    "Binance answers GET/DELETE /api/v3/order without commissions, so an order found by its client "
+    "id (after a timeout or a dropped response) or read back after a cancel is recorded with fee 0: "
+    "CcxtExchange must fetch the order's trades (ccxt fetch_order_trades / myTrades) for the fee"
+)
+
+
+def expect_binance_fee_loss(request: pytest.FixtureRequest, rig: Rig) -> None:
+    if rig.exchange_id == "binance":
+        request.applymarker(pytest.mark.xfail(strict=True, raises=FeeNotRecorded, reason=BINANCE_FEES_LOST))
+
+
+def activity_line(history: RunHistory, event_type: str) -> str:
+    lines = [a["description"] for a in history.activity if a["event_type"] == event_type]
+    assert lines, (event_type, history.activity_types())
+    return "\n".join(lines)
+
+
+def assert_everything_filled(rig: Rig, history: RunHistory) -> None:
+    assert history.status == "succeeded", history.run["errors"]
+    assert {i["state"] for i in history.intents} == {"filled"}
+    assert_history_matches_exchange(rig, history, placed={0, 1, 2, 3})
+    assert history.activity_types().count("order_filled") == 4
+    assert "rebalance_succeeded" in history.activity_types()
+
+
+# ---------------------------------------------------------------------------------------- faults
+async def test_a_clean_run_places_each_leg_once_and_records_it(rig: Rig) -> None:
+    history = await rig.rebalance()
+    assert_everything_filled(rig, history)
+    for intent in history.intents:
+        assert create_requests(rig.fake, rig.exchange_id, intent["client_order_id"]) == 1
+
+
+async def test_timeout_on_create_is_looked_up_by_client_id_never_resent(
+    rig: Rig, request: pytest.FixtureRequest
+) -> None:
+    expect_binance_fee_loss(request, rig)
+    rig.fake.timeout_next(path=rig.fake.order_path)  # executed, answered after the client gave up
+    history = await rig.rebalance()
+    first = by_leg(history)[0]["client_order_id"]
+    assert create_requests(rig.fake, rig.exchange_id, first) == 1, "the timed-out order was not resent"
+    assert_everything_filled(rig, history)
+    assert_fees_as_reported(rig, history)
+
+
+async def test_accepted_order_with_dropped_response_is_found_not_resent(
+    rig: Rig, request: pytest.FixtureRequest
+) -> None:
+    expect_binance_fee_loss(request, rig)
+    rig.fake.drop_response_next()  # the order path: accepted, then the connection is cut
+    history = await rig.rebalance()
+    first = by_leg(history)[0]["client_order_id"]
+    assert create_requests(rig.fake, rig.exchange_id, first) == 1, "the accepted order was not resent"
+    assert_everything_filled(rig, history)
+    assert_fees_as_reported(rig, history)
+
+
+async def test_server_error_on_create_is_resent_only_after_the_lookup_finds_nothing(rig: Rig) -> None:
+    rig.fake.http_500_next(path=rig.fake.order_path)  # refused before execution: no order exists
+    history = await rig.rebalance()
+    assert_everything_filled(rig, history)
+    first = by_leg(history)[0]
+    # Outcome unknown -> looked up (not found) -> plan redelivered -> looked up again -> sent once more.
+    assert create_requests(rig.fake, rig.exchange_id, first["client_order_id"]) == 2
+    assert first["attempts"] == 2
+    assert_fees_as_reported(rig, history)
+
+
+async def test_rate_limited_order_is_retried_later_and_placed_once(rig: Rig) -> None:
+    rig.fake.rate_limit_next(path=rig.fake.order_path)
+    history = await rig.rebalance()
+    assert_everything_filled(rig, history)
+    first = by_leg(history)[0]["client_order_id"]
+    assert create_requests(rig.fake, rig.exchange_id, first) == 2  # refused, then placed
+    assert_fees_as_reported(rig, history)
+
+
+async def test_rate_limited_valuation_is_retried_and_the_run_completes(rig: Rig) -> None:
+    rig.fake.rate_limit_next(2)  # the pricer's first requests: the due event is redelivered
+    history = await rig.rebalance()
+    assert_everything_filled(rig, history)
+    assert_fees_as_reported(rig, history)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "ccxt_error", "base"),
+    [("insufficient_funds", "InsufficientFunds", "ETH"), ("invalid_order", "InvalidOrder", "SOL")],
+)
+async def test_a_refused_order_fails_only_its_leg(rig: Rig, refusal: str, ccxt_error: str, base: str) -> None:
+    rig.fake.faulty.refuse[rig.symbol(base)] = refusal
+    history = await rig.rebalance()
+    assert history.status == "partial", history.run["errors"]
+    refused_leg = LEGS[base]
+    placed = set(LEGS.values()) - {refused_leg}
+    assert_history_matches_exchange(rig, history, placed=placed)
+    states = {leg: i["state"] for leg, i in by_leg(history).items()}
+    assert states == {leg: "filled" if leg in placed else "rejected" for leg in LEGS.values()}
+    refused = by_leg(history)[refused_leg]
+    assert create_requests(rig.fake, rig.exchange_id, refused["client_order_id"]) == 1, "not retried"
+    [error] = history.run["errors"]
+    assert error["leg"] == refused_leg and error["code"] == "leg_failed" and ccxt_error in error["message"]
+    order_row = {o["leg"]: o for o in history.orders}[refused_leg]
+    assert order_row["status"] == "rejected" and ccxt_error in order_row["error"]["message"]
+    assert ccxt_error in activity_line(history, "order_rejected")
+    assert "rebalance partial" in activity_line(history, "rebalance_partial")
+    assert_fees_as_reported(rig, history)
+
+
+def assert_run_failed_at_first_order(rig: Rig, history: RunHistory) -> None:
+    """Leg 0 was refused for its credentials; no later leg was sent; the history says why."""
+    assert history.status == "failed", history.run["errors"]
+    assert history.run["success"] is False
+    assert_history_matches_exchange(rig, history, placed=set())
+    assert [i["state"] for i in history.intents] == ["failed"] * 4
+    first, *later = history.intents
+    assert create_requests(rig.fake, rig.exchange_id, first["client_order_id"]) == 1
+    for intent in later:
+        assert create_requests(rig.fake, rig.exchange_id, intent["client_order_id"]) == 0
+        assert intent["attempts"] == 0
+    order_requests = [r for r in rig.fake.requests if r.method == "POST" and r.path == rig.fake.order_path]
+    assert len(order_requests) == 1, "nothing was sent after the run failed"
+    errors = history.run["errors"]
+    assert errors[0]["code"] == "run_failed" and "AuthenticationError" in errors[0]["message"]
+    assert [e["code"] for e in errors[1:]] == ["not_placed"] * 3
+    assert "AuthenticationError" in activity_line(history, "rebalance_failed")
+    assert activity_line(history, "order_failed").count("not placed") == 3
+
+
+BINANCE_REVOKED_KEY_IS_A_BAN = (
+    "ccxt's binance class raises DDoSProtection, not AuthenticationError, for -2015 once the "
+    "instance has authenticated successfully (options['hasAlreadyAuthenticatedSuccessfully']); "
+    "ccxt_errors.classify makes that RetryLater, so the executor retries the plan forever (back-off "
+    "capped at 30 s, never dead-lettered) and the run stays 'running' instead of failing"
+)
+
+
+async def test_authentication_failure_at_the_first_buy_fails_the_run_and_sends_nothing_more(
+    rig: Rig, request: pytest.FixtureRequest
+) -> None:
+    if rig.exchange_id == "binance":
+        request.applymarker(pytest.mark.xfail(strict=True, raises=RunNotCompleted, reason=BINANCE_REVOKED_KEY_IS_A_BAN))
+    rig.fake.state.balances = {QUOTES[rig.exchange_id]: Decimal(10000)}  # cash only: four buys
+    rig.fake.fail_auth_at_first_order = True
+    history = await rig.rebalance(timeout=10.0)  # it completes within a second or two
+    assert {o["side"] for o in history.intents} == {"buy"}
+    assert_run_failed_at_first_order(rig, history)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="after a RunFailed on the sell (leg 0), Executor._execute_orders still sizes the buys: "
+    "_size_buys calls fetch_balance, whose RunFailed escapes to execute(), which completes the run "
+    "as failed but leaves legs 1-3 as bare intents: no final state, no order event, no orders row "
+    "(orders_failed=1 of 4 planned)",
+    raises=LegNotRecorded,
+)
+@pytest.mark.parametrize("rig", ["kraken"], indirect=True)  # the executor's bug, not the exchange's
+async def test_authentication_failure_at_a_sell_fails_the_run_and_sends_nothing_more(rig: Rig) -> None:
+    rig.fake.fail_auth_at_first_order = True  # leg 0 is the BTC sell
+    history = await rig.rebalance(timeout=10.0)  # the fixed executor completes it within a second
+    assert_run_failed_at_first_order(rig, history)
+
+
+async def test_authentication_failure_at_valuation_fails_the_run_before_any_order(rig: Rig) -> None:
+    rig.fake.reject_auth = True
+    history = await rig.rebalance()
+    assert history.status == "failed"
+    assert history.intents == [] and history.orders == [] and history.trades == []
+    assert [r for r in rig.fake.requests if r.path == rig.fake.order_path] == []
+    [error] = history.run["errors"]
+    assert error["stage"] == "pricer" and error["code"] == "run_failed"
+    assert "AuthenticationError" in error["message"]
+    assert "AuthenticationError" in activity_line(history, "rebalance_failed")
+    assert history.dead_letters == []
+
+
+async def test_partial_fills_are_recorded_as_the_exchange_reports_them(
+    rig: Rig, request: pytest.FixtureRequest
+) -> None:
+    expect_binance_fee_loss(request, rig)
+    rig.fake.partial_fill("0.5")  # every order fills half and rests; the executor cancels the rest
+    history = await rig.rebalance(limit_timeout_seconds=1)
+    assert_history_matches_exchange(rig, history, placed={0, 1, 2, 3})
+    for intent in history.intents:
+        [exchange_order] = rig.fake.orders_with_client_id(intent["client_order_id"])
+        assert exchange_order.status == "canceled", "the unfilled rest was canceled"
+        assert Decimal(0) < exchange_order.filled < exchange_order.amount
+        assert create_requests(rig.fake, rig.exchange_id, intent["client_order_id"]) == 1
+    assert {o["status"] for o in history.orders} == {"partially_filled"}
+    assert history.status == "succeeded"  # every leg traded; the shortfall is in the numbers
+    assert history.activity_types().count("order_filled") == 4
+    assert_fees_as_reported(rig, history)
+
+
+async def test_a_resting_limit_order_is_canceled_after_its_timeout(rig: Rig) -> None:
+    rig.fake.faulty.resting.add(rig.symbol("ETH"))  # the ETH buy rests on the book unfilled
+    history = await rig.rebalance(order_type="limit", limit_timeout_seconds=1)
+    eth = LEGS["ETH"]
+    assert history.status == "partial", history.run["errors"]
+    assert_history_matches_exchange(rig, history, placed=set(LEGS.values()))
+    states = {leg: i["state"] for leg, i in by_leg(history).items()}
+    assert states == {leg: "canceled" if leg == eth else "filled" for leg in LEGS.values()}
+    [resting] = rig.fake.orders_with_client_id(by_leg(history)[eth]["client_order_id"])
+    assert resting.status == "canceled" and resting.filled == 0 and resting.order_type == "limit"
+    assert {o["leg"]: o["status"] for o in history.orders}[eth] == "canceled"
+    assert "not_filled" in str(history.run["errors"])
+    assert "order_canceled" in history.activity_types()
+    assert_fees_as_reported(rig, history)

@@ -1,0 +1,335 @@
+"""The whole pipeline (pricer, planner, executor, ledger) trading through ccxt's real Kraken and
+Binance classes against the fake exchange servers, on real NATS and PostgreSQL.
+
+- ``fake_exchange``: a fake server with four markets (BTC, ETH, SOL, ADA) in its quote, whose state
+  can also refuse one market's orders or leave them resting, and can start rejecting the API key
+  at the first order request (the faults the servers' own queue cannot time).
+- ``use_exchange_clients``: the encryption key the services open credentials with, and ccxt clients
+  with a short timeout and no per-exchange rate-limit wait (ExchangeAccounts has no setting for them).
+- ``seed_ccxt_portfolio``: a user, an encrypted connection to the fake, a portfolio and its strategy.
+- ``ccxt_pipeline``: the four services in this process; ``run_rebalance``: one run, waited for,
+  with everything it left in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+from cryptography.fernet import Fernet
+
+from contracts.v1 import Strategy
+from contracts.v1.strategy import OrderType
+from services.common.exchanges import ccxt_adapter
+from services.common.secrets import KEYS_ENV, Credentials, SecretBox, mask
+from services.executor.app import ExecutorSettings
+from services.executor.app import build as build_executor
+from services.ledger.app import build as build_ledger
+from services.planner.app import build as build_planner
+from services.pricer.app import build as build_pricer
+from tests.fakes.binance import FakeBinance
+from tests.fakes.engine import EngineError, ExchangeState, FakeMarket, FakeOrder
+from tests.fakes.kraken import FakeKraken
+from tests.fakes.server import FakeExchangeServer
+from tests.support.pipeline import Seeded, delete_stream, due_event, publish, running, settings_for, wait_for
+
+EXCHANGES = ("kraken", "binance")
+QUOTES = {"kraken": "USD", "binance": "USDT"}
+FEE_RATES = {"kraken": Decimal("0.0026"), "binance": Decimal("0.001")}
+PRICES = {"BTC": Decimal("60000"), "ETH": Decimal("3000"), "SOL": Decimal("150"), "ADA": Decimal("0.5")}
+WEIGHTS = {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}
+# Overweight in BTC, the rest in cash: one sell (BTC) and three buys (ETH, SOL, ADA).
+START_BALANCES = {"BTC": Decimal("0.15"), "quote": Decimal("5000")}
+CLIENT_TIMEOUT_MS = 1500
+HANG_SECONDS = 2.5  # longer than the client timeout: a held answer is a timeout
+CREATE_FIELD = {"kraken": "cl_ord_id", "binance": "newClientOrderId"}
+KEY_HEADER = {"kraken": "API-Key", "binance": "X-MBX-APIKEY"}
+CREDENTIALS = {
+    "kraken": Credentials(
+        api_key="kraken-pipeline-key-7f3a9c1e5b",
+        secret="cGlwZWxpbmUtc2VjcmV0LWtyYWtlbi1kbzEtbm90LWxvZw==",
+    ),
+    "binance": Credentials(
+        api_key="binance-pipeline-key-4d8e2a6f0c19b7",
+        secret="binance-pipeline-secret-9b1f5d3a7e2c",
+    ),
+}
+
+
+@dataclass
+class FaultyState(ExchangeState):
+    """The fake's trading state plus per-market refusals and resting orders."""
+
+    # symbol -> the engine's refusal kind ("insufficient_funds", "invalid_order") for every order
+    refuse: dict[str, str] = field(default_factory=dict)
+    # symbols whose orders never fill: they rest on the book until canceled
+    resting: set[str] = field(default_factory=set)
+
+    def place(
+        self,
+        symbol: str,
+        side: str,
+        order_type: str,
+        amount: Decimal,
+        price: Decimal | None,
+        client_order_id: str | None,
+        order_id: str,
+    ) -> FakeOrder:
+        kind = self.refuse.get(symbol)
+        if kind is not None:
+            raise EngineError(kind, f"{symbol} refused: {kind}")
+        return super().place(symbol, side, order_type, amount, price, client_order_id, order_id)
+
+    def _fill(self, order: FakeOrder, market: FakeMarket, quantity: Decimal) -> None:
+        if order.symbol not in self.resting:
+            super()._fill(order, market, quantity)
+
+
+class _PipelineFake(FakeExchangeServer):
+    """``fail_auth_at_first_order``: the API key stops working when the first order arrives;
+    ``faulty``: the state's per-market refusals and resting orders."""
+
+    fail_auth_at_first_order = False
+
+    @property
+    def faulty(self) -> FaultyState:
+        assert isinstance(self.state, FaultyState)
+        return self.state
+
+    def _take_fault(self, path: str) -> str | None:
+        if self.fail_auth_at_first_order and path == self.order_path:
+            self.reject_auth = True
+        return super()._take_fault(path)
+
+
+class PipelineKraken(_PipelineFake, FakeKraken):
+    pass
+
+
+class PipelineBinance(_PipelineFake, FakeBinance):
+    pass
+
+
+def pipeline_state(exchange_id: str) -> FaultyState:
+    quote = QUOTES[exchange_id]
+    markets = {m.symbol: m for m in (FakeMarket(base, quote) for base in PRICES)}
+    balances = {"BTC": START_BALANCES["BTC"], quote: START_BALANCES["quote"]}
+    return FaultyState(
+        markets=markets,
+        prices={f"{base}/{quote}": price for base, price in PRICES.items()},
+        balances=balances,
+        fee_rate=FEE_RATES[exchange_id],
+    )
+
+
+@contextlib.asynccontextmanager
+async def fake_exchange(exchange_id: str) -> AsyncIterator[PipelineKraken | PipelineBinance]:
+    """A running fake ``exchange_id`` on 127.0.0.1 with the pipeline's markets and balances."""
+    credentials = CREDENTIALS[exchange_id]
+    args = (pipeline_state(exchange_id), credentials.api_key, credentials.secret, HANG_SECONDS)
+    fake = PipelineKraken(*args) if exchange_id == "kraken" else PipelineBinance(*args)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+def use_exchange_clients(monkeypatch: pytest.MonkeyPatch) -> SecretBox:
+    """The services' encryption key, and fast-failing ccxt clients; returns the box to seal with."""
+    key = Fernet.generate_key()
+    monkeypatch.setenv(KEYS_ENV, key.decode())
+    real = ccxt_adapter.CcxtExchange
+
+    class TestTimedCcxtExchange(real):  # type: ignore[valid-type,misc]
+        def __init__(self, exchange_id: str, credentials: Credentials | None, **kwargs: Any) -> None:
+            kwargs["timeout_ms"] = CLIENT_TIMEOUT_MS
+            kwargs["rate_limit_ms"] = 1
+            super().__init__(exchange_id, credentials, **kwargs)
+
+    # ExchangeAccounts imports the class at call time, so the patched name is the one it builds.
+    monkeypatch.setattr(ccxt_adapter, "CcxtExchange", TestTimedCcxtExchange)
+    return SecretBox([key])
+
+
+async def seed_ccxt_portfolio(
+    pool: asyncpg.Pool,
+    exchange_id: str,
+    fake: FakeExchangeServer,
+    box: SecretBox,
+    *,
+    weights: Mapping[str, int] = WEIGHTS,
+    threshold: str = "5",
+    order_type: OrderType = "market",
+    limit_timeout_seconds: int = 60,
+) -> Seeded:
+    quote = QUOTES[exchange_id]
+    credentials = CREDENTIALS[exchange_id]
+    sealed, key_version = box.seal(credentials)
+    tag = uuid.uuid4().hex[:8]
+    user_id = await pool.fetchval(
+        "INSERT INTO users (email, name) VALUES ($1, 'Test') RETURNING id::text", f"ccxt-{tag}@example.com"
+    )
+    connection_id = await pool.fetchval(
+        "INSERT INTO exchange_connections (user_id, exchange_id, label, credentials_enc, key_version,"
+        " api_key_hint, api_url) VALUES ($1::uuid, $2, $3, $4, $5, $6, $7) RETURNING id::text",
+        user_id,
+        exchange_id,
+        f"fake {exchange_id}",
+        sealed,
+        key_version,
+        mask(credentials.api_key),
+        fake.url,
+    )
+    target = {k: str(v) for k, v in weights.items()}
+    name = f"{exchange_id} portfolio {tag}"
+    portfolio_id = await pool.fetchval(
+        "INSERT INTO portfolios (user_id, connection_id, name, target_weights, quote_currency,"
+        " rebalance_enabled, rebalance_threshold, order_type, limit_timeout_seconds)"
+        " VALUES ($1::uuid, $2::uuid, $3, $4, $5, false, $6, $7, $8) RETURNING id::text",
+        user_id,
+        connection_id,
+        name,
+        target,
+        quote,
+        Decimal(threshold),
+        order_type,
+        limit_timeout_seconds,
+    )
+    strategy = Strategy(
+        portfolio_id=portfolio_id,
+        user_id=user_id,
+        name=name,
+        connection_id=connection_id,
+        exchange_id=exchange_id,
+        target_weights={k: Decimal(v) for k, v in target.items()},
+        quote_currency=quote,
+        threshold=Decimal(threshold),
+        order_type=order_type,
+        limit_timeout_seconds=limit_timeout_seconds,
+    )
+    return Seeded(user_id, connection_id, portfolio_id, f"{exchange_id}:{fake.url}", strategy)
+
+
+@contextlib.asynccontextmanager
+async def ccxt_pipeline(
+    database_url: str, nats_url: str, namespace: str, *, log_level: str = "INFO"
+) -> AsyncIterator[str]:
+    """Ledger, pricer, planner and executor in this process; yields the subject namespace.
+
+    Starting a service replaces the root logger's handlers (``setup_logging``): they are put back
+    afterwards, so this process's logging is as it was.
+    """
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    settings = settings_for(database_url, nats_url, namespace, log_level=log_level)
+    executor_settings = ExecutorSettings(**settings.model_dump(), executor_poll_seconds=0.2)
+    apps = [
+        build_ledger(settings)[1],
+        build_pricer(settings)[1],
+        build_planner(settings)[1],
+        build_executor(executor_settings)[1],
+    ]
+    try:
+        async with running(*apps):
+            yield namespace
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        await delete_stream(nats_url, settings.stream_name)
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """Everything one run left in the database."""
+
+    run: asyncpg.Record
+    intents: list[asyncpg.Record]  # order_intents, by leg
+    orders: list[asyncpg.Record]  # orders, by leg
+    trades: list[asyncpg.Record]
+    activity: list[asyncpg.Record]  # (event_type, description, details), in order
+    dead_letters: list[asyncpg.Record]
+
+    @property
+    def status(self) -> str:
+        return str(self.run["status"])
+
+    def activity_types(self) -> list[str]:
+        return [str(a["event_type"]) for a in self.activity]
+
+
+class RunNotCompleted(AssertionError):
+    """The ledger has no completion for the run in time (it is stuck or its plan was dead-lettered)."""
+
+
+async def run_rebalance(
+    pool: asyncpg.Pool, nats_url: str, namespace: str, seeded: Seeded, *, timeout: float = 45.0
+) -> RunHistory:
+    """Publish a due event for ``seeded`` and wait until the ledger has the run's completion."""
+    due = due_event(seeded)
+    await publish(nats_url, f"{namespace}.v1.evt.rebalance.due", due.model_dump_json().encode(), due.message_id)
+    try:
+        await wait_for(
+            pool,
+            "SELECT 1 FROM rebalance_runs WHERE id = $1::uuid AND status <> 'running'",
+            due.run_id,
+            timeout=timeout,
+        )
+    except AssertionError:
+        history = await run_history(pool, due.run_id)
+        raise RunNotCompleted(
+            f"run {due.run_id} not completed within {timeout}s: status {history.status}, legs "
+            f"{[(i['leg'], i['state'], i['attempts']) for i in history.intents]}, "
+            f"dead letters {[d['reason'] for d in history.dead_letters]}"
+        ) from None
+    # Order events and the completion travel separately: give every leg's row a moment to land
+    # (a leg without one is the test's to report, from the history).
+    with contextlib.suppress(AssertionError):
+        await wait_for(
+            pool,
+            "SELECT (SELECT count(*) FROM orders WHERE run_id = $1::uuid)"
+            " >= (SELECT count(*) FROM order_intents WHERE run_id = $1::uuid)",
+            due.run_id,
+            timeout=3.0,
+        )
+    return await run_history(pool, due.run_id)
+
+
+async def run_history(pool: asyncpg.Pool, run_id: str) -> RunHistory:
+    run = await pool.fetchrow("SELECT * FROM rebalance_runs WHERE id = $1::uuid", run_id)
+    assert run is not None, f"the ledger has no run {run_id}"
+    intents = await pool.fetch("SELECT * FROM order_intents WHERE run_id = $1::uuid ORDER BY leg", run_id)
+    orders = await pool.fetch("SELECT * FROM orders WHERE run_id = $1::uuid ORDER BY leg", run_id)
+    trades = await pool.fetch("SELECT * FROM trades WHERE run_id = $1::uuid ORDER BY id", run_id)
+    activity = await pool.fetch(
+        "SELECT event_type, description, details FROM activity_log WHERE run_id = $1::uuid ORDER BY id", run_id
+    )
+    dead = await pool.fetch("SELECT * FROM dead_letters WHERE position(convert_to($1, 'UTF8') in payload) > 0", run_id)
+    return RunHistory(run, list(intents), list(orders), list(trades), list(activity), list(dead))
+
+
+def create_requests(fake: FakeExchangeServer, exchange_id: str, client_order_id: str) -> int:
+    """How many order-placing requests carried this client order id."""
+    needle = f"{CREATE_FIELD[exchange_id]}={client_order_id}"
+    return sum(
+        1
+        for r in fake.requests
+        if r.method == "POST" and r.path == fake.order_path and (needle in r.body or needle in _query(r.query))
+    )
+
+
+def _query(query: Mapping[str, str]) -> str:
+    return "&".join(f"{k}={v}" for k, v in query.items())
+
+
+async def settle(seconds: float = 1.0) -> None:
+    """Give redeliveries a chance to show up (a duplicate would appear within this time)."""
+    await asyncio.sleep(seconds)
