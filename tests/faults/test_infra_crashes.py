@@ -10,6 +10,7 @@ separate process. After the restart every run completes exactly once.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 import uuid
 from collections.abc import Awaitable
@@ -76,6 +77,7 @@ async def test_nats_server_killed_mid_burst_loses_nothing_and_applies_nothing_tw
                 await stack.stop_all()
     finally:
         server.stop()
+        shutil.rmtree(work / "jetstream", ignore_errors=True)  # the logs stay for a failure report
 
 
 async def test_postgres_crash_mid_runs_is_waited_out_and_every_run_completes_once(infra: Infra) -> None:
@@ -108,6 +110,7 @@ async def test_postgres_crash_mid_runs_is_waited_out_and_every_run_completes_onc
         finally:
             await stack.stop_all()
             await delete_stream(infra.nats_url, namespace.upper())
+    shutil.rmtree(work / "pg", ignore_errors=True)
 
 
 async def _at_least(count: Awaitable[int], minimum: int) -> bool:
