@@ -23,10 +23,19 @@ from contracts.v1.strategy import (
     Strategy,
 )
 from services.planner.funding import fund_buys, limit_orders, spend_change
-from services.planner.legs import Leg, MarketIndex, fit_leg, money, quantity
+from services.planner.legs import DEFAULT_STEP, Leg, MarketIndex, fit_leg, money, quantity
 from services.planner.routing import route_direct
-from services.planner.targets import desired_values
-from services.planner.valuation import HUNDRED, ONE, ZERO, Position, Valuation, describe_band, value_portfolio
+from services.planner.targets import desired_values, inner_band
+from services.planner.valuation import (
+    HUNDRED,
+    ONE,
+    ZERO,
+    Position,
+    Valuation,
+    band_of,
+    describe_band,
+    value_portfolio,
+)
 
 Decision = Literal["rebalance", "skip"]
 
@@ -58,6 +67,7 @@ class _Trades:
     left_out: list[LeftOutLeg]
     fees: Decimal
     stuck: frozenset[str]  # assets no market rule lets us trade at all towards their goal
+    goals: dict[str, Decimal] = field(default_factory=dict)  # the value each asset was planned to end at
 
 
 def plan_rebalance(
@@ -93,7 +103,8 @@ def plan_rebalance(
             expected_weights=current_weights,
         )
 
-    trades = _plan_trades(strategy, positions, managed, MarketIndex(markets, quote))
+    index = MarketIndex(markets, quote)
+    trades = _plan_trades(strategy, positions, managed, index)
     left_out = unpriced + trades.left_out
     fixed = _fixed_assets(trades.legs, quote, out_of_band, deviations)
     if not trades.legs:
@@ -106,6 +117,11 @@ def plan_rebalance(
             left_out=left_out,
             expected_weights=current_weights,
         )
+    after = _values_after(trades.legs, positions)
+    # Hysteresis: a scheduled run trades only when it brings the drift beyond the bands down by more
+    # than rounding, so that a plan never trades back and forth what an earlier plan could not place.
+    if must_trigger and fixed and _excess(strategy, positions, after) >= _excess(strategy, positions, None) - tolerance:
+        fixed = []
     if must_trigger and not fixed:
         stuck = ", ".join(_describe_drift(strategy, positions[a], deviations[a], managed) for a in out_of_band)
         return Plan(
@@ -118,6 +134,8 @@ def plan_rebalance(
         )
 
     orders = _orders(trades.legs, quote, strategy)
+    reported = {leg.asset for leg in left_out}
+    left_out += _left_outside_band(strategy, positions, after, trades.goals, reported, index)
     if fixed:
         worst = max(fixed, key=lambda a: abs(deviations[a]) - positions[a].band)
         reason = _describe_drift(strategy, positions[worst], deviations[worst], managed)
@@ -130,7 +148,7 @@ def plan_rebalance(
         drift,
         orders,
         left_out,
-        _expected_weights(trades.legs, positions, quote),
+        _expected_weights(after),
         trades.fees,
         sum((leg.value for leg in trades.legs), ZERO),
     )
@@ -142,11 +160,13 @@ def _plan_trades(strategy: Strategy, positions: dict[str, Position], managed: De
     frozen: frozenset[str] = frozenset()
     why_frozen: list[LeftOutLeg] = []
     trades = _Trades([], [], ZERO, frozenset())
+    quote = strategy.quote_currency
+    margins = {a: _step_value(index.get(a, quote), p.price) for a, p in positions.items() if a != quote}
     for _ in range(_FEE_ROUNDS + len(positions)):
         desired = desired_values(
-            strategy.mode, strategy.threshold_kind, positions, strategy.quote_currency, managed - fees, frozen
+            strategy.mode, strategy.threshold_kind, positions, quote, managed - fees, frozen, margins
         )
-        trades = _trades_towards(desired, strategy, positions, index, managed - fees)
+        trades = _trades_towards(desired, strategy, positions, index, managed - fees, margins)
         if not trades.stuck <= frozen:
             why_frozen += [leg for leg in trades.left_out if leg.asset in trades.stuck - frozen]
             frozen |= trades.stuck
@@ -158,12 +178,20 @@ def _plan_trades(strategy: Strategy, positions: dict[str, Position], managed: De
     return trades
 
 
+def _step_value(market: MarketRule | None, price: Decimal) -> Decimal:
+    """The value of one amount step: the most truncating an order to its step leaves short."""
+    if market is None:
+        return ZERO
+    return (market.amount_step or DEFAULT_STEP) * price
+
+
 def _trades_towards(
     desired: dict[str, Decimal],
     strategy: Strategy,
     positions: dict[str, Position],
     index: MarketIndex,
     investable: Decimal,
+    margins: dict[str, Decimal],
 ) -> _Trades:
     """Legs from the current values to ``desired``, with the idle change spent."""
     quote, order_type = strategy.quote_currency, strategy.order_type
@@ -208,7 +236,11 @@ def _trades_towards(
             market = index.get(asset, quote)
             if market is None:
                 reason = f"{asset} {side} of {money(value)} {quote}: no {asset}/{quote} market"
+                pairs = [m.symbol for m in index.between(asset)]
+                if pairs:
+                    reason += f"; a later run may trade it through {', '.join(pairs)} once the other side is held"
                 left_out.append(LeftOutLeg.model_construct(asset=asset, side=side, value=value, reason=reason))
+                stuck.add(asset)
                 continue
             leg = fit_leg(market, side, amount, pos.price, pos.price, order_type, quote)
             if isinstance(leg, str):
@@ -231,34 +263,40 @@ def _trades_towards(
         )
     legs, unfunded = fund_buys(legs, spendable, quote, order_type)
     left_out += unfunded
-    _spend_idle_change(legs, desired, positions, quote, investable)
+    _spend_idle_change(legs, desired, positions, quote, investable, margins)
     traded = {leg.sold for leg in legs} | {leg.bought for leg in legs}
-    return _Trades(legs, left_out, sum((leg.fee for leg in legs), ZERO), frozenset(stuck - traded))
+    return _Trades(legs, left_out, sum((leg.fee for leg in legs), ZERO), frozenset(stuck - traded), desired)
 
 
 def _spend_idle_change(
-    legs: list[Leg], desired: dict[str, Decimal], positions: dict[str, Position], quote: str, investable: Decimal
+    legs: list[Leg],
+    desired: dict[str, Decimal],
+    positions: dict[str, Position],
+    quote: str,
+    investable: Decimal,
+    margins: dict[str, Decimal],
 ) -> None:
-    """Cash left above the quote's goal by truncated amounts goes to the planned buys, up to target."""
+    """Cash left above the quote's goal by truncated amounts goes to the planned buys, each up to
+    its goal plus the inside of its band: change a buy can absorb must not idle for the next run."""
     proceeds = sum((leg.value * (ONE - leg.fee_rate) for leg in legs if leg.bought == quote), ZERO)
     costs = sum((leg.value * (ONE + leg.fee_rate) for leg in legs if leg.sold == quote), ZERO)
     cash_goal = investable - sum(desired.values(), ZERO)
     change = min(positions[quote].value + proceeds - costs - cash_goal, positions[quote].free + proceeds - costs)
     if change > 0:
-        rooms = {a: positions[a].target * investable - positions[a].value for a in desired}
+        shrink = investable / sum((p.value for p in positions.values()), ZERO)
+        rooms = {
+            a: goal + inner_band(positions[a].band * shrink, margins.get(a, ZERO)) - positions[a].value
+            for a, goal in desired.items()
+        }
         spend_change(legs, change, rooms, quote)
 
 
 def _fixed_assets(legs: list[Leg], quote: str, out_of_band: list[str], deviations: dict[str, Decimal]) -> list[str]:
-    """The out-of-band assets that the legs trade. Cash counts when legs spend a surplus or refill a gap."""
-    moved = {leg.sold for leg in legs} | {leg.bought for leg in legs}
-    fixed = [a for a in out_of_band if a != quote and a in moved]
-    if quote in out_of_band:
-        spent = any(leg.sold == quote for leg in legs)
-        raised = any(leg.bought == quote for leg in legs)
-        if (deviations[quote] > 0 and spent) or (deviations[quote] < 0 and raised):
-            fixed.append(quote)
-    return fixed
+    """The out-of-band assets that the legs move towards their targets: sold when above, bought when
+    below. Trades that only move an asset further away (it takes a stuck asset's share) fix nothing."""
+    sold = {leg.sold for leg in legs}
+    bought = {leg.bought for leg in legs}
+    return [a for a in out_of_band if (a in sold if deviations[a] > 0 else a in bought)]
 
 
 def _orders(legs: list[Leg], quote: str, strategy: Strategy) -> list[PlannedOrder]:
@@ -304,16 +342,78 @@ def _drift_rows(valuation: Valuation) -> list[AssetDrift]:
     return rows
 
 
-def _expected_weights(legs: list[Leg], positions: dict[str, Position], quote: str) -> dict[str, Decimal]:
-    """Weights after the legs fill at the planned prices with fees paid in the quote or the asset given up."""
+def _values_after(legs: list[Leg], positions: dict[str, Position]) -> dict[str, Decimal]:
+    """Values after the legs fill at the planned prices with fees paid in the quote or the asset given up."""
     values = {a: p.value for a, p in positions.items()}
     for leg in legs:
         values[leg.sold] -= leg.value * (ONE + leg.fee_rate) if leg.side == "buy" else leg.value
         values[leg.bought] += leg.value * (ONE - leg.fee_rate) if leg.side == "sell" else leg.value
+    return values
+
+
+def _excess(strategy: Strategy, positions: dict[str, Position], values: dict[str, Decimal] | None) -> Decimal:
+    """How far, in total, the assets lie beyond their bands (now, or at ``values`` after a plan)."""
+    if values is None:
+        values = {a: p.value for a, p in positions.items()}
+    total = sum(values.values(), ZERO)
+    excess = ZERO
+    for asset, value in values.items():
+        pos = positions[asset]
+        band = band_of(strategy, pos.target, total) if pos.in_targets else ZERO
+        excess += max(abs(value - pos.target * total) - band, ZERO)
+    return excess
+
+
+def _expected_weights(values: dict[str, Decimal]) -> dict[str, Decimal]:
     total = sum(values.values(), ZERO)
     if total <= 0:
         return {a: ZERO for a in values}
     return {a: (v / total * HUNDRED).quantize(_WEIGHT_PLACES) for a, v in values.items()}
+
+
+def _left_outside_band(
+    strategy: Strategy,
+    positions: dict[str, Position],
+    after: dict[str, Decimal],
+    goals: dict[str, Decimal],
+    reported: set[str],
+    index: MarketIndex,
+) -> list[LeftOutLeg]:
+    """Assets the plan leaves outside their band without a left-out leg saying why: the remainder is
+    smaller than anything the market takes (one amount step, its minimums). Named, never silent."""
+    quote = strategy.quote_currency
+    total = sum(after.values(), ZERO)
+    if total <= 0:
+        return []
+    tolerance = total * _EDGE_TOLERANCE
+    notes = []
+    for asset, value in after.items():
+        pos = positions[asset]
+        if asset == quote or asset in reported:
+            continue
+        deviation = value - pos.target * total
+        band = band_of(strategy, pos.target, total) if pos.in_targets else ZERO
+        # Off target by design: it takes the share of an asset that cannot be traded (reported).
+        if abs(deviation) <= band + tolerance or abs(value - goals.get(asset, value)) <= band + tolerance:
+            continue
+        side: Side = "sell" if deviation > 0 else "buy"
+        market = index.get(asset, quote)
+        step = (market.amount_step or DEFAULT_STEP) if market else None
+        rule = f"less than one amount step of {quantity(step)} {asset}" if step else "no market to trade it"
+        if market is not None and (market.min_amount or market.min_cost):
+            rule += " or below the exchange minimum"
+        notes.append(
+            LeftOutLeg.model_construct(
+                asset=asset,
+                side=side,
+                value=abs(deviation) - band,
+                reason=(
+                    f"{asset} ends {money(abs(deviation))} {quote} from its target, outside "
+                    f"{describe_band(strategy)}: the rest is {rule}"
+                ),
+            )
+        )
+    return notes
 
 
 def _describe_drift(strategy: Strategy, pos: Position, deviation: Decimal, managed: Decimal) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from contracts.v1.strategy import LeftOutLeg, OrderType
-from services.planner.legs import Leg, fit_leg, money
+from services.planner.legs import DEFAULT_STEP, Leg, fit_leg, money
 from services.planner.valuation import ONE, ZERO
 
 
@@ -127,13 +127,9 @@ def spend_change(legs: list[Leg], change: Decimal, rooms: dict[str, Decimal], qu
         room = rooms.get(leg.bought, ZERO) - leg.value
         if room <= 0:
             continue
-        step = leg.market.amount_step
+        step = leg.market.amount_step or DEFAULT_STEP
         unit_cost = leg.base_price * (ONE + leg.fee_rate)
-        if step:
-            steps = min(room // (step * leg.base_price), change // (step * unit_cost))
-            extra = steps * step
-        else:
-            extra = min(room / leg.base_price, change / unit_cost)
+        extra = min(room // (step * leg.base_price), change // (step * unit_cost)) * step
         if extra > 0:
             leg.amount += extra
             leg.value = leg.amount * leg.base_price

@@ -11,6 +11,8 @@ from contracts.v1.strategy import MarketRule, OrderType, Side
 # Orders must clear the exchange minimums by this factor, so that a small price move between
 # planning and execution does not turn an accepted order into a rejected one.
 MIN_SAFETY = Decimal("1.01")
+# Amounts on markets that state no step are cut to 8 decimals, the finest precision exchanges take.
+DEFAULT_STEP = Decimal("1e-8")
 
 
 class MarketIndex:
@@ -90,17 +92,15 @@ def fit_leg(
     ``price`` is the market's quote per base, ``base_price`` the base's price in the portfolio's
     quote currency.
     """
-    step = market.amount_step
-    amount = (wanted_amount // step) * step if step else wanted_amount
+    step = market.amount_step or DEFAULT_STEP
+    amount = (wanted_amount // step) * step
     value = amount * base_price
     base = market.base
     sold, bought = (base, market.quote) if side == "sell" else (market.quote, base)
     what = f"{base} {side}" if portfolio_quote == market.quote else f"{sold}→{bought} ({market.symbol} {side})"
     wanted = f"{what} of {money(wanted_amount * base_price)} {portfolio_quote}"
     if amount <= 0:
-        if step:
-            return f"{wanted} is less than one amount step of {quantity(step)} {base}"
-        return f"{wanted} is empty"
+        return f"{wanted} is less than one amount step of {quantity(step)} {base}"
     if market.min_amount is not None and amount < market.min_amount * MIN_SAFETY:
         margin = "" if amount < market.min_amount else " plus a 1 % safety margin"
         return (

@@ -19,8 +19,13 @@ def desired_values(
     quote: str,
     investable: Decimal,
     frozen: frozenset[str] = frozenset(),
+    margins: dict[str, Decimal] | None = None,
 ) -> dict[str, Decimal]:
     """The value every asset but the quote should hold after the rebalance.
+
+    In band mode assets stop inside their band's edge by ``margins`` (one amount step, the most
+    that truncating an order leaves short), so that rounding never leaves an asset out of its band
+    for the next run to trade again.
 
     ``frozen`` assets cannot be traded (no market, below every minimum): they keep their value and
     the other targets share what they hold above or below their own, so that a stuck asset
@@ -43,11 +48,12 @@ def desired_values(
             continue
         if asset in frozen:
             desired[asset] = pos.value
-        elif not pos.in_targets:
+            continue
+        if not pos.in_targets:
             desired[asset] = ZERO
             continue
         target = targets[asset]
-        band = pos.band * shrink
+        band = inner_band(pos.band * shrink, margins.get(asset, ZERO) if margins else ZERO)
         desired[asset] = min(max(pos.value, target - band, ZERO), target + band)
 
     # The quote takes what the others leave. Proceeds stay in cash only within the quote's own band,
@@ -55,13 +61,23 @@ def desired_values(
     cash = investable - sum(desired.values(), ZERO)
     q = positions[quote]
     target_q = targets[quote]
-    high = target_q + q.band * shrink if q.target > 0 else target_q
-    low = max(target_q - q.band * shrink, ZERO)
+    band_q = inner_band(q.band * shrink, ZERO)
+    high = target_q + band_q if q.target > 0 else target_q
+    low = max(target_q - band_q, ZERO)
     if cash > high:
         _move_towards_target(desired, targets, positions, cash - high, frozen, up=True)
     elif cash < low:
         _move_towards_target(desired, targets, positions, low - cash, frozen, up=False)
     return desired
+
+
+# Part of the band kept clear besides the rounding margin: fee estimates and price rounding.
+_BAND_SLACK = Decimal("0.01")
+
+
+def inner_band(band: Decimal, margin: Decimal) -> Decimal:
+    """The band's half-width less the margin, or 0 (aim at the target) when the band is narrower."""
+    return max(band * (ONE - _BAND_SLACK) - margin, ZERO)
 
 
 def _shared_targets(positions: dict[str, Position], investable: Decimal, frozen: frozenset[str]) -> dict[str, Decimal]:

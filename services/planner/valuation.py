@@ -89,12 +89,12 @@ def value_portfolio(strategy: Strategy, holdings: Sequence[Holding], prices: Map
         if asset == quote:
             value -= reserve
             free = max(free - reserve, ZERO)
-        band = _band(strategy, target, managed) if in_targets else ZERO
+        band = band_of(strategy, target, managed) if in_targets else ZERO
         positions[asset] = Position(asset, price, total, free, value, target, in_targets, band)
     return Valuation(positions, managed, tuple(unpriced))
 
 
-def _band(strategy: Strategy, target: Decimal, managed_value: Decimal) -> Decimal:
+def band_of(strategy: Strategy, target: Decimal, managed_value: Decimal) -> Decimal:
     """Half-width of the no-trade band around the target value, in the quote currency."""
     if strategy.threshold_kind == "absolute":
         return strategy.threshold / HUNDRED * managed_value

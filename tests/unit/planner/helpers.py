@@ -12,7 +12,7 @@ from services.planner.core import Plan
 D = Decimal
 
 
-def strategy(targets: Mapping[str, str | int], **overrides: Any) -> Strategy:
+def strategy(targets: Mapping[str, str | int | Decimal], **overrides: Any) -> Strategy:
     fields: dict[str, Any] = {
         "portfolio_id": "p1",
         "user_id": "u1",

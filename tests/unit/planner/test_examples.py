@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from contracts.v1.strategy import Holding
 from services.planner.core import plan_rebalance
 from tests.unit.planner.helpers import apply_plan, as_holdings, holdings, market, markets, prices, strategy
 
@@ -14,7 +15,7 @@ SEED_PRICES = prices({"BTC": 50000, "ETH": 2500, "SOL": 100, "ADA": "0.5", "USDC
 ALL = markets(["BTC", "ETH", "SOL", "ADA", "USDC", "DOGE"])
 
 
-def seed_603010(btc: str, eth: str, usdc: str) -> list:
+def seed_603010(btc: str, eth: str, usdc: str) -> list[Holding]:
     return holdings({"BTC": btc, "ETH": eth, "USDC": usdc, "USD": 0})
 
 
