@@ -30,9 +30,7 @@ def nats_url(infra: Infra) -> str:
     return infra.nats_url
 
 
-@pytest.fixture(scope="session")
-async def database_url(infra: Infra) -> AsyncIterator[str]:
-    """A fresh, migrated database for this test session, dropped afterwards."""
+async def _migrated_database(infra: Infra) -> str:
     name = f"rb_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(infra.admin_dsn)
     try:
@@ -41,12 +39,33 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
         await admin.close()
     dsn = infra.dsn_for(name)
     await apply_migrations(dsn)
-    yield dsn
+    return dsn
+
+
+async def _drop_database(infra: Infra, dsn: str) -> None:
+    name = dsn.rsplit("/", 1)[1].split("?")[0]
     admin = await asyncpg.connect(infra.admin_dsn)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(infra: Infra) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test session, dropped afterwards."""
+    dsn = await _migrated_database(infra)
+    yield dsn
+    await _drop_database(infra, dsn)
+
+
+@pytest.fixture
+async def own_database_url(infra: Infra) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test that must see no other test's rows (a scheduler
+    that claims every due portfolio, a key rotation over every connection)."""
+    dsn = await _migrated_database(infra)
+    yield dsn
+    await _drop_database(infra, dsn)
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.envelope import Envelope
 from services.common import db, metrics
+from services.common.crash import crash_point
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ class Bus:
         pick = _model_picker(models)
         size = batch_size or self.settings.batch_size
         slots = asyncio.Semaphore(concurrent) if concurrent else None
+        ack_wait_seconds = self.settings.consumer_ack_wait_seconds or ack_wait_seconds
         keepalive = ack_wait_seconds / 3
 
         async def run_one(item: Incoming[M]) -> None:
@@ -463,6 +465,7 @@ class OutboxRelay:
                 return_exceptions=True,
             )
             published = [r["id"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+            crash_point("outbox.after_publish")  # published, not yet marked: republished after restart
             if published:
                 await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", published)
         failed = len(rows) - len(published)

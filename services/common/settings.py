@@ -22,6 +22,9 @@ class ServiceSettings(BaseSettings):
     batch_size: int = 200
     # Redeliveries of a message failing with a non-transient error before it is dead-lettered.
     max_attempts: int = 5
+    # How long JetStream waits for an ack before redelivering to another consumer (a crashed
+    # replica's messages come back after this). None: each consumer's own default.
+    consumer_ack_wait_seconds: float | None = None
     db_pool_min: int = 1
     db_pool_max: int = 10
     ops_port: int = 9100  # /metrics, /healthz, /readyz; 0 disables

@@ -58,6 +58,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Runtime, FastStream]
                     rows.add(item.message)
             crash_point("ledger.mid_write")
             await write_rows(conn, rows)
+        crash_point("ledger.after_commit")  # written, not acked: redelivered, found in the inbox
         if len(fresh) < len(batch):
             log.debug("ledger: %d duplicate event(s) ignored", len(batch) - len(fresh))
 

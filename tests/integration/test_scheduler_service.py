@@ -5,17 +5,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import asyncpg
 import nats
 import pytest
 
 from contracts.v1.messages import RebalanceCompleted, RebalanceDue, RebalanceRequested, SchedulerControl
 from services.common.bus import Bus
+from services.common.db import create_pool
 from services.scheduler.app import build
 from tests.integration.test_scheduler import add_portfolio, settings_for, stream_messages
 from tests.integration.test_scheduler import owner as owner
+
+
+# This test must see no other test's rows: its own database, and a pool on it.
+@pytest.fixture
+def database_url(own_database_url: str) -> str:
+    return own_database_url
+
+
+@pytest.fixture
+async def db_pool(own_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(own_database_url, min_size=1, max_size=5)
+    yield pool
+    await pool.close()
+
 
 pytestmark = pytest.mark.integration
 
