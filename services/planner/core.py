@@ -23,7 +23,7 @@ from contracts.v1.strategy import (
     Strategy,
 )
 from services.planner.funding import fund_buys, limit_orders, spend_change
-from services.planner.legs import DEFAULT_STEP, Leg, MarketIndex, fit_leg, money, quantity
+from services.planner.legs import DEFAULT_STEP, Leg, MarketIndex, Omission, fit_leg, money, quantity
 from services.planner.routing import route_direct
 from services.planner.targets import desired_values, inner_band
 from services.planner.valuation import (
@@ -64,7 +64,7 @@ class Plan:
 @dataclass(slots=True)
 class _Trades:
     legs: list[Leg]
-    left_out: list[LeftOutLeg]
+    left_out: list[Omission]
     fees: Decimal
     stuck: frozenset[str]  # assets no market rule lets us trade at all towards their goal
     goals: dict[str, Decimal] = field(default_factory=dict)  # the value each asset was planned to end at
@@ -83,7 +83,7 @@ def plan_rebalance(
     valuation = value_portfolio(strategy, holdings, prices)
     unpriced = [_unpriced(h, quote) for h in valuation.unpriced]
     if valuation.problem is not None:
-        return Plan("skip", valuation.problem, valuation.managed_value, [], left_out=unpriced)
+        return Plan("skip", valuation.problem, valuation.managed_value, [], left_out=_public(unpriced))
     positions = valuation.positions
     managed = valuation.managed_value
     drift = _drift_rows(valuation)
@@ -99,7 +99,7 @@ def plan_rebalance(
             f"all assets within {describe_band(strategy)}",
             managed,
             drift,
-            left_out=unpriced,
+            left_out=_public(unpriced),
             expected_weights=current_weights,
         )
 
@@ -114,7 +114,7 @@ def plan_rebalance(
             f"nothing tradable: {why}",
             managed,
             drift,
-            left_out=left_out,
+            left_out=_public(left_out),
             expected_weights=current_weights,
         )
     after = _values_after(trades.legs, positions)
@@ -129,7 +129,7 @@ def plan_rebalance(
             f"no out-of-band asset can be traded ({stuck}); see the left-out legs",
             managed,
             drift,
-            left_out=left_out,
+            left_out=_public(left_out),
             expected_weights=current_weights,
         )
 
@@ -147,7 +147,7 @@ def plan_rebalance(
         managed,
         drift,
         orders,
-        left_out,
+        _public(left_out),
         _expected_weights(after),
         trades.fees,
         sum((leg.value for leg in trades.legs), ZERO),
@@ -158,7 +158,7 @@ def _plan_trades(strategy: Strategy, positions: dict[str, Position], managed: De
     """Trades that land on the mode's goal after paying their own fees (a fixed point in the fees)."""
     fees = ZERO
     frozen: frozenset[str] = frozenset()
-    why_frozen: list[LeftOutLeg] = []
+    why_frozen: list[Omission] = []
     trades = _Trades([], [], ZERO, frozenset())
     quote = strategy.quote_currency
     margins = {a: _step_value(index.get(a, quote), p.price) for a, p in positions.items() if a != quote}
@@ -198,7 +198,7 @@ def _trades_towards(
     noise = investable * _NOISE  # differences this small are rounding, not trades
     sells: dict[str, Decimal] = {}  # base amounts
     buys: dict[str, Decimal] = {}  # values in the quote
-    left_out: list[LeftOutLeg] = []
+    left_out: list[Omission] = []
     stuck: set[str] = set()
     for asset, goal in desired.items():
         pos = positions[asset]
@@ -208,7 +208,7 @@ def _trades_towards(
             if wanted > pos.free:
                 locked = wanted - pos.free
                 left_out.append(
-                    LeftOutLeg.model_construct(
+                    Omission(
                         asset=asset,
                         side="sell",
                         value=locked * pos.price,
@@ -239,12 +239,12 @@ def _trades_towards(
                 pairs = [m.symbol for m in index.between(asset)]
                 if pairs:
                     reason += f"; a later run may trade it through {', '.join(pairs)} once the other side is held"
-                left_out.append(LeftOutLeg.model_construct(asset=asset, side=side, value=value, reason=reason))
+                left_out.append(Omission(asset=asset, side=side, value=value, reason=reason))
                 stuck.add(asset)
                 continue
             leg = fit_leg(market, side, amount, pos.price, pos.price, order_type, quote)
             if isinstance(leg, str):
-                left_out.append(LeftOutLeg.model_construct(asset=asset, side=side, value=value, reason=leg))
+                left_out.append(Omission(asset=asset, side=side, value=value, reason=leg))
                 stuck.add(asset)
             else:
                 legs.append(leg)
@@ -253,7 +253,7 @@ def _trades_towards(
     legs, dropped = limit_orders(legs, strategy.max_orders, spendable, quote)
     for leg in dropped:
         left_out.append(
-            LeftOutLeg.model_construct(
+            Omission(
                 asset=leg.bought if leg.sold == quote else leg.sold,
                 side="buy" if leg.sold == quote else "sell",
                 value=leg.value,
@@ -378,7 +378,7 @@ def _left_outside_band(
     goals: dict[str, Decimal],
     reported: set[str],
     index: MarketIndex,
-) -> list[LeftOutLeg]:
+) -> list[Omission]:
     """Assets the plan leaves outside their band without a left-out leg saying why: the remainder is
     smaller than anything the market takes (one amount step, its minimums). Named, never silent."""
     quote = strategy.quote_currency
@@ -403,7 +403,7 @@ def _left_outside_band(
         if market is not None and (market.min_amount or market.min_cost):
             rule += " or below the exchange minimum"
         notes.append(
-            LeftOutLeg.model_construct(
+            Omission(
                 asset=asset,
                 side=side,
                 value=abs(deviation) - band,
@@ -433,8 +433,12 @@ def _describe_drift(strategy: Strategy, pos: Position, deviation: Decimal, manag
     return f"{pos.asset} drift {drift_pp:+.1f} pp beyond {describe_band(strategy)}"
 
 
-def _unpriced(holding: Holding, quote: str) -> LeftOutLeg:
-    return LeftOutLeg.model_construct(
+def _public(omissions: list[Omission]) -> list[LeftOutLeg]:
+    return [LeftOutLeg.model_construct(**o._asdict()) for o in omissions]
+
+
+def _unpriced(holding: Holding, quote: str) -> Omission:
+    return Omission(
         asset=holding.asset,
         side="sell",
         value=ZERO,

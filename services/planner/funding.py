@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from contracts.v1.strategy import LeftOutLeg, OrderType
-from services.planner.legs import DEFAULT_STEP, Leg, fit_leg, money
+from contracts.v1.strategy import OrderType
+from services.planner.legs import DEFAULT_STEP, Leg, Omission, fit_leg, money
 from services.planner.valuation import ONE, ZERO
 
 
@@ -50,7 +50,7 @@ def _drift_removed(leg: Leg, funds: Decimal, quote: str) -> Decimal:
 
 def fund_buys(
     legs: list[Leg], spendable: Decimal, quote: str, order_type: OrderType
-) -> tuple[list[Leg], list[LeftOutLeg]]:
+) -> tuple[list[Leg], list[Omission]]:
     """The legs with quote-funded buys scaled to what can be paid, and what scaling left out."""
     buys = [leg for leg in legs if leg.sold == quote]
     if not buys:
@@ -59,7 +59,7 @@ def fund_buys(
     if sum((_cost(leg) for leg in buys), ZERO) <= available:
         return legs, []
 
-    left_out: list[LeftOutLeg] = []
+    left_out: list[Omission] = []
     active = buys
     while True:
         wanted_cost = sum((leg.wanted_amount * leg.base_price * (ONE + leg.fee_rate) for leg in active), ZERO)
@@ -75,7 +75,7 @@ def fund_buys(
                 fitted.append(scaled)
         for leg, reason in dropped:
             left_out.append(
-                LeftOutLeg.model_construct(
+                Omission(
                     asset=leg.bought,
                     side="buy",
                     value=leg.wanted_amount * leg.base_price,
@@ -96,7 +96,7 @@ def fund_buys(
             fit_leg(leg.market, "buy", short, leg.price, leg.base_price, order_type, quote), str
         ):
             left_out.append(
-                LeftOutLeg.model_construct(
+                Omission(
                     asset=leg.bought,
                     side="buy",
                     value=short * leg.base_price,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from contracts.v1.strategy import MarketRule, OrderType, Side
 
@@ -35,6 +36,15 @@ class MarketIndex:
     def between(self, asset: str) -> list[MarketRule]:
         """Markets pairing ``asset`` with another asset that is not the portfolio's quote."""
         return self._direct.get(asset, [])
+
+
+class Omission(NamedTuple):
+    """A leg left out and why; a cheap stand-in for LeftOutLeg until the plan is built."""
+
+    asset: str
+    side: Side
+    value: Decimal
+    reason: str
 
 
 def fee_rate(market: MarketRule, order_type: OrderType) -> Decimal:
@@ -94,31 +104,50 @@ def fit_leg(
     """
     step = market.amount_step or DEFAULT_STEP
     amount = (wanted_amount // step) * step
-    value = amount * base_price
+    min_amount, min_cost = market.min_amount, market.min_cost
+    # The common case first, with no strings built: the leg clears every rule.
+    if (
+        amount > 0
+        and (min_amount is None or amount >= min_amount * MIN_SAFETY)
+        and (min_cost is None or amount * price >= min_cost * MIN_SAFETY)
+    ):
+        sold, bought = (market.base, market.quote) if side == "sell" else (market.quote, market.base)
+        return Leg(
+            market,
+            side,
+            amount,
+            price,
+            amount * base_price,
+            fee_rate(market, order_type),
+            sold,
+            bought,
+            wanted_amount,
+            base_price,
+        )
+    return _why_not(market, side, wanted_amount, amount, price, base_price, portfolio_quote)
+
+
+def _why_not(
+    market: MarketRule,
+    side: Side,
+    wanted_amount: Decimal,
+    amount: Decimal,
+    price: Decimal,
+    base_price: Decimal,
+    portfolio_quote: str,
+) -> str:
     base = market.base
     sold, bought = (base, market.quote) if side == "sell" else (market.quote, base)
     what = f"{base} {side}" if portfolio_quote == market.quote else f"{sold}→{bought} ({market.symbol} {side})"
     wanted = f"{what} of {money(wanted_amount * base_price)} {portfolio_quote}"
     if amount <= 0:
-        return f"{wanted} is less than one amount step of {quantity(step)} {base}"
+        return f"{wanted} is less than one amount step of {quantity(market.amount_step or DEFAULT_STEP)} {base}"
     if market.min_amount is not None and amount < market.min_amount * MIN_SAFETY:
         margin = "" if amount < market.min_amount else " plus a 1 % safety margin"
         return (
             f"{wanted} ({quantity(amount)} {base}) is below the exchange minimum of "
             f"{quantity(market.min_amount)} {base}{margin}"
         )
-    if market.min_cost is not None and amount * price < market.min_cost * MIN_SAFETY:
-        margin = "" if amount * price < market.min_cost else " plus a 1 % safety margin"
-        return f"{wanted} is below the exchange minimum of {quantity(market.min_cost)} {market.quote}{margin}"
-    return Leg(
-        market,
-        side,
-        amount,
-        price,
-        value,
-        fee_rate(market, order_type),
-        sold,
-        bought,
-        wanted_amount,
-        base_price,
-    )
+    assert market.min_cost is not None
+    margin = "" if amount * price < market.min_cost else " plus a 1 % safety margin"
+    return f"{wanted} is below the exchange minimum of {quantity(market.min_cost)} {market.quote}{margin}"
