@@ -49,6 +49,8 @@ CRASH_POINTS = [
     ("executor.after_record", "executor"),  # leg recorded + event in the outbox, not relayed
     ("executor.before_complete", "executor"),  # all fills recorded, run not completed
     ("ledger.mid_write", "ledger"),  # inbox claimed, rows not written, inside the transaction
+    ("ledger.after_commit", "ledger"),  # rows committed, batch not acked: redelivered, found in the inbox
+    ("outbox.after_publish", "executor"),  # events published, outbox rows not marked: published again
 ]
 
 
