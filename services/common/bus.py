@@ -447,6 +447,11 @@ class OutboxRelay:
         self.pool = pool
         self.producer = producer
         self.interval = interval
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Ask the relay loop to publish now: many writers' rows go out in one flush."""
+        self._wake.set()
 
     async def flush(self, limit: int = 500) -> int:
         """Publish up to ``limit`` pending rows; returns how many were published."""
@@ -484,17 +489,22 @@ class OutboxRelay:
             metrics.set_outbox_state(int(row["pending"]), float(row["age"] or 0.0))
 
     async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        next_report = 0.0
         while not stop.is_set():
+            self._wake.clear()
             try:
                 while await self.flush() > 0:
                     pass
-                await self.report()
+                if loop.time() >= next_report:
+                    await self.report()
+                    next_report = loop.time() + self.interval
             except TRANSIENT_ERRORS as exc:
                 log.warning("outbox %s: relay waiting (%s)", self.producer, type(exc).__name__)
             except Exception:
                 log.exception("outbox %s: relay error", self.producer)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
 
 
 def monotonic_ms(start: float) -> int:

@@ -77,6 +77,31 @@ class Runtime:
         self._shutdown_hooks.append(fn)
         return fn
 
+    # -------------------------------------------------------------- in-process use (tests)
+    async def open_with(self, pool: asyncpg.Pool) -> None:
+        """Run the start-up hooks on a given pool, without connecting to NATS or serving ops:
+        for driving the handlers in-process (FastStream's TestNatsBroker)."""
+        self._pool = pool
+        self.bus.pool = pool
+        for hook in self._startup_hooks:
+            await hook()
+
+    async def close_opened(self) -> None:
+        for hook in self._shutdown_hooks:
+            with contextlib.suppress(Exception):
+                await hook()
+        self._pool = None
+        self.bus.pool = None
+
+    async def settle(self) -> None:
+        """Wait for the handlers a concurrent consumer runs in the background, then publish
+        whatever they left in the outbox."""
+        while self.bus._tasks:
+            await asyncio.gather(*list(self.bus._tasks), return_exceptions=True)
+        if self.relay is not None:
+            while await self.relay.flush() > 0:
+                pass
+
     async def _ready(self) -> bool:
         if self._pool is None:
             return False

@@ -35,7 +35,7 @@ from contracts.v1 import (
 from services.common import metrics
 from services.common.bus import OutboxRelay, TransientError
 from services.common.crash import crash_point
-from services.common.db import OutboxMessage, add_to_outbox, claim_inbox
+from services.common.db import OutboxMessage, add_to_outbox
 from services.common.exchanges.accounts import ExchangeAccounts
 from services.common.exchanges.ccxt_client_ids import client_order_id_for
 from services.common.exchanges.port import (
@@ -95,10 +95,10 @@ class Executor:
         """Run (or resume) a plan; idempotent. Orders of one account go one at a time."""
         lock = self._account_locks.setdefault(plan.strategy.connection_id, asyncio.Lock())
         async with lock:
-            if await self._completed(plan):
+            done, holder = await self._run_status(plan)
+            if done:
                 return
             state = RunState(plan)
-            holder = await self._claim_holder(plan)
             if holder is not None:
                 # The scheduler failed this run (lease expired) and gave the portfolio to a newer
                 # run: trading now would run two rebalances of one portfolio at once.
@@ -116,19 +116,18 @@ class Executor:
             crash_point("executor.before_complete")
             await self._complete(state)
 
-    async def _claim_holder(self, plan: PlanCreated) -> str | None:
-        """Another run's id when another run holds this portfolio's claim, else None."""
-        holder = await self.pool.fetchval(
-            "SELECT active_run_id::text FROM portfolios WHERE id = $1::uuid", plan.portfolio_id
+    async def _run_status(self, plan: PlanCreated) -> tuple[bool, str | None]:
+        """Whether this plan was already completed, and which other run holds the portfolio's
+        claim, if another does (one round trip)."""
+        row = await self.pool.fetchrow(
+            "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2) AS done,"
+            " (SELECT active_run_id::text FROM portfolios WHERE id = $3::uuid) AS holder",
+            CONSUMER,
+            plan.message_id,
+            plan.portfolio_id,
         )
-        return holder if holder is not None and holder != plan.run_id else None
-
-    async def _completed(self, plan: PlanCreated) -> bool:
-        return bool(
-            await self.pool.fetchval(
-                "SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2", CONSUMER, plan.message_id
-            )
-        )
+        holder = row["holder"] if row is not None else None
+        return bool(row and row["done"]), holder if holder is not None and holder != plan.run_id else None
 
     async def _execute_orders(self, state: RunState) -> None:
         plan = state.plan
@@ -376,7 +375,7 @@ class Executor:
                 order.symbol,
                 result.average_price,
             )
-        await self.relay.flush()
+        self.relay.wake()
 
     def _order_subject(self, final_state: str) -> str:
         return {
@@ -429,12 +428,20 @@ class Executor:
         message = OutboxMessage(
             self.subjects.rebalance_completed, completed.message_id, completed.model_dump_json().encode()
         )
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await claim_inbox(conn, CONSUMER, [plan.message_id])
-            if not fresh:
-                return
-            await add_to_outbox(conn, "executor", [message])
-        await self.relay.flush()
+        # The plan's inbox entry and the completion event, in one statement: exactly one
+        # completion per run, however often the plan is delivered.
+        await self.pool.execute(
+            "WITH claimed AS (INSERT INTO inbox (consumer, message_id) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING RETURNING 1)"
+            " INSERT INTO outbox (producer, subject, message_id, payload)"
+            " SELECT 'executor', $3, $4, $5 FROM claimed ON CONFLICT (message_id) DO NOTHING",
+            CONSUMER,
+            plan.message_id,
+            message.subject,
+            message.message_id,
+            message.payload,
+        )
+        self.relay.wake()
 
     async def _completion(self, state: RunState) -> RebalanceCompleted:
         plan = state.plan

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from contracts.v1 import PlanCreated
-from services.common.db import OutboxMessage, add_to_outbox
+from services.common.db import OutboxMessage
 from services.common.exchanges.port import OrderResult
 
 FINAL_STATES = frozenset({"filled", "rejected", "failed", "canceled"})
@@ -33,38 +33,42 @@ class Intent:
         return self.state in FINAL_STATES
 
 
-async def ensure_intents(
-    pool: asyncpg.Pool, plan: PlanCreated, client_ids: dict[int, str]
-) -> dict[int, Intent]:
-    """Store an intent per leg (once) and return every leg's current intent."""
-    rows = [
-        (
-            client_ids[o.leg],
-            plan.run_id,
-            o.leg,
-            plan.portfolio_id,
-            plan.user_id,
-            plan.strategy.connection_id,
-            o.symbol,
-            o.side,
-            o.amount,
-            o.order_type,
-            o.limit_price,
-        )
-        for o in plan.orders
-    ]
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.executemany(
-            "INSERT INTO order_intents (client_order_id, run_id, leg, portfolio_id, user_id, connection_id,"
-            " symbol, side, amount, order_type, limit_price)"
-            " VALUES ($1, $2::uuid, $3, $4::uuid, $5::uuid, $6::uuid, $7, $8, $9, $10, $11)"
-            " ON CONFLICT (client_order_id) DO NOTHING",
-            rows,
-        )
-        found = await conn.fetch(
-            "SELECT client_order_id, leg, state, amount, result FROM order_intents WHERE run_id = $1::uuid",
-            plan.run_id,
-        )
+ENSURE_INTENTS = """
+WITH wanted AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::numeric[], $6::text[], $7::numeric[])
+        AS w(client_order_id, leg, symbol, side, amount, order_type, limit_price)
+), inserted AS (
+    INSERT INTO order_intents (client_order_id, run_id, leg, portfolio_id, user_id, connection_id,
+                               symbol, side, amount, order_type, limit_price)
+    SELECT client_order_id, $8::uuid, leg, $9::uuid, $10::uuid, $11::uuid, symbol, side, amount, order_type,
+           limit_price FROM wanted
+    ON CONFLICT (client_order_id) DO NOTHING
+    RETURNING client_order_id, leg, state, amount, result
+)
+SELECT client_order_id, leg, state, amount, result FROM inserted
+UNION ALL
+SELECT i.client_order_id, i.leg, i.state, i.amount, i.result FROM order_intents i
+WHERE i.run_id = $8::uuid AND i.client_order_id NOT IN (SELECT client_order_id FROM inserted)
+"""
+
+
+async def ensure_intents(pool: asyncpg.Pool, plan: PlanCreated, client_ids: dict[int, str]) -> dict[int, Intent]:
+    """Store an intent per leg (once, in one statement) and return every leg's current intent."""
+    orders = plan.orders
+    found = await pool.fetch(
+        ENSURE_INTENTS,
+        [client_ids[o.leg] for o in orders],
+        [o.leg for o in orders],
+        [o.symbol for o in orders],
+        [o.side for o in orders],
+        [o.amount for o in orders],
+        [o.order_type for o in orders],
+        [o.limit_price for o in orders],
+        plan.run_id,
+        plan.portfolio_id,
+        plan.user_id,
+        plan.strategy.connection_id,
+    )
     return {
         r["leg"]: Intent(r["client_order_id"], r["leg"], r["state"], r["amount"], r["result"]) for r in found
     }
@@ -112,6 +116,20 @@ def result_from_json(client_order_id: str, symbol: str, side: str, data: dict[st
     )
 
 
+RECORD_OUTCOME = """
+WITH updated AS (
+    UPDATE order_intents SET state = $2, exchange_order_id = COALESCE($3, exchange_order_id),
+        result = $4::jsonb, updated_at = now()
+    WHERE client_order_id = $1
+    RETURNING 1
+)
+INSERT INTO outbox (producer, subject, message_id, payload)
+SELECT 'executor', e.subject, e.message_id, e.payload
+FROM unnest($5::text[], $6::text[], $7::bytea[]) AS e(subject, message_id, payload), updated
+ON CONFLICT (message_id) DO NOTHING
+"""
+
+
 async def record_outcome(
     pool: asyncpg.Pool,
     client_order_id: str,
@@ -119,17 +137,18 @@ async def record_outcome(
     result: dict[str, Any] | None,
     events: list[OutboxMessage],
 ) -> None:
-    """The leg's outcome and its events, in one transaction (the outbox relays the events)."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "UPDATE order_intents SET state = $2, exchange_order_id = COALESCE($3, exchange_order_id),"
-            " result = $4::jsonb, updated_at = now() WHERE client_order_id = $1",
-            client_order_id,
-            state,
-            (result or {}).get("exchange_order_id"),
-            result,
-        )
-        await add_to_outbox(conn, "executor", events)
+    """The leg's outcome and its events in one statement, so atomically (the relay publishes
+    the events)."""
+    await pool.execute(
+        RECORD_OUTCOME,
+        client_order_id,
+        state,
+        (result or {}).get("exchange_order_id"),
+        result,
+        [e.subject for e in events],
+        [e.message_id for e in events],
+        [e.payload for e in events],
+    )
 
 
 async def stale_sending(pool: asyncpg.Pool, older_than_seconds: float) -> list[asyncpg.Record]:

@@ -11,7 +11,6 @@ directly. Acks, naks and terms are no-ops on TestNatsBroker's messages; delivery
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,25 +75,22 @@ def record(runtime: Runtime) -> Recorder:
 
 
 async def settle(runtime: Runtime) -> None:
-    """Wait for the handlers that a concurrent consumer runs as background tasks."""
-    while runtime.bus._tasks:
-        await asyncio.gather(*list(runtime.bus._tasks), return_exceptions=True)
+    """Wait for the handlers that a concurrent consumer runs as background tasks, and publish
+    what they left in the outbox."""
+    await runtime.settle()
 
 
 @asynccontextmanager
 async def serving(runtime: Runtime, pool: asyncpg.Pool | None = None) -> AsyncIterator[NatsBroker]:
     """The service's handlers on a TestNatsBroker, with ``pool`` as its database."""
     if pool is not None:
-        runtime._pool = pool
-        runtime.bus.pool = pool
-    for hook in runtime._startup_hooks:
-        await hook()
+        await runtime.open_with(pool)
+    else:
+        for hook in runtime._startup_hooks:
+            await hook()
     try:
         async with TestNatsBroker(runtime.bus.broker) as broker:
             yield broker
             await settle(runtime)
     finally:
-        for hook in runtime._shutdown_hooks:
-            await hook()
-        runtime._pool = None
-        runtime.bus.pool = None
+        await runtime.close_opened()
