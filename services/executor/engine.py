@@ -143,7 +143,17 @@ class Executor:
         buys = [o for o in plan.orders if o.side == "buy"]
         for order in sells:
             await self._leg(state, order, order.amount, legs[order.leg], exchange)
-        sized = await self._size_buys(state, buys, markets, exchange)
+        if state.run_failed is None:
+            try:
+                sized = await self._size_buys(state, buys, markets, exchange)
+            except RunFailed as exc:
+                state.run_failed = RunError(stage="executor", code=exc.code, message=str(exc))
+        if state.run_failed is not None:
+            # Every remaining leg is recorded as not placed, with its event, so the history
+            # accounts for each planned order.
+            for order in buys:
+                await self._leg(state, order, order.amount, legs[order.leg], exchange)
+            return
         for leg in sized:
             if leg.dropped and not legs[leg.order.leg].final and legs[leg.order.leg].state == "intent":
                 await self._finish_leg(

@@ -26,7 +26,6 @@ from tests.support.ccxt_pipeline import (
     PipelineBinance,
     PipelineKraken,
     RunHistory,
-    RunNotCompleted,
     ccxt_pipeline,
     create_requests,
     fake_exchange,
@@ -265,19 +264,9 @@ def assert_run_failed_at_first_order(rig: Rig, history: RunHistory) -> None:
     assert activity_line(history, "order_failed").count("not placed") == 3
 
 
-BINANCE_REVOKED_KEY_IS_A_BAN = (
-    "ccxt's binance class raises DDoSProtection, not AuthenticationError, for -2015 once the "
-    "instance has authenticated successfully (options['hasAlreadyAuthenticatedSuccessfully']); "
-    "ccxt_errors.classify makes that RetryLater, so the executor retries the plan forever (back-off "
-    "capped at 30 s, never dead-lettered) and the run stays 'running' instead of failing"
-)
-
-
 async def test_authentication_failure_at_the_first_buy_fails_the_run_and_sends_nothing_more(
     rig: Rig, request: pytest.FixtureRequest
 ) -> None:
-    if rig.exchange_id == "binance":
-        request.applymarker(pytest.mark.xfail(strict=True, raises=RunNotCompleted, reason=BINANCE_REVOKED_KEY_IS_A_BAN))
     rig.fake.state.balances = {QUOTES[rig.exchange_id]: Decimal(10000)}  # cash only: four buys
     rig.fake.fail_auth_at_first_order = True
     history = await rig.rebalance(timeout=10.0)  # it completes within a second or two
@@ -285,15 +274,7 @@ async def test_authentication_failure_at_the_first_buy_fails_the_run_and_sends_n
     assert_run_failed_at_first_order(rig, history)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a RunFailed on the sell (leg 0), Executor._execute_orders still sizes the buys: "
-    "_size_buys calls fetch_balance, whose RunFailed escapes to execute(), which completes the run "
-    "as failed but leaves legs 1-3 as bare intents: no final state, no order event, no orders row "
-    "(orders_failed=1 of 4 planned)",
-    raises=LegNotRecorded,
-)
-@pytest.mark.parametrize("rig", ["kraken"], indirect=True)  # the executor's bug, not the exchange's
+@pytest.mark.parametrize("rig", ["kraken", "binance"], indirect=True)
 async def test_authentication_failure_at_a_sell_fails_the_run_and_sends_nothing_more(rig: Rig) -> None:
     rig.fake.fail_auth_at_first_order = True  # leg 0 is the BTC sell
     history = await rig.rebalance(timeout=10.0)  # the fixed executor completes it within a second

@@ -21,7 +21,7 @@ import ccxt.async_support as ccxt_async
 
 from services.common.exchanges import port
 from services.common.exchanges.ccxt_client_ids import client_order_params
-from services.common.exchanges.ccxt_errors import classify, safe_message
+from services.common.exchanges.ccxt_errors import classify, revoked_credentials, safe_message
 from services.common.exchanges.ccxt_markets import (
     balances_from_ccxt,
     order_from_ccxt,
@@ -133,10 +133,13 @@ class CcxtExchange:
             raise
         except Exception as exc:
             names = [cls.__name__ for cls in type(exc).__mro__]
-            error_class = classify(
-                names, placing_order=placing_order, transport_failure=_is_transport_failure(exc)
-            )
-            error = error_class(safe_message(self.exchange_id, operation, exc))
+            message = safe_message(self.exchange_id, operation, exc)
+            if revoked_credentials(names, str(exc)):
+                error_class: type[port.ExchangeError] = port.RunFailed
+                message = message.replace("DDoSProtection", "AuthenticationError (the API key was refused)", 1)
+            else:
+                error_class = classify(names, placing_order=placing_order, transport_failure=_is_transport_failure(exc))
+            error = error_class(message)
             error.ccxt_error = type(exc).__name__  # type: ignore[attr-defined]
             # ``from None``: the original message may hold a signed URL; ours is masked.
             raise error from None

@@ -55,6 +55,16 @@ def classify(
     return port.OutcomeUnknown if placing_order else port.ExchangeError
 
 
+# Binance's "invalid API-key, IP, or permissions" code. Once an instance has authenticated, ccxt
+# reports it as DDoSProtection (it assumes an IP ban), which would be retried forever.
+_REVOKED_KEY_MARKERS = ("-2015", "Invalid API-key")
+
+
+def revoked_credentials(class_names: Sequence[str], message: str) -> bool:
+    """A "rate limit" that is really a key that stopped working: fail the run, don't retry."""
+    return "DDoSProtection" in class_names and any(marker in message for marker in _REVOKED_KEY_MARKERS)
+
+
 def safe_message(exchange_id: str, operation: str, exc: BaseException) -> str:
     """A log- and user-safe description: class name plus the masked, shortened message."""
     detail = redact_text(str(exc))

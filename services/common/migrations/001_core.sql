@@ -2,7 +2,6 @@
 -- delivery machinery every service shares (inbox, outbox, dead letters).
 -- Money and quantities are NUMERIC: never floats for balances, prices or fees.
 
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
 
 -- ---------------------------------------------------------------- configuration (api)
 CREATE TABLE users (
