@@ -12,10 +12,17 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from services.common.db import create_pool
 from services.common.migrate import apply_migrations
 from tests.infra import Infra, start_infra
+
+# CI runs property tests on a fixed sequence of examples, so a run is repeatable; locally each run
+# explores new random examples.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
