@@ -20,7 +20,7 @@ async def _last_on_stream(api: Api, subject: str) -> tuple[bytes, dict[str, str]
     nc = await nats.connect(api.settings.nats_url)
     try:
         msg = await nc.jetstream().get_last_msg(api.settings.stream_name, subject)
-        return msg.data, dict(msg.headers or {})
+        return msg.data or b"", dict(msg.headers or {})
     finally:
         await nc.close()
 
