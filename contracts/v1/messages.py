@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from contracts.envelope import Envelope, Money
 from contracts.v1.strategy import (
@@ -49,6 +49,17 @@ class RunStage(Envelope):
     user_id: str
     triggered_by: TriggeredBy
     started_at: datetime
+
+    def next_stage(self) -> dict[str, Any]:
+        """The envelope and run fields of the message this one causes."""
+        return {
+            **self.caused(),
+            "run_id": self.run_id,
+            "portfolio_id": self.portfolio_id,
+            "user_id": self.user_id,
+            "triggered_by": self.triggered_by,
+            "started_at": self.started_at,
+        }
 
 
 class RebalanceDue(RunStage):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -20,29 +19,12 @@ from contracts.v1.strategy import Strategy
 from services.api.auth import Principal
 from services.api.context import ApiContext
 from services.api.repositories import portfolios as repo
+from services.common.strategy import strategy_from_row
 
 
 def strategy_of(portfolio: Mapping[str, Any], exchange_id: str) -> Strategy:
-    """The frozen strategy snapshot of a portfolio row, as the scheduler would take it (pure)."""
-    return Strategy(
-        portfolio_id=str(portfolio["id"]),
-        user_id=str(portfolio["user_id"]),
-        name=portfolio["name"],
-        connection_id=str(portfolio["connection_id"]),
-        exchange_id=exchange_id,
-        target_weights={a: Decimal(str(w)) for a, w in portfolio["target_weights"].items()},
-        quote_currency=portfolio["quote_currency"],
-        threshold=Decimal(portfolio["rebalance_threshold"]),
-        threshold_kind=portfolio["threshold_kind"],
-        mode=portfolio["rebalance_mode"],
-        max_orders=portfolio["max_orders_per_rebalance"],
-        dry_run=True,
-        always_rebalance=portfolio["always_rebalance"],
-        leave_alone=tuple(portfolio["leave_alone"]),
-        cash_reserve=Decimal(portfolio["cash_reserve"]),
-        order_type=portfolio["order_type"],
-        limit_timeout_seconds=portfolio["limit_timeout_seconds"],
-    )
+    """The frozen strategy snapshot of a portfolio row, as the scheduler takes it, in dry-run."""
+    return strategy_from_row(portfolio, dry_run=True, exchange_id=exchange_id)
 
 
 def preview_due(portfolio: Mapping[str, Any], exchange_id: str, now: datetime) -> RebalanceDue:

@@ -413,12 +413,7 @@ class Executor:
         fill = sizing.fill_of(order, result, plan.prices) if result is not None else None
         return cls(
             message_id=derived_id(plan.run_id, "order", order.leg, final_state),
-            **plan.caused(),
-            run_id=plan.run_id,
-            portfolio_id=plan.portfolio_id,
-            user_id=plan.user_id,
-            triggered_by=plan.triggered_by,
-            started_at=plan.started_at,
+            **plan.next_stage(),
             dry_run=plan.strategy.dry_run,
             exchange_id=plan.strategy.exchange_id,
             leg=order.leg,
@@ -479,12 +474,7 @@ class Executor:
         value_after = sum((h.total * plan.prices.get(h.asset, ZERO) for h in holdings), ZERO)
         return RebalanceCompleted(
             message_id=derived_id(plan.run_id, "completed"),
-            **plan.caused(),
-            run_id=plan.run_id,
-            portfolio_id=plan.portfolio_id,
-            user_id=plan.user_id,
-            triggered_by=plan.triggered_by,
-            started_at=plan.started_at,
+            **plan.next_stage(),
             status=status,
             dry_run=plan.strategy.dry_run,
             quote_currency=plan.strategy.quote_currency,

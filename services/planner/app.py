@@ -35,12 +35,7 @@ def plan_for(valued: PortfolioValued) -> PlanCreated:
     )
     return PlanCreated(
         message_id=derived_id(valued.run_id, "plan"),
-        **valued.caused(),
-        run_id=valued.run_id,
-        portfolio_id=valued.portfolio_id,
-        user_id=valued.user_id,
-        triggered_by=valued.triggered_by,
-        started_at=valued.started_at,
+        **valued.next_stage(),
         strategy=valued.strategy,
         decision=plan.decision,
         reason=plan.reason,

@@ -32,12 +32,7 @@ SERVICE = "pricer"
 def failed_run(due: RebalanceDue, code: str, message: str) -> RebalanceCompleted:
     return RebalanceCompleted(
         message_id=derived_id(due.run_id, "completed"),
-        **due.caused(),
-        run_id=due.run_id,
-        portfolio_id=due.portfolio_id,
-        user_id=due.user_id,
-        triggered_by=due.triggered_by,
-        started_at=due.started_at,
+        **due.next_stage(),
         status="failed",
         dry_run=due.strategy.dry_run,
         quote_currency=due.strategy.quote_currency,
@@ -62,12 +57,7 @@ class Pricer:
         valuation = value_portfolio(due.strategy, balances, prices, markets)
         return PortfolioValued(
             message_id=derived_id(due.run_id, "valued"),
-            **due.caused(),
-            run_id=due.run_id,
-            portfolio_id=due.portfolio_id,
-            user_id=due.user_id,
-            triggered_by=due.triggered_by,
-            started_at=due.started_at,
+            **due.next_stage(),
             strategy=due.strategy,
             holdings=valuation.holdings,
             prices=valuation.prices,

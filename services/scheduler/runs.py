@@ -3,16 +3,15 @@ scheduler's own terminal events (lease expired, unusable strategy)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from contracts.envelope import derived_id
 from contracts.v1.messages import RebalanceCompleted, RebalanceDue
 from contracts.v1.strategy import RunError, Strategy, TriggeredBy
+from services.common.strategy import strategy_from_row
 
 
 @dataclass(frozen=True)
@@ -41,29 +40,7 @@ class ClaimedRun:
 
 def strategy_snapshot(row: Mapping[str, Any], *, dry_run: bool) -> Strategy:
     """The frozen strategy of a run; raises ``ValueError`` (pydantic's) when the row is unusable."""
-    weights = row["target_weights"]
-    if isinstance(weights, str):
-        # Read as text so numbers keep their exact decimal form (json floats would not).
-        weights = json.loads(weights, parse_float=Decimal, parse_int=Decimal)
-    return Strategy(
-        portfolio_id=str(row["id"]),
-        user_id=str(row["user_id"]),
-        name=row["name"],
-        connection_id=str(row["connection_id"]),
-        exchange_id=row["exchange_id"],
-        target_weights={str(k): Decimal(str(v)) for k, v in weights.items()},
-        quote_currency=row["quote_currency"],
-        threshold=Decimal(row["rebalance_threshold"]),
-        threshold_kind=row["threshold_kind"],
-        mode=row["rebalance_mode"],
-        max_orders=row["max_orders_per_rebalance"],
-        dry_run=dry_run,
-        always_rebalance=row["always_rebalance"],
-        leave_alone=tuple(row["leave_alone"] or ()),
-        cash_reserve=Decimal(row["cash_reserve"]),
-        order_type=row["order_type"],
-        limit_timeout_seconds=row["limit_timeout_seconds"],
-    )
+    return strategy_from_row(row, dry_run=dry_run)
 
 
 def due_event(run: ClaimedRun) -> RebalanceDue:
