@@ -111,3 +111,43 @@ async def test_every_message_of_a_run_delivered_twice_changes_nothing(
     assert await counts() == before
     run = await db_pool.fetchrow("SELECT status, orders_executed FROM rebalance_runs WHERE id = $1::uuid", due.run_id)
     assert run["status"] == "succeeded" and run["orders_executed"] == 4
+
+
+async def test_the_seeds_history_queries_work_in_sql_on_what_the_ledger_wrote(
+    pipeline: str, db_pool: asyncpg.Pool, nats_url: str
+) -> None:
+    seeded = await seed_portfolio(
+        db_pool, weights={"BTC": 60, "ETH": 30, "USDC": 10}, balances={"USD": "5000"}, threshold="5"
+    )
+    unpriced = await seed_portfolio(db_pool, weights={"BTC": 50, "NOPE": 50}, balances={"USD": "100"})
+    dues = [due_event(seeded), due_event(seeded), due_event(unpriced)]
+    for due in dues:
+        await publish(nats_url, f"{pipeline}.v1.evt.rebalance.due", due.model_dump_json().encode(), due.message_id)
+        await wait_for(db_pool, "SELECT 1 FROM rebalance_runs WHERE id = $1::uuid AND status <> 'running'", due.run_id)
+
+    # Get last 10 rebalances for a portfolio.
+    last = await db_pool.fetch(
+        "SELECT id::text, success FROM rebalance_runs WHERE portfolio_id = $1::uuid ORDER BY executed_at DESC LIMIT 10",
+        seeded.portfolio_id,
+    )
+    assert [r["id"] for r in last] == [dues[1].run_id, dues[0].run_id]
+    # Get all successful rebalances, with their portfolio.
+    successful = await db_pool.fetch(
+        "SELECT rh.id::text, p.name FROM rebalance_runs rh JOIN portfolios p ON p.id = rh.portfolio_id"
+        " WHERE rh.success AND rh.id = ANY($1::uuid[])", [d.run_id for d in dues])
+    assert {r["id"] for r in successful} == {dues[0].run_id, dues[1].run_id}
+    # Rebalances in a date range.
+    in_range = await db_pool.fetchval(
+        "SELECT count(*) FROM rebalance_runs WHERE executed_at >= $1 AND executed_at <= now() AND id = ANY($2::uuid[])",
+        dues[0].started_at, [d.run_id for d in dues])
+    assert in_range == 3
+    # The aggregate: total value traded, average portfolio value, count.
+    stats = await db_pool.fetchrow(
+        "SELECT sum(total_value_traded) AS traded, avg(portfolio_value) AS value, count(*) AS runs"
+        " FROM rebalance_runs WHERE portfolio_id = $1::uuid", seeded.portfolio_id)
+    assert stats["runs"] == 2 and stats["traded"] > Decimal("4000") and stats["value"] > Decimal("4900")
+    # Failed rebalances, with their errors.
+    failed = await db_pool.fetchrow(
+        "SELECT rh.errors, p.name FROM rebalance_runs rh JOIN portfolios p ON p.id = rh.portfolio_id"
+        " WHERE rh.success = false AND rh.id = $1::uuid", dues[2].run_id)
+    assert failed["errors"][0]["code"] == "missing_price" and "NOPE" in failed["errors"][0]["message"]
