@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from tests.fakes.engine import EngineError, ExchangeState, FakeOrder, default_state
+from tests.fakes.engine import EngineError, ExchangeState, FakeFill, FakeOrder, default_state
 from tests.fakes.server import FakeExchangeServer, dec
 
 _ERRORS = {
@@ -58,6 +58,7 @@ class FakeBinance(FakeExchangeServer):
         r.add_delete("/api/v3/order", self._signed(self.cancel_order))
         r.add_get("/api/v3/openOrders", self._signed(self.open_orders))
         r.add_get("/api/v3/allOrders", self._signed(self.all_orders))
+        r.add_get("/api/v3/myTrades", self._signed(self.my_trades))
         r.add_get("/sapi/v1/capital/config/getall", self._signed(self.capital_config))
 
     def _signed(self, handler: Any) -> Any:
@@ -179,12 +180,31 @@ class FakeBinance(FakeExchangeServer):
             "selfTradePreventionMode": "NONE",
         }
         if with_fills:
-            market = self.state.markets[order.symbol]
-            body["fills"] = [] if not order.filled else [{
-                "price": dec(order.average or Decimal(0)), "qty": dec(order.filled),
-                "commission": dec(order.fee), "commissionAsset": market.quote, "tradeId": int(order.id),
-            }]
+            # Only the answer to a new order lists fills; GET and DELETE /order carry no commission.
+            body["fills"] = [
+                {"price": dec(f.price), "qty": dec(f.quantity), "commission": dec(f.fee),
+                 "commissionAsset": f.fee_currency, "tradeId": f.id}
+                for f in order.fills
+            ]
         return body
+
+    @staticmethod
+    def _trade_json(order: FakeOrder, fill: FakeFill) -> dict[str, Any]:
+        return {
+            "symbol": order.symbol.replace("/", ""),
+            "id": fill.id,
+            "orderId": int(order.id),
+            "orderListId": -1,
+            "price": dec(fill.price),
+            "qty": dec(fill.quantity),
+            "quoteQty": dec(fill.cost),
+            "commission": dec(fill.fee),
+            "commissionAsset": fill.fee_currency,
+            "time": int(fill.time * 1000),
+            "isBuyer": order.side == "buy",
+            "isMaker": False,
+            "isBestMatch": True,
+        }
 
     async def new_order(self, params: dict[str, str]) -> web.Response:
         symbol = self._symbol_by_id.get(params.get("symbol", ""))
@@ -219,6 +239,20 @@ class FakeBinance(FakeExchangeServer):
             return _error(-2011, "Unknown order sent.")
         assert order is not None
         return web.json_response(self._order_json(order))
+
+    async def my_trades(self, params: dict[str, str]) -> web.Response:
+        """GET /api/v3/myTrades: the account's trades on one symbol, optionally of one order."""
+        symbol = self._symbol_by_id.get(params.get("symbol", ""))
+        if symbol is None:
+            return _error(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        order_id = params.get("orderId")
+        trades = [
+            self._trade_json(order, fill)
+            for order in self.state.orders
+            if order.symbol == symbol and (order_id is None or order.id == order_id)
+            for fill in order.fills
+        ]
+        return web.json_response(sorted(trades, key=lambda t: t["id"]))
 
     async def open_orders(self, params: dict[str, str]) -> web.Response:
         wanted = self._symbol_by_id.get(params.get("symbol", ""))

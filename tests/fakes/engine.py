@@ -1,7 +1,8 @@
-"""The trading state a fake exchange keeps: balances, prices, orders. Dialect-free.
+"""The trading state a fake exchange keeps: balances, prices, orders and their fills. Dialect-free.
 
 Market orders (and marketable limit orders) fill at the current price at once, times the
 configured fill ratio; fees are charged in the quote currency; balances move with every fill.
+Each fill is kept as a trade (id, price, quantity, fee), as exchanges list them in trade history.
 """
 
 from __future__ import annotations
@@ -20,6 +21,22 @@ class EngineError(Exception):
         self.kind = kind
 
 
+@dataclass(frozen=True)
+class FakeFill:
+    """One trade of an order: what a trade-history endpoint reports."""
+
+    id: int
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_currency: str
+    time: float
+
+    @property
+    def cost(self) -> Decimal:
+        return self.price * self.quantity
+
+
 @dataclass
 class FakeOrder:
     id: str
@@ -35,6 +52,7 @@ class FakeOrder:
     fee: Decimal = Decimal(0)
     created_at: float = field(default_factory=time.time)
     closed_at: float | None = None
+    fills: list[FakeFill] = field(default_factory=list)
 
     @property
     def average(self) -> Decimal | None:
@@ -65,6 +83,7 @@ class ExchangeState:
     force_insufficient_funds: bool = False
     orders: list[FakeOrder] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _trade_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
 
     def locked(self, asset: str) -> Decimal:
         """What open orders hold back."""
@@ -130,6 +149,7 @@ class ExchangeState:
         order.filled += quantity
         order.cost += cost
         order.fee += fee
+        order.fills.append(FakeFill(next(self._trade_ids), price, quantity, fee, market.quote, time.time()))
         if order.filled >= order.amount:
             order.status = "closed"
             order.closed_at = time.time()

@@ -135,18 +135,6 @@ def assert_fees_as_reported(rig: Rig, history: RunHistory) -> None:
         raise FeeNotRecorded(f"recorded vs charged fees differ: {wrong}")
 
 
-BINANCE_FEES_LOST = (
-    "Binance answers GET/DELETE /api/v3/order without commissions, so an order found by its client "
-    "id (after a timeout or a dropped response) or read back after a cancel is recorded with fee 0: "
-    "CcxtExchange must fetch the order's trades (ccxt fetch_order_trades / myTrades) for the fee"
-)
-
-
-def expect_binance_fee_loss(request: pytest.FixtureRequest, rig: Rig) -> None:
-    if rig.exchange_id == "binance":
-        request.applymarker(pytest.mark.xfail(strict=True, raises=FeeNotRecorded, reason=BINANCE_FEES_LOST))
-
-
 def activity_line(history: RunHistory, event_type: str) -> str:
     lines = [a["description"] for a in history.activity if a["event_type"] == event_type]
     assert lines, (event_type, history.activity_types())
@@ -169,10 +157,7 @@ async def test_a_clean_run_places_each_leg_once_and_records_it(rig: Rig) -> None
         assert create_requests(rig.fake, rig.exchange_id, intent["client_order_id"]) == 1
 
 
-async def test_timeout_on_create_is_looked_up_by_client_id_never_resent(
-    rig: Rig, request: pytest.FixtureRequest
-) -> None:
-    expect_binance_fee_loss(request, rig)
+async def test_timeout_on_create_is_looked_up_by_client_id_never_resent(rig: Rig) -> None:
     rig.fake.timeout_next(path=rig.fake.order_path)  # executed, answered after the client gave up
     history = await rig.rebalance()
     first = by_leg(history)[0]["client_order_id"]
@@ -181,10 +166,7 @@ async def test_timeout_on_create_is_looked_up_by_client_id_never_resent(
     assert_fees_as_reported(rig, history)
 
 
-async def test_accepted_order_with_dropped_response_is_found_not_resent(
-    rig: Rig, request: pytest.FixtureRequest
-) -> None:
-    expect_binance_fee_loss(request, rig)
+async def test_accepted_order_with_dropped_response_is_found_not_resent(rig: Rig) -> None:
     rig.fake.drop_response_next()  # the order path: accepted, then the connection is cut
     history = await rig.rebalance()
     first = by_leg(history)[0]["client_order_id"]
@@ -294,10 +276,7 @@ async def test_authentication_failure_at_valuation_fails_the_run_before_any_orde
     assert history.dead_letters == []
 
 
-async def test_partial_fills_are_recorded_as_the_exchange_reports_them(
-    rig: Rig, request: pytest.FixtureRequest
-) -> None:
-    expect_binance_fee_loss(request, rig)
+async def test_partial_fills_are_recorded_as_the_exchange_reports_them(rig: Rig) -> None:
     rig.fake.partial_fill("0.5")  # every order fills half and rests; the executor cancels the rest
     history = await rig.rebalance(limit_timeout_seconds=1)
     assert_history_matches_exchange(rig, history, placed={0, 1, 2, 3})

@@ -5,13 +5,16 @@ Safety rules this adapter enforces:
 - a custom base URL replaces every entry of the exchange's URL map, sandbox mode needs a test URL;
 - orders carry a client order id the way each exchange wants it, and are looked up by it when the
   outcome of a request is unknown;
-- every ccxt error becomes one of the port's error classes, with a message that holds no secret.
+- every ccxt error becomes one of the port's error classes, with a message that holds no secret;
+- a filled order whose answer leaves the fee out (Binance's look-ups and cancels) gets it from the
+  order's trades; when they cannot tell, the fee is marked unknown (``ccxt_fees``), never 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -22,6 +25,14 @@ import ccxt.async_support as ccxt_async
 from services.common.exchanges import port
 from services.common.exchanges.ccxt_client_ids import client_order_params
 from services.common.exchanges.ccxt_errors import classify, revoked_credentials, safe_message
+from services.common.exchanges.ccxt_fees import (
+    FeeNotDerivable,
+    fee_from_trades,
+    needs_fee_from_trades,
+    trades_of_order,
+    with_fee,
+    with_unknown_fee,
+)
 from services.common.exchanges.ccxt_markets import (
     balances_from_ccxt,
     order_from_ccxt,
@@ -33,6 +44,7 @@ from services.common.redact import register_secret
 from services.common.secrets import Credentials
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class UnknownExchange(ValueError):
@@ -183,8 +195,8 @@ class CcxtExchange:
             ),
             placing_order=True,
         )
-        result = self._order_result(placed, request.client_order_id, request.symbol, request.side,
-                                    Decimal(str(precise_amount)))
+        result = order_from_ccxt(placed, client_order_id=request.client_order_id, symbol=request.symbol,
+                                 side=request.side, amount=Decimal(str(precise_amount)))
         if placed.get("status") is None and result.exchange_order_id is not None:
             # Some exchanges (Kraken) answer an order with its id only: read its state back.
             try:
@@ -192,18 +204,54 @@ class CcxtExchange:
                     "fetch_order",
                     lambda: client.fetch_order(result.exchange_order_id, request.symbol),
                 )
-                return self._order_result(refreshed, request.client_order_id, request.symbol,
-                                          request.side, result.amount)
+                return await self._order_result(refreshed, request.client_order_id, request.symbol,
+                                                request.side, result.amount)
             except port.ExchangeError:
                 return result  # the order exists; its state is found later
-        return result
+        return await self._with_known_fee(result, placed, request.symbol)
 
-    def _order_result(
+    async def _order_result(
         self, order: dict[str, Any], client_order_id: str, symbol: str, side: port.Side, amount: Decimal
     ) -> port.OrderResult:
-        return order_from_ccxt(
+        result = order_from_ccxt(
             order, client_order_id=client_order_id, symbol=symbol, side=side, amount=amount
         )
+        return await self._with_known_fee(result, order, symbol)
+
+    async def _with_known_fee(
+        self, result: port.OrderResult, order: dict[str, Any], symbol: str
+    ) -> port.OrderResult:
+        """The result with the fee the exchange charged, read from the order's trades when the
+        order's own answer left it out; marked unknown (not 0) when the trades cannot say."""
+        if not needs_fee_from_trades(result, order):
+            return result
+        order_id = str(result.exchange_order_id)
+        try:
+            trades = await self._fetch_order_trades(order_id, symbol)
+            base, _, quote = symbol.partition("/")
+            fee = fee_from_trades(
+                trades_of_order(trades, order_id), filled=result.filled, base=base, quote=quote.split(":")[0]
+            )
+        except (port.ExchangeError, FeeNotDerivable) as exc:
+            reason = f"fee not known: {exc}"
+            log.warning("%s order %s (%s): %s", self.exchange_id, order_id, result.client_order_id, reason)
+            return with_unknown_fee(result, reason)
+        return with_fee(result, fee)
+
+    async def _fetch_order_trades(self, order_id: str, symbol: str) -> list[dict[str, Any]]:
+        client = self._client
+        if client.has.get("fetchOrderTrades"):
+            trades: list[dict[str, Any]] = await self._call(
+                "fetch_order_trades", lambda: client.fetch_order_trades(order_id, symbol)
+            )
+            return trades
+        if client.has.get("fetchMyTrades"):
+            # Recent trades of the market; trades_of_order keeps this order's.
+            mine: list[dict[str, Any]] = await self._call(
+                "fetch_my_trades", lambda: client.fetch_my_trades(symbol)
+            )
+            return [t for t in mine if t.get("order") is not None]
+        raise FeeNotDerivable(f"{self.exchange_id} offers no trade history through ccxt")
 
     async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> port.OrderResult | None:
         await self._call("load_markets", self._client.load_markets)
@@ -211,7 +259,7 @@ class CcxtExchange:
         if found is None:
             return None
         side = found.get("side")
-        return self._order_result(
+        return await self._order_result(
             found,
             client_order_id,
             symbol,
@@ -262,12 +310,12 @@ class CcxtExchange:
                 # The exchange accepted the cancel; fills, if any, are found on the next look-up.
                 canceled = {**canceled, "id": exchange_order_id, "status": "canceled"}
         side = canceled.get("side")
-        return order_from_ccxt(
+        return await self._order_result(
             canceled,
-            client_order_id=str(canceled.get("clientOrderId") or ""),
-            symbol=symbol,
-            side=side if side in ("buy", "sell") else "buy",
-            amount=Decimal(str(canceled.get("amount") or 0)),
+            str(canceled.get("clientOrderId") or ""),
+            symbol,
+            side if side in ("buy", "sell") else "buy",
+            Decimal(str(canceled.get("amount") or 0)),
         )
 
     async def close(self) -> None:
