@@ -154,6 +154,12 @@ class ExchangeState:
             order.status = "closed"
             order.closed_at = time.time()
 
+    def fill_more(self, order: FakeOrder, quantity: Decimal) -> None:
+        """Another trade on a resting order, at the current price (a later match on the book)."""
+        if order.status != "open" or quantity > order.amount - order.filled:
+            raise EngineError("invalid_order", f"cannot fill {quantity} more of order {order.id}")
+        self._fill(order, self.markets[order.symbol], quantity)
+
     def cancel(self, order_id: str | None = None, client_order_id: str | None = None) -> FakeOrder:
         order = self.find(order_id, client_order_id)
         if order is None or order.status != "open":
