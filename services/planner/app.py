@@ -6,7 +6,9 @@ executor's and ledger's inboxes recognise; the planner writes nothing itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from faststream import FastStream
@@ -23,6 +25,9 @@ from services.planner.core import plan_rebalance
 
 log = logging.getLogger("services.planner")
 SERVICE = "planner"
+# Planning time after which the plans made so far are published (5-asset plans take ~0.7 ms,
+# 100-asset ones ~9 ms of CPU).
+CHUNK_SECONDS = 0.01
 
 
 def plan_for(valued: PortfolioValued) -> PlanCreated:
@@ -76,12 +81,32 @@ def build(settings: ServiceSettings | None = None) -> tuple[Runtime, FastStream]
     subjects = runtime.subjects
 
     async def handle(batch: list[Incoming[PortfolioValued]]) -> None:
-        plans = [plan_for(item.message) for item in batch]
-        for plan in plans:
-            describe(plan)
-        crash_point("planner.before_publish")
-        await runtime.bus.publish_many([(subjects.plan_created, p) for p in plans])
+        # Plans leave in chunks of about CHUNK_SECONDS of planning while the rest of the batch is
+        # planned, so the executor starts on the first plans instead of waiting for the whole
+        # batch. The batch is acked only once every chunk is acknowledged; a redelivered batch
+        # re-publishes the same plan ids, which the downstream inboxes recognise.
+        sending: list[asyncio.Task[None]] = []
+        chunk: list[PlanCreated] = []
+        chunk_started = time.perf_counter()
+        try:
+            for item in batch:
+                plan = plan_for(item.message)
+                describe(plan)
+                chunk.append(plan)
+                if time.perf_counter() - chunk_started >= CHUNK_SECONDS:
+                    sending.append(publish(chunk))
+                    chunk = []
+                    await asyncio.sleep(0)  # let the chunk go out before planning on
+                    chunk_started = time.perf_counter()
+            if chunk:
+                sending.append(publish(chunk))
+        finally:
+            await asyncio.gather(*sending)
         crash_point("planner.after_publish")
+
+    def publish(plans: list[PlanCreated]) -> asyncio.Task[None]:
+        crash_point("planner.before_publish")
+        return asyncio.ensure_future(runtime.bus.publish_many([(subjects.plan_created, p) for p in plans]))
 
     runtime.bus.consumer(
         subject=subjects.portfolio_valued,

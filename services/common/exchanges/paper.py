@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -101,7 +102,12 @@ _MAX_ATTEMPTS = 5
 # does not cross: a concurrent price walk either sees this order or makes this statement place
 # nothing (and the caller re-reads the price).
 _PLACE_ORDER_SQL = """
-WITH market AS (
+WITH quote AS (
+    -- The plan was made from a cached market row: place only if the row is still that version
+    -- ($20 = its xmin; any update, price or rule, makes a new one), so the fill is at the
+    -- current price. NULL: the caller just read the row (no guard, as before caching).
+    SELECT 1 FROM paper_markets WHERE symbol = $3 AND (xmin::text = $20 OR $20 IS NULL)
+), market AS (
     SELECT price FROM paper_markets WHERE symbol = $3 AND $17::boolean FOR SHARE
 ), locked AS (
     -- count(*) forces the market lock first and every balance lock here, not lazily later.
@@ -110,6 +116,7 @@ WITH market AS (
     ORDER BY asset FOR UPDATE
 ), guard AS (
     SELECT 1 WHERE (SELECT count(*) FROM locked) >= 0
+        AND EXISTS (SELECT 1 FROM quote)
         AND NOT EXISTS (
             SELECT 1 FROM paper_orders
             WHERE account = $1 AND client_order_id = $2 AND status = 'open')
@@ -125,16 +132,112 @@ WITH market AS (
     SELECT $1, $14, $15::numeric FROM debit WHERE $15::numeric > 0
     ON CONFLICT (account, asset) DO UPDATE
         SET free = paper_balances.free + EXCLUDED.free, updated_at = now()
+), placed AS (
+    INSERT INTO paper_orders (account, client_order_id, symbol, side, type, amount, price, status, filled,
+                              average_price, cost, fee, fee_currency, reserved_asset, reserved)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $18, $19,
+           CASE WHEN $13::numeric > 0 THEN $11 END, $13::numeric
+    FROM debit
+    RETURNING id
 )
-INSERT INTO paper_orders (account, client_order_id, symbol, side, type, amount, price, status, filled,
-                          average_price, cost, fee, fee_currency, reserved_asset, reserved)
-SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $18, $19,
-       CASE WHEN $13::numeric > 0 THEN $11 END, $13::numeric
-FROM debit
-RETURNING id
+SELECT (SELECT id FROM placed) AS id, EXISTS (SELECT 1 FROM quote) AS current
 """
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class QuotedMarket:
+    """A market row as read, with its row version (xmin) for the placing statement's check."""
+
+    market: PaperMarket
+    version: str
+
+
+# Market rows per pool, shared by every account of the process: orders plan from the cached row
+# and the placing statement checks that it is still current, saving a read per order.
+# Keyed by id(pool) with the pool kept to tell a reused id apart; closed pools are dropped.
+_QUOTES: dict[int, tuple[asyncpg.Pool, dict[str, QuotedMarket]]] = {}
+
+
+def _quotes_of(pool: asyncpg.Pool) -> dict[str, QuotedMarket]:
+    entry = _QUOTES.get(id(pool))
+    if entry is None or entry[0] is not pool:
+        for key, (other, _) in list(_QUOTES.items()):
+            if other.is_closing():
+                del _QUOTES[key]
+        entry = _QUOTES[id(pool)] = (pool, {})
+    return entry[1]
+
+
+class BalanceReader:
+    """Reads balances for every account that asks within one event-loop turn in one query:
+    a pricer valuing a batch of 200 portfolios makes one round trip, not 200. Each caller still
+    reads state committed after it asked (the query runs on the next turn)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._waiting: dict[str, list[asyncio.Future[dict[str, Balance]]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def read(self, account: str) -> dict[str, Balance]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Balance]] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._start_flush)
+        self._waiting.setdefault(account, []).append(future)
+        return await future
+
+    def _start_flush(self) -> None:
+        task = asyncio.ensure_future(self._flush(self._waiting))
+        self._waiting = {}
+        self._tasks.add(task)  # keep a reference until done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, waiting: dict[str, list[asyncio.Future[dict[str, Balance]]]]) -> None:
+        try:
+            rows = await self._pool.fetch(
+                "SELECT account, asset, free, used FROM paper_balances"
+                " WHERE account = ANY($1::text[]) AND free + used > 0",
+                list(waiting),
+            )
+        except BaseException as error:  # every caller sees the failure (and maps it to RetryLater)
+            for future in (f for futures in waiting.values() for f in futures):
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        balances: dict[str, dict[str, Balance]] = {account: {} for account in waiting}
+        for row in rows:
+            balances[row["account"]][row["asset"]] = Balance(free=row["free"], total=row["free"] + row["used"])
+        for account, futures in waiting.items():
+            for future in futures:
+                if not future.done():
+                    future.set_result(dict(balances[account]))
+
+
+_READERS: dict[int, tuple[asyncpg.Pool, BalanceReader]] = {}
+
+
+def balance_reader(pool: asyncpg.Pool) -> BalanceReader:
+    """The process's balance reader for ``pool`` (one per pool, shared by every account)."""
+    entry = _READERS.get(id(pool))
+    if entry is None or entry[0] is not pool:
+        for key, (other, _) in list(_READERS.items()):
+            if other.is_closing():
+                del _READERS[key]
+        entry = _READERS[id(pool)] = (pool, BalanceReader(pool))
+    return entry[1]
+
+
+def _cached_quote(pool: asyncpg.Pool, symbol: str) -> QuotedMarket | None:
+    entry = _QUOTES.get(id(pool))
+    return entry[1].get(symbol) if entry is not None and entry[0] is pool else None
+
+
+def _forget_quote(pool: asyncpg.Pool, symbol: str) -> None:
+    _quotes_of(pool).pop(symbol, None)
 
 
 class PaperExchange:
@@ -180,11 +283,7 @@ class PaperExchange:
         return {row["symbol"]: market_from_row(row).market for row in rows}
 
     async def fetch_balance(self) -> dict[str, Balance]:
-        rows = await self._answer(lambda: self._pool.fetch(
-            "SELECT asset, free, used FROM paper_balances WHERE account = $1 AND free + used > 0",
-            self.account,
-        ))
-        return {row["asset"]: Balance(free=row["free"], total=row["free"] + row["used"]) for row in rows}
+        return await self._answer(lambda: balance_reader(self._pool).read(self.account))
 
     async def fetch_prices(self, symbols: list[str] | None = None) -> dict[str, Decimal]:
         rows = await self._answer(lambda: self._pool.fetch(
@@ -198,11 +297,14 @@ class PaperExchange:
         fault = self.config.fault_for(self.config.fault_counter.next_call())
         _raise_pre_execution_fault(fault, request)
         for _attempt in range(_MAX_ATTEMPTS):
-            market = await self._read_market(request.symbol)
-            validate_order(market, request)
-            assert market is not None
+            quote = await self._valid_quote(request)
+            market = quote.market
             plan = plan_order(market, request)
-            order_id = await self._place(request, plan)
+            order_id, current = await self._place_order(request, plan, quote.version)
+            if not current:
+                # The market row changed since it was cached (price or rules): plan again.
+                _forget_quote(self._pool, request.symbol)
+                continue
             if order_id is None:
                 # Nothing happened; find out why. A resting order whose price moved is tried again.
                 await self._explain_refusal(request, plan)
@@ -215,27 +317,59 @@ class PaperExchange:
             return result
         raise RetryLater(f"paper order {request.client_order_id}: price kept moving, not placed")
 
-    async def _read_market(self, symbol: str) -> PaperMarket | None:
+    async def _valid_quote(self, request: OrderRequest) -> QuotedMarket:
+        """The market to plan with: the process's cached row when the order passes its rules,
+        otherwise the row read now (a rule or price may have changed since it was cached)."""
+        cached = _cached_quote(self._pool, request.symbol)
+        if cached is not None:
+            try:
+                validate_order(cached.market, request)
+                return cached
+            except PaperOrderRejected:
+                pass  # judge by the current row, not the cached one
+        quote = await self._read_quote(request.symbol)
+        validate_order(quote.market if quote is not None else None, request)
+        assert quote is not None
+        return quote
+
+    async def _read_quote(self, symbol: str) -> QuotedMarket | None:
         try:
             row = await self._pool.fetchrow(
-                f"SELECT {MARKET_COLUMNS} FROM paper_markets WHERE symbol = $1", symbol
+                f"SELECT {MARKET_COLUMNS}, xmin::text AS version FROM paper_markets WHERE symbol = $1", symbol
             )
         except _CONNECTION_ERRORS as error:
             raise RetryLater(f"paper exchange unreachable: {error!r}") from error
-        return market_from_row(row) if row is not None else None
+        if row is None:
+            return None
+        quote = QuotedMarket(market_from_row(row), row["version"])
+        _quotes_of(self._pool)[symbol] = quote
+        return quote
+
+    async def _read_market(self, symbol: str) -> PaperMarket | None:
+        quote = await self._read_quote(symbol)
+        return quote.market if quote is not None else None
 
     async def _place(self, request: OrderRequest, plan: OrderPlan) -> int | None:
+        """Place a plan made from a market row just read (no version check)."""
+        order_id, _current = await self._place_order(request, plan, None)
+        return order_id
+
+    async def _place_order(
+        self, request: OrderRequest, plan: OrderPlan, version: str | None
+    ) -> tuple[int | None, bool]:
+        """(order id or None when refused, whether the market row was still ``version``)."""
         rests = plan.status == "open"
         args: tuple[Any, ...] = (
             self.account, request.client_order_id, request.symbol, request.side, request.order_type,
             request.amount, request.price if request.order_type == "limit" else None, plan.status,
             plan.filled, plan.average_price, plan.debit_asset, plan.debit, plan.lock,
-            plan.credit_asset, plan.credit, plan.cost, rests, plan.fee, plan.fee_currency,
+            plan.credit_asset, plan.credit, plan.cost, rests, plan.fee, plan.fee_currency, version,
         )
         for _attempt in range(_MAX_ATTEMPTS):
             try:
-                order_id: int | None = await self._pool.fetchval(_PLACE_ORDER_SQL, *args)
-                return order_id
+                row = await self._pool.fetchrow(_PLACE_ORDER_SQL, *args)
+                assert row is not None  # the statement's final SELECT always yields one row
+                return row["id"], row["current"]
             except _ROLLED_BACK_ERRORS:
                 self.rolled_back_retries += 1
                 continue  # the statement had no effect: run it again
