@@ -1,0 +1,76 @@
+"""The ledger's batch writes against real PostgreSQL: the one-statement (unnest) forms write
+exactly what the row-by-row statements write, and a batch holding two states of one order still
+ends in the later one."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.ledger.records import Rows
+from services.ledger.store import write_rows
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def _order(client_id: str, run: str, leg: int, status: str, error: dict[str, Any] | None) -> tuple[Any, ...]:
+    ids = (run, str(uuid.uuid4()), str(uuid.uuid4()))
+    filled = Decimal("0.5") if status == "filled" else Decimal(0)
+    return (client_id, *ids, leg, "paper", "BTC/USD", "buy", "market", Decimal("0.5"), status, filled,
+            Decimal("100.25") if filled else None, filled * Decimal("100.25"), Decimal("0.13"), "USD",
+            "42" if filled else None, False, error)
+
+
+def _trade(client_id: str, run: str) -> tuple[Any, ...]:
+    return (client_id, run, str(uuid.uuid4()), str(uuid.uuid4()), "paper", "BTC/USD", "BTC", "USD", "buy",
+            Decimal("0.5"), Decimal("100.25"), Decimal("50.125"), Decimal("0.13"), "USD", "42", False, NOW)
+
+
+def _activity(message_id: str, run: str, details: dict[str, Any]) -> tuple[Any, ...]:
+    return (message_id, str(uuid.uuid4()), str(uuid.uuid4()), run, "order_filled", "bought", details, NOW)
+
+
+async def _write(pool: asyncpg.Pool, rows: Rows) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await write_rows(conn, rows)
+
+
+async def test_a_batch_is_written_field_for_field(db_pool: asyncpg.Pool) -> None:
+    run = str(uuid.uuid4())
+    error = {"stage": "executor", "code": "below_minimum", "message": "too small", "leg": 1}
+    rows = Rows(
+        orders=[_order(f"{run}-0", run, 0, "filled", None), _order(f"{run}-1", run, 1, "rejected", error)],
+        trades=[_trade(f"{run}-0", run), _trade(f"{run}-x", run)],
+        activity=[_activity(f"{run}-a", run, {"n": 1}), _activity(f"{run}-b", run, {})],
+    )
+    await _write(db_pool, rows)
+    await _write(db_pool, rows)  # a replay changes nothing
+
+    orders = await db_pool.fetch(
+        "SELECT client_order_id, leg, status, filled, average_price, cost, error, exchange_order_id"
+        " FROM orders WHERE run_id = $1::uuid ORDER BY leg", run)
+    assert [(o["leg"], o["status"], o["filled"], o["average_price"], o["error"], o["exchange_order_id"])
+            for o in orders] == [(0, "filled", Decimal("0.5"), Decimal("100.25"), None, "42"),
+                                 (1, "rejected", Decimal(0), None, error, None)]
+    trades = await db_pool.fetch("SELECT quantity, value, executed_at FROM trades WHERE run_id = $1::uuid", run)
+    assert [(t["quantity"], t["value"], t["executed_at"]) for t in trades] == [
+        (Decimal("0.5"), Decimal("50.125"), NOW)] * 2
+    activity = await db_pool.fetch(
+        "SELECT message_id, details FROM activity_log WHERE run_id = $1::uuid ORDER BY id", run)
+    assert [(a["message_id"], a["details"]) for a in activity] == [(f"{run}-a", {"n": 1}), (f"{run}-b", {})]
+
+
+async def test_two_states_of_one_order_in_one_batch_end_in_the_later(db_pool: asyncpg.Pool) -> None:
+    run = str(uuid.uuid4())
+    submitted, filled = _order(f"{run}-0", run, 0, "submitted", None), _order(f"{run}-0", run, 0, "filled", None)
+    await _write(db_pool, Rows(orders=[submitted, filled, _order(f"{run}-1", run, 1, "submitted", None)]))
+    await _write(db_pool, Rows(orders=[submitted, _order(f"{run}-1", run, 1, "failed", None)]))  # late, stale
+    statuses = await db_pool.fetch("SELECT leg, status FROM orders WHERE run_id = $1::uuid ORDER BY leg", run)
+    assert [(s["leg"], s["status"]) for s in statuses] == [(0, "filled"), (1, "failed")]
