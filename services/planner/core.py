@@ -25,6 +25,7 @@ from contracts.v1.strategy import (
 from services.planner.funding import fund_buys, limit_orders, spend_change
 from services.planner.legs import DEFAULT_STEP, Leg, MarketIndex, Omission, fit_leg, money, quantity
 from services.planner.routing import route_direct
+from services.planner.settling import holdings_after, merge_legs
 from services.planner.targets import desired_values, inner_band
 from services.planner.valuation import (
     HUNDRED,
@@ -70,6 +71,22 @@ class _Trades:
     goals: dict[str, Decimal] = field(default_factory=dict)  # the value each asset was planned to end at
 
 
+@dataclass(slots=True)
+class _Pass:
+    """One planning pass over a valuation: why it skips, or the trades it makes and what they fix."""
+
+    skip: str | None
+    left_out: list[Omission]
+    trades: _Trades | None = None
+    fixed: list[str] = field(default_factory=list)
+    deviations: dict[str, Decimal] = field(default_factory=dict)
+
+
+# Follow-up passes a plan may fold in (each must reduce the drift beyond the bands by more than
+# rounding); one is almost always enough, most plans need none.
+_SETTLE_PASSES = 4
+
+
 def plan_rebalance(
     strategy: Strategy,
     holdings: Sequence[Holding],
@@ -87,57 +104,26 @@ def plan_rebalance(
     positions = valuation.positions
     managed = valuation.managed_value
     drift = _drift_rows(valuation)
-    current_weights = {row.asset: row.current_weight for row in drift}
-    deviations = {a: p.value - p.target * managed for a, p in positions.items()}
-    # A deviation within rounding of the band's edge (fee estimates, Decimal precision) is not drift.
-    tolerance = managed * _EDGE_TOLERANCE
-    out_of_band = [a for a, p in positions.items() if abs(deviations[a]) > p.band + tolerance]
-    must_trigger = scheduled and not strategy.always_rebalance
-    if must_trigger and not out_of_band:
-        return Plan(
-            "skip",
-            f"all assets within {describe_band(strategy)}",
-            managed,
-            drift,
-            left_out=_public(unpriced),
-            expected_weights=current_weights,
-        )
-
     index = MarketIndex(markets, quote)
-    trades = _plan_trades(strategy, positions, managed, index)
-    left_out = unpriced + trades.left_out
-    fixed = _fixed_assets(trades.legs, quote, out_of_band, deviations)
-    if not trades.legs:
-        why = "; ".join(leg.reason for leg in trades.left_out[:3]) or "every asset is on target"
+    first = _plan_pass(strategy, valuation, index, scheduled)
+    if first.skip is not None or first.trades is None:
         return Plan(
             "skip",
-            f"nothing tradable: {why}",
+            first.skip or "",
             managed,
             drift,
-            left_out=_public(left_out),
-            expected_weights=current_weights,
-        )
-    after = _values_after(trades.legs, positions)
-    # Hysteresis: a scheduled run trades only when it brings the drift beyond the bands down by more
-    # than rounding, so that a plan never trades back and forth what an earlier plan could not place.
-    if must_trigger and fixed and _excess(strategy, positions, after) >= _excess(strategy, positions, None) - tolerance:
-        fixed = []
-    if must_trigger and not fixed:
-        stuck = ", ".join(_describe_drift(strategy, positions[a], deviations[a], managed) for a in out_of_band)
-        return Plan(
-            "skip",
-            f"no out-of-band asset can be traded ({stuck}); see the left-out legs",
-            managed,
-            drift,
-            left_out=_public(left_out),
-            expected_weights=current_weights,
+            left_out=_public(unpriced + first.left_out),
+            expected_weights={row.asset: row.current_weight for row in drift},
         )
 
-    orders = _orders(trades.legs, quote, strategy)
+    legs, goals, follow_up_left_out = _settle(strategy, holdings, prices, index, first.trades)
+    after = _values_after(legs, positions)
+    left_out = unpriced + first.trades.left_out + follow_up_left_out
     reported = {leg.asset for leg in left_out}
-    left_out += _left_outside_band(strategy, positions, after, trades.goals, reported, index)
-    if fixed:
-        worst = max(fixed, key=lambda a: abs(deviations[a]) - positions[a].band)
+    left_out += _left_outside_band(strategy, positions, after, goals, reported, index)
+    deviations = first.deviations
+    if first.fixed:
+        worst = max(first.fixed, key=lambda a: abs(deviations[a]) - positions[a].band)
         reason = _describe_drift(strategy, positions[worst], deviations[worst], managed)
     else:
         reason = "always rebalance when due" if scheduled else "manual run"
@@ -146,12 +132,75 @@ def plan_rebalance(
         reason,
         managed,
         drift,
-        orders,
+        _orders(legs, quote, strategy),
         _public(left_out),
         _expected_weights(after),
-        trades.fees,
-        sum((leg.value for leg in trades.legs), ZERO),
+        sum((leg.fee for leg in legs), ZERO),
+        sum((leg.value for leg in legs), ZERO),
     )
+
+
+def _plan_pass(strategy: Strategy, valuation: Valuation, index: MarketIndex, scheduled: bool) -> _Pass:
+    """Skip (with the reason) or trades: the whole decision for one valuation."""
+    positions = valuation.positions
+    managed = valuation.managed_value
+    deviations = {a: p.value - p.target * managed for a, p in positions.items()}
+    # A deviation within rounding of the band's edge (fee estimates, Decimal precision) is not drift.
+    tolerance = managed * _EDGE_TOLERANCE
+    out_of_band = [a for a, p in positions.items() if abs(deviations[a]) > p.band + tolerance]
+    must_trigger = scheduled and not strategy.always_rebalance
+    if must_trigger and not out_of_band:
+        return _Pass(f"all assets within {describe_band(strategy)}", [])
+
+    trades = _plan_trades(strategy, positions, managed, index)
+    if not trades.legs:
+        why = "; ".join(leg.reason for leg in trades.left_out[:3]) or "every asset is on target"
+        return _Pass(f"nothing tradable: {why}", trades.left_out)
+    fixed = _fixed_assets(trades.legs, strategy.quote_currency, out_of_band, deviations)
+    # Hysteresis: a scheduled run trades only when it brings the drift beyond the bands down by more
+    # than rounding, so that a plan never trades back and forth what an earlier plan could not place.
+    if must_trigger and fixed:
+        after = _values_after(trades.legs, positions)
+        if _excess(strategy, positions, after) >= _excess(strategy, positions, None) - tolerance:
+            fixed = []
+    if must_trigger and not fixed:
+        stuck = ", ".join(_describe_drift(strategy, positions[a], deviations[a], managed) for a in out_of_band)
+        return _Pass(f"no out-of-band asset can be traded ({stuck}); see the left-out legs", trades.left_out)
+    return _Pass(None, trades.left_out, trades, fixed, deviations)
+
+
+def _settle(
+    strategy: Strategy,
+    holdings: Sequence[Holding],
+    prices: Mapping[str, Decimal],
+    index: MarketIndex,
+    trades: _Trades,
+) -> tuple[list[Leg], dict[str, Decimal], list[Omission]]:
+    """The legs, extended until a scheduled plan on the balances they produce would skip.
+
+    Whatever the first pass could not place (change below a step, a buy below the minimums, an
+    asset that takes a stuck one's share) is placed now by the same rules a later run would apply,
+    so that "rebalance or skip" is a stable function of the state: the next run sees nothing to do.
+    Returns the legs, the goals of the last pass that traded, and the follow-up passes' left-out legs.
+    """
+    quote = strategy.quote_currency
+    legs, goals = trades.legs, trades.goals
+    left_out: list[Omission] = []
+    for _ in range(_SETTLE_PASSES):
+        valuation = value_portfolio(strategy, holdings_after(holdings, legs), prices)
+        if valuation.problem is not None:
+            break
+        follow_up = _plan_pass(strategy, valuation, index, scheduled=True)
+        if follow_up.trades is None:
+            break
+        merged = merge_legs(legs, follow_up.trades.legs, quote, strategy.max_orders, strategy.order_type)
+        if isinstance(merged, Leg):
+            if quote not in (merged.market.base, merged.market.quote):
+                left_out = [*follow_up.trades.left_out, _second_hop(merged, legs, quote)]
+            break
+        legs, goals = merged, follow_up.trades.goals
+        left_out = follow_up.trades.left_out
+    return legs, goals, left_out
 
 
 def _plan_trades(strategy: Strategy, positions: dict[str, Position], managed: Decimal, index: MarketIndex) -> _Trades:
@@ -289,6 +338,25 @@ def _spend_idle_change(
             for a, goal in desired.items()
         }
         spend_change(legs, change, rooms, quote)
+
+
+def _second_hop(leg: Leg, legs: list[Leg], quote: str) -> Omission:
+    """Why a direct-pair leg waits for a later run: it trades what this plan's own orders bring in
+    (or take out), and the executor places every sell before any buy."""
+    side: Side
+    if any(other.bought == leg.sold for other in legs):
+        asset, side, other, verb = leg.bought, "buy", leg.sold, "buys"
+    else:
+        asset, side, other, verb = leg.sold, "sell", leg.bought, "sells"
+    return Omission(
+        asset=asset,
+        side=side,
+        value=leg.value,
+        reason=(
+            f"{asset} {side} of {money(leg.value)} {quote} needs {leg.market.symbol} with the {other} this plan "
+            f"{verb}: a later run may trade it through {leg.market.symbol} once the other side is held"
+        ),
+    )
 
 
 def _fixed_assets(legs: list[Leg], quote: str, out_of_band: list[str], deviations: dict[str, Decimal]) -> list[str]:
