@@ -22,6 +22,7 @@ from services.common.exchanges.ccxt_fees import (
     FeeTotal,
     fee_from_trades,
     fee_unknown_reason,
+    market_currencies,
     needs_fee_from_trades,
     reports_fee,
     trades_of_order,
@@ -103,6 +104,11 @@ def test_only_filled_orders_without_a_stated_fee_need_their_trades() -> None:
     assert not needs_fee_from_trades(result(filled="0"), no_fee)
     assert not needs_fee_from_trades(result(exchange_order_id=None), no_fee)
     assert not needs_fee_from_trades(result(), {"fee": {"cost": 0.5, "currency": "USDT"}})
+
+
+def test_market_currencies_of_spot_and_contract_symbols() -> None:
+    assert market_currencies("BTC/USDT") == ("BTC", "USDT")
+    assert market_currencies("ETH/USDC:USDC") == ("ETH", "USDC")
 
 
 def test_trades_of_other_orders_are_left_out() -> None:

@@ -28,6 +28,7 @@ from services.common.exchanges.ccxt_errors import classify, revoked_credentials,
 from services.common.exchanges.ccxt_fees import (
     FeeNotDerivable,
     fee_from_trades,
+    market_currencies,
     needs_fee_from_trades,
     trades_of_order,
     with_fee,
@@ -228,10 +229,8 @@ class CcxtExchange:
         order_id = str(result.exchange_order_id)
         try:
             trades = await self._fetch_order_trades(order_id, symbol)
-            base, _, quote = symbol.partition("/")
-            fee = fee_from_trades(
-                trades_of_order(trades, order_id), filled=result.filled, base=base, quote=quote.split(":")[0]
-            )
+            base, quote = market_currencies(symbol)
+            fee = fee_from_trades(trades_of_order(trades, order_id), filled=result.filled, base=base, quote=quote)
         except (port.ExchangeError, FeeNotDerivable) as exc:
             reason = f"fee not known: {exc}"
             log.warning("%s order %s (%s): %s", self.exchange_id, order_id, result.client_order_id, reason)

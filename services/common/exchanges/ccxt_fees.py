@@ -53,6 +53,12 @@ def trades_of_order(trades: Sequence[Mapping[str, Any]], exchange_order_id: str)
     return [t for t in trades if t.get("order") is None or str(t.get("order")) == exchange_order_id]
 
 
+def market_currencies(symbol: str) -> tuple[str, str]:
+    """Base and quote of a unified symbol ("BTC/USDT", or "BTC/USDT:USDT" for a contract)."""
+    base, _, rest = symbol.partition("/")
+    return base, rest.split(":")[0]
+
+
 def fee_from_trades(
     trades: Sequence[Mapping[str, Any]], *, filled: Decimal, base: str, quote: str
 ) -> FeeTotal:
