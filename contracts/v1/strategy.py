@@ -108,5 +108,6 @@ class Fill(Contract):
     cost: Money = Decimal("0")  # in the market's quote currency
     fee: Money = Decimal("0")
     fee_currency: str | None = None
+    fee_known: bool = True  # False: the exchange did not report this fill's fee (fee reads 0)
     value: Money = Decimal("0")  # in the portfolio's quote currency
 

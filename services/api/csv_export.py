@@ -35,7 +35,9 @@ def trades_csv(trades: Iterable[Mapping[str, Any]]) -> str:
         writer.writerow(
             [
                 _cell(t["executed_at"]), _cell(t["asset"]), _cell(t["side"]), _cell(t["quantity"]),
-                _cell(t["price"]), _cell(t["value"]), _cell(t["fee"]), _cell(t["fee_currency"]),
+                # A fee the exchange never reported is left blank, never written as 0.
+                _cell(t["price"]), _cell(t["value"]),
+                _cell(t["fee"] if t.get("fee_known", True) else None), _cell(t["fee_currency"]),
                 _cell(t["exchange_id"]), _cell(t["exchange_order_id"]), _cell(t["run_id"]),
             ]
         )

@@ -345,6 +345,7 @@ class TradeOut(CamelModel):
     value: Money
     fee: Money
     fee_currency: str | None
+    fee_known: bool = True  # false: the exchange did not report this fill's fee
     exchange_order_id: str | None
     client_order_id: str
     dry_run: bool

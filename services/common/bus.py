@@ -254,8 +254,9 @@ class Bus:
         content type) and returns the JSON reply."""
 
         def register(fn: Callable[[bytes], Awaitable[dict[str, Any]]]) -> None:
-            async def on_request(message: Any = Context("message")) -> dict[str, Any]:
-                return await fn(bytes(message.body))
+            # The raw decoder hands over the body untouched: a JSON content type is not parsed.
+            async def on_request(body: bytes) -> dict[str, Any]:
+                return await fn(body)
 
             on_request.__name__ = fn.__name__
             self.broker.subscriber(subject, description=description, decoder=_raw_bodies)(on_request)

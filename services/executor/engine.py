@@ -453,6 +453,12 @@ class Executor:
         filled = [o for o in state.outcomes if o.state == "filled" and o.result is not None]
         failed = [o for o in state.outcomes if o.state != "filled"]
         errors = [o.error for o in state.outcomes if o.error is not None]
+        errors += [
+            RunError(stage="executor", code="fee_unknown", leg=o.order.leg,
+                     message=f"{o.order.symbol} {o.order.side}: the exchange did not report the fee; "
+                     "the trade is recorded with its fee marked unknown")
+            for o in filled if o.result is not None and not o.result.fee_known
+        ]
         traded = sum((sizing.to_quote(o.result.cost, o.order.quote, plan.prices) for o in filled if o.result), ZERO)
         fees = sum(
             (sizing.to_quote(o.result.fee, o.result.fee_currency, plan.prices) for o in filled if o.result),

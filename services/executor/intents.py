@@ -94,6 +94,7 @@ def result_json(result: OrderResult) -> dict[str, Any]:
         "cost": str(result.cost),
         "fee": str(result.fee),
         "fee_currency": result.fee_currency,
+        "fee_known": result.fee_known,
     }
 
 
@@ -113,6 +114,7 @@ def result_from_json(client_order_id: str, symbol: str, side: str, data: dict[st
         cost=dec("cost"),
         fee=dec("fee"),
         fee_currency=data.get("fee_currency"),
+        fee_known=bool(data.get("fee_known", True)),
     )
 
 

@@ -116,6 +116,7 @@ def fill_of(order: PlannedOrder, result: OrderResult, prices: Mapping[str, Decim
         cost=result.cost,
         fee=result.fee,
         fee_currency=result.fee_currency,
+        fee_known=result.fee_known,
         value=to_quote(result.cost, order.quote, prices),
     )
 

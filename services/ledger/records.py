@@ -149,6 +149,7 @@ class Rows:
                 f.exchange_order_id,
                 e.dry_run,
                 error,
+                f.fee_known,
             )
         )
         base, _, quote = e.symbol.partition("/")
@@ -172,6 +173,7 @@ class Rows:
                     f.exchange_order_id,
                     e.dry_run,
                     e.occurred_at,
+                    f.fee_known,
                 )
             )
             self._log(

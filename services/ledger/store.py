@@ -65,19 +65,19 @@ ON CONFLICT (run_id, kind) DO NOTHING
 UPSERT_ORDER = """
 INSERT INTO orders (client_order_id, run_id, portfolio_id, user_id, leg, exchange_id, symbol, side, order_type,
                     amount, status, filled, average_price, cost, fee, fee_currency, exchange_order_id, dry_run,
-                    error)
-VALUES ($1, $2::uuid, $3::uuid, $4::uuid, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                    error, fee_known)
+VALUES ($1, $2::uuid, $3::uuid, $4::uuid, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 ON CONFLICT (client_order_id) DO UPDATE SET status = EXCLUDED.status, filled = EXCLUDED.filled,
     average_price = EXCLUDED.average_price, cost = EXCLUDED.cost, fee = EXCLUDED.fee,
     fee_currency = EXCLUDED.fee_currency, exchange_order_id = EXCLUDED.exchange_order_id,
-    error = EXCLUDED.error, amount = EXCLUDED.amount, updated_at = now()
+    error = EXCLUDED.error, amount = EXCLUDED.amount, fee_known = EXCLUDED.fee_known, updated_at = now()
 WHERE orders.status = 'submitted' OR EXCLUDED.status <> 'submitted'
 """
 
 INSERT_TRADE = """
 INSERT INTO trades (client_order_id, run_id, portfolio_id, user_id, exchange_id, symbol, asset, quote, side,
-                    quantity, price, value, fee, fee_currency, exchange_order_id, dry_run, executed_at)
-VALUES ($1, $2::uuid, $3::uuid, $4::uuid, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                    quantity, price, value, fee, fee_currency, exchange_order_id, dry_run, executed_at, fee_known)
+VALUES ($1, $2::uuid, $3::uuid, $4::uuid, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 ON CONFLICT (client_order_id) DO NOTHING
 """
 

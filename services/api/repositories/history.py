@@ -90,7 +90,7 @@ RUN_COLUMNS = (
 )
 TRADE_COLUMNS = (
     "id, run_id, portfolio_id, executed_at, exchange_id, symbol, asset, quote, side, quantity, price,"
-    " value, fee, fee_currency, exchange_order_id, client_order_id, dry_run"
+    " value, fee, fee_currency, fee_known, exchange_order_id, client_order_id, dry_run"
 )
 SNAPSHOT_COLUMNS = (
     "id, run_id, portfolio_id, kind, holdings, prices, total_value, quote_currency, taken_at"

@@ -107,7 +107,7 @@ def with_fee(result: port.OrderResult, fee: FeeTotal) -> port.OrderResult:
 def with_unknown_fee(result: port.OrderResult, reason: str) -> port.OrderResult:
     """The order as reported, its fee marked unknown: fee 0 with no currency, and the reason."""
     return dataclasses.replace(
-        result, fee=Decimal(0), fee_currency=None, raw={**result.raw, FEE_UNKNOWN: reason}
+        result, fee=Decimal(0), fee_currency=None, fee_known=False, raw={**result.raw, FEE_UNKNOWN: reason}
     )
 
 

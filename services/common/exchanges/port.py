@@ -57,6 +57,9 @@ class OrderResult:
     cost: Decimal = Decimal("0")  # in the market's quote
     fee: Decimal = Decimal("0")
     fee_currency: str | None = None
+    # False when the exchange did not say what this fill cost (fee then reads 0): history marks
+    # it instead of recording a fee of zero as if it were known.
+    fee_known: bool = True
     raw: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
