@@ -161,7 +161,7 @@ async def stream_messages(nats_url: str, stream: str, subject_filter: str) -> li
         while True:
             try:
                 batch = await sub.fetch(100, timeout=0.5)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or asyncio's: both are TimeoutError
                 break
             for m in batch:
                 out.append((m.subject, m.data))
