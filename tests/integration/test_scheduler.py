@@ -115,7 +115,7 @@ async def stream_messages(settings: SchedulerSettings, subject: str) -> list[Msg
         while len(out) < info.state.messages:
             try:
                 fetched = await sub.fetch(500, timeout=1)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or asyncio's
                 break
             for msg in fetched:
                 await msg.ack()
