@@ -116,7 +116,18 @@ def plan_rebalance(
             expected_weights={row.asset: row.current_weight for row in drift},
         )
 
-    legs, goals, follow_up_left_out = _settle(strategy, holdings, prices, index, first.trades)
+    settled = _settle(strategy, holdings, prices, index, first.trades)
+    if not settled.done and any(quote not in (leg.market.base, leg.market.quote) for leg in settled.legs):
+        # A direct pair can leave a remainder that only a second hop places (the quote leg of the
+        # same asset truncated to a coarse step): the quote route alone may settle in one run.
+        plain = _plan_pass(strategy, valuation, index, scheduled, saving_pairs=False)
+        if plain.trades is not None:
+            retry = _settle(strategy, holdings, prices, index, plain.trades)
+            if retry.done:
+                first, settled = plain, retry
+    assert first.trades is not None
+    legs, goals = settled.legs, settled.goals
+    follow_up_left_out = settled.left_out
     after = _values_after(legs, positions)
     left_out = unpriced + first.trades.left_out + follow_up_left_out
     reported = {leg.asset for leg in left_out}
@@ -140,8 +151,11 @@ def plan_rebalance(
     )
 
 
-def _plan_pass(strategy: Strategy, valuation: Valuation, index: MarketIndex, scheduled: bool) -> _Pass:
-    """Skip (with the reason) or trades: the whole decision for one valuation."""
+def _plan_pass(
+    strategy: Strategy, valuation: Valuation, index: MarketIndex, scheduled: bool, *, saving_pairs: bool = True
+) -> _Pass:
+    """Skip (with the reason) or trades: the whole decision for one valuation. Without
+    ``saving_pairs``, direct pairs are used only where they are the only route."""
     positions = valuation.positions
     managed = valuation.managed_value
     deviations = {a: p.value - p.target * managed for a, p in positions.items()}
@@ -152,7 +166,7 @@ def _plan_pass(strategy: Strategy, valuation: Valuation, index: MarketIndex, sch
     if must_trigger and not out_of_band:
         return _Pass(f"all assets within {describe_band(strategy)}", [])
 
-    trades = _plan_trades(strategy, positions, managed, index)
+    trades = _plan_trades(strategy, positions, managed, index, saving_pairs)
     if not trades.legs:
         why = "; ".join(leg.reason for leg in trades.left_out[:3]) or "every asset is on target"
         return _Pass(f"nothing tradable: {why}", trades.left_out)
@@ -169,19 +183,26 @@ def _plan_pass(strategy: Strategy, valuation: Valuation, index: MarketIndex, sch
     return _Pass(None, trades.left_out, trades, fixed, deviations)
 
 
+@dataclass(slots=True)
+class _Settled:
+    legs: list[Leg]
+    goals: dict[str, Decimal]  # of the last pass that traded
+    left_out: list[Omission]  # the follow-up passes' left-out legs
+    done: bool  # a scheduled plan on the balances the legs produce skips
+
+
 def _settle(
     strategy: Strategy,
     holdings: Sequence[Holding],
     prices: Mapping[str, Decimal],
     index: MarketIndex,
     trades: _Trades,
-) -> tuple[list[Leg], dict[str, Decimal], list[Omission]]:
+) -> _Settled:
     """The legs, extended until a scheduled plan on the balances they produce would skip.
 
     Whatever the first pass could not place (change below a step, a buy below the minimums, an
     asset that takes a stuck one's share) is placed now by the same rules a later run would apply,
     so that "rebalance or skip" is a stable function of the state: the next run sees nothing to do.
-    Returns the legs, the goals of the last pass that traded, and the follow-up passes' left-out legs.
     """
     quote = strategy.quote_currency
     legs, goals = trades.legs, trades.goals
@@ -189,21 +210,22 @@ def _settle(
     for _ in range(_SETTLE_PASSES):
         valuation = value_portfolio(strategy, holdings_after(holdings, legs), prices)
         if valuation.problem is not None:
-            break
+            return _Settled(legs, goals, left_out, True)
         follow_up = _plan_pass(strategy, valuation, index, scheduled=True)
         if follow_up.trades is None:
-            break
+            return _Settled(legs, goals, left_out, True)
         merged = merge_legs(legs, follow_up.trades.legs, quote, strategy.max_orders, strategy.order_type)
         if isinstance(merged, Leg):
-            if quote not in (merged.market.base, merged.market.quote):
-                left_out = [*follow_up.trades.left_out, _second_hop(merged, legs, quote)]
-            break
+            hop = _second_hop(merged, legs, quote)
+            return _Settled(legs, goals, left_out if hop is None else [*left_out, hop], False)
         legs, goals = merged, follow_up.trades.goals
         left_out = follow_up.trades.left_out
-    return legs, goals, left_out
+    return _Settled(legs, goals, left_out, False)
 
 
-def _plan_trades(strategy: Strategy, positions: dict[str, Position], managed: Decimal, index: MarketIndex) -> _Trades:
+def _plan_trades(
+    strategy: Strategy, positions: dict[str, Position], managed: Decimal, index: MarketIndex, saving_pairs: bool
+) -> _Trades:
     """Trades that land on the mode's goal after paying their own fees (a fixed point in the fees)."""
     fees = ZERO
     frozen: frozenset[str] = frozenset()
@@ -215,7 +237,7 @@ def _plan_trades(strategy: Strategy, positions: dict[str, Position], managed: De
         desired = desired_values(
             strategy.mode, strategy.threshold_kind, positions, quote, managed - fees, frozen, margins
         )
-        trades = _trades_towards(desired, strategy, positions, index, managed - fees, margins)
+        trades = _trades_towards(desired, strategy, positions, index, managed - fees, margins, saving_pairs)
         if not trades.stuck <= frozen:
             why_frozen += [leg for leg in trades.left_out if leg.asset in trades.stuck - frozen]
             frozen |= trades.stuck
@@ -241,6 +263,7 @@ def _trades_towards(
     index: MarketIndex,
     investable: Decimal,
     margins: dict[str, Decimal],
+    saving_pairs: bool,
 ) -> _Trades:
     """Legs from the current values to ``desired``, with the idle change spent."""
     quote, order_type = strategy.quote_currency, strategy.order_type
@@ -273,7 +296,7 @@ def _trades_towards(
         elif delta > 0:
             buys[asset] = delta
 
-    legs = route_direct(sells, buys, positions, index, quote, order_type, noise)
+    legs = route_direct(sells, buys, positions, index, quote, order_type, noise, saving_pairs)
     sides: tuple[tuple[Side, dict[str, Decimal]], ...] = (("sell", sells), ("buy", buys))
     for side, wanted_by_asset in sides:
         for asset, wanted in wanted_by_asset.items():
@@ -340,23 +363,36 @@ def _spend_idle_change(
         spend_change(legs, change, rooms, quote)
 
 
-def _second_hop(leg: Leg, legs: list[Leg], quote: str) -> Omission:
-    """Why a direct-pair leg waits for a later run: it trades what this plan's own orders bring in
-    (or take out), and the executor places every sell before any buy."""
+def _second_hop(leg: Leg, legs: list[Leg], quote: str) -> Omission | None:
+    """Why a follow-up leg waits for a later run, when it is the second hop of a route through a
+    direct pair: it trades, one way, an asset that this plan trades the other way on another market
+    (through a direct pair on one side or the other). One run cannot chain the two: the executor
+    places every sell before any buy, and a plan never sells what it buys."""
+    crossed = next(
+        (other for other in legs if other.bought == leg.sold != quote or other.sold == leg.bought != quote), None
+    )
+    if crossed is None or (_quote_leg(leg, quote) and _quote_leg(crossed, quote)):
+        return None
     side: Side
-    if any(other.bought == leg.sold for other in legs):
-        asset, side, other, verb = leg.bought, "buy", leg.sold, "buys"
+    if crossed.bought == leg.sold:
+        asset, side, verb = leg.bought, "buy", "buys"
     else:
-        asset, side, other, verb = leg.sold, "sell", leg.bought, "sells"
+        asset, side, verb = leg.sold, "sell", "sells"
+    middle = leg.sold if side == "buy" else leg.bought
     return Omission(
         asset=asset,
         side=side,
         value=leg.value,
         reason=(
-            f"{asset} {side} of {money(leg.value)} {quote} needs {leg.market.symbol} with the {other} this plan "
-            f"{verb}: a later run may trade it through {leg.market.symbol} once the other side is held"
+            f"{asset} {side} of {money(leg.value)} {quote} needs {leg.market.symbol} with the {middle} this plan "
+            f"{verb} on {crossed.market.symbol}: a later run may trade it through {leg.market.symbol} "
+            f"once the other side is held"
         ),
     )
+
+
+def _quote_leg(leg: Leg, quote: str) -> bool:
+    return quote in (leg.market.base, leg.market.quote)
 
 
 def _fixed_assets(legs: list[Leg], quote: str, out_of_band: list[str], deviations: dict[str, Decimal]) -> list[str]:

@@ -25,8 +25,10 @@ def route_direct(
     quote: str,
     order_type: OrderType,
     noise: Decimal,
+    saving_pairs: bool = True,
 ) -> list[Leg]:
-    """Direct legs between assets to sell and assets to buy, best fee saving first.
+    """Direct legs between assets to sell and assets to buy, best fee saving first; without
+    ``saving_pairs``, only the pairs that are the only route for one of their assets.
 
     ``sells`` holds base amounts to sell and ``buys`` values to buy (quote currency); both are
     reduced by what the direct legs cover.
@@ -42,7 +44,7 @@ def route_direct(
             if bought not in buys:
                 continue
             saving = _fee_saving(market, sold, bought, index, quote, order_type)
-            if saving is not None:
+            if saving is not None and (saving_pairs or saving == _ONLY_ROUTE):
                 candidates.append((saving, market.symbol, sold, bought, market))
     if not candidates:
         return []
