@@ -244,7 +244,10 @@ async def test_a_trade_history_outage_completes_the_run_with_that_fee_recorded_u
     unknown = trades.pop(sell_cid)
     assert unknown["quantity"] == sold.filled and sold.fee > 0
     assert (unknown["fee"], unknown["fee_currency"]) == (Decimal(0), None), "unknown, not a fee of 0 USDT"
+    assert unknown["fee_known"] is False, "history marks the fee unknown"
+    assert [e["code"] for e in history.run["errors"]] == ["fee_unknown"]
     for cid, recorded in trades.items():  # the buys were answered with their fills
         [charged] = fake.orders_with_client_id(cid)
         assert (recorded["fee"], recorded["fee_currency"]) == (charged.fee, QUOTES["binance"])
+        assert recorded["fee_known"] is True
     assert fake.unknown_paths == []
