@@ -472,6 +472,8 @@ class Executor:
                 errors.append(state.run_failed)
         elif failed and filled:
             status, reason = "partial", f"{len(failed)} of {len(plan.orders)} orders not filled"
+        elif short := [o for o in filled if o.result is not None and o.result.filled < o.result.amount]:
+            status, reason = "partial", f"{len(short)} of {len(plan.orders)} orders only partly filled"
         elif failed:
             status, reason = "failed", f"none of {len(plan.orders)} orders filled"
         else:
