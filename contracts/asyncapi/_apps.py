@@ -28,6 +28,8 @@ from contracts.v1 import (
     PortfolioValued,
     RebalanceCompleted,
     RebalanceDue,
+    RebalanceRequested,
+    SchedulerControl,
 )
 
 SUBJECTS = Subjects()
@@ -52,6 +54,11 @@ CONSUMES: dict[str, dict[str, list[type[BaseModel]]]] = {
     "planner": {SUBJECTS.portfolio_valued: [PortfolioValued]},
     "executor": {SUBJECTS.plan_created: [PlanCreated]},
     "ledger": {SUBJECTS.all_events: list(EVENT_MODELS.values())},
+    "scheduler": {
+        SUBJECTS.rebalance_request: [RebalanceRequested],
+        SUBJECTS.rebalance_completed: [RebalanceCompleted],
+        SUBJECTS.scheduler_control: [SchedulerControl],
+    },
 }
 
 # Services publish through Bus.publish_event / the outbox, not FastStream publishers.
@@ -65,6 +72,8 @@ PUBLISHES: dict[str, list[str]] = {
         SUBJECTS.rebalance_completed,
     ],
     "ledger": [],
+    # Due runs, and runs it fails itself when their lease expires.
+    "scheduler": [SUBJECTS.rebalance_due, SUBJECTS.rebalance_completed],
 }
 
 
@@ -78,6 +87,12 @@ def _build(service: str) -> FastStream:
         from services.executor.app import build as build_executor
 
         runtime, app = build_executor(ExecutorSettings(**fixed.model_dump()))
+    elif service == "scheduler":
+        from services.scheduler.app import build as build_scheduler
+        from services.scheduler.settings import SchedulerSettings
+
+        app, scheduler = build_scheduler(SchedulerSettings(**fixed.model_dump()))
+        runtime = scheduler.runtime
     else:
         module = importlib.import_module(f"services.{service}.app")
         runtime, app = module.build(fixed)
@@ -107,11 +122,16 @@ def ledger() -> FastStream:
     return _build("ledger")
 
 
+def scheduler() -> FastStream:
+    return _build("scheduler")
+
+
 FACTORIES: dict[str, Callable[[], FastStream]] = {
     "pricer": pricer,
     "planner": planner,
     "executor": executor,
     "ledger": ledger,
+    "scheduler": scheduler,
 }
 
 

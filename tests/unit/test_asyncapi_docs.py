@@ -26,6 +26,11 @@ CONSUMED: dict[str, dict[str, list[str] | None]] = {
             "OrderFailed", "RebalanceCompleted",
         ]
     },
+    "scheduler": {
+        "rebalancer.v1.cmd.rebalance.request": ["RebalanceRequested"],
+        f"{EVENTS}.rebalance.completed": ["RebalanceCompleted"],
+        "rebalancer.v1.cmd.scheduler.control": ["SchedulerControl"],
+    },
 }
 PUBLISHED = {
     "pricer": {f"{EVENTS}.portfolio.valued": "PortfolioValued", f"{EVENTS}.rebalance.completed": "RebalanceCompleted"},
@@ -37,6 +42,7 @@ PUBLISHED = {
         f"{EVENTS}.rebalance.completed": "RebalanceCompleted",
     },
     "ledger": {},
+    "scheduler": {f"{EVENTS}.rebalance.due": "RebalanceDue", f"{EVENTS}.rebalance.completed": "RebalanceCompleted"},
 }
 
 
