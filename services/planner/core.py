@@ -31,6 +31,7 @@ from services.planner.valuation import (
     HUNDRED,
     ONE,
     ZERO,
+    Balance,
     Position,
     Valuation,
     band_of,
@@ -193,7 +194,7 @@ class _Settled:
 
 def _settle(
     strategy: Strategy,
-    holdings: Sequence[Holding],
+    holdings: Sequence[Balance],
     prices: Mapping[str, Decimal],
     index: MarketIndex,
     trades: _Trades,
@@ -541,7 +542,7 @@ def _public(omissions: list[Omission]) -> list[LeftOutLeg]:
     return [LeftOutLeg.model_construct(**o._asdict()) for o in omissions]
 
 
-def _unpriced(holding: Holding, quote: str) -> Omission:
+def _unpriced(holding: Balance, quote: str) -> Omission:
     return Omission(
         asset=holding.asset,
         side="sell",

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import NamedTuple
 
-from contracts.v1.strategy import Holding, OrderType
+from contracts.v1.strategy import OrderType
 from services.planner.legs import Leg, fit_leg
-from services.planner.valuation import ONE, ZERO
+from services.planner.valuation import ONE, ZERO, Balance
 
 
-def holdings_after(holdings: Sequence[Holding], legs: Sequence[Leg]) -> list[Holding]:
+class SimulatedBalance(NamedTuple):
+    asset: str
+    free: Decimal
+    total: Decimal
+
+
+def holdings_after(holdings: Sequence[Balance], legs: Sequence[Leg]) -> list[SimulatedBalance]:
     """The balances once every leg fills at its planned price, fees paid in what each order gives up:
     the planner's own model of a fill (the one its fee estimates and expected weights use)."""
     free: dict[str, Decimal] = {}
@@ -34,7 +41,7 @@ def holdings_after(holdings: Sequence[Holding], legs: Sequence[Leg]) -> list[Hol
         for asset, change in ((base, base_change), (market_quote, quote_change)):
             free[asset] = free.get(asset, ZERO) + change
             total[asset] = total.get(asset, ZERO) + change
-    return [Holding.model_construct(asset=a, free=free[a], total=total[a]) for a in total]
+    return [SimulatedBalance(a, free[a], total[a]) for a in total]
 
 
 def merge_legs(
@@ -64,9 +71,7 @@ def merge_legs(
             amount = earlier.amount - leg.amount
         else:  # netting would turn the order around: that is selling and buying back
             return leg
-        netted = fit_leg(
-            earlier.market, earlier.side, amount, earlier.price, earlier.base_price, order_type, quote
-        )
+        netted = fit_leg(earlier.market, earlier.side, amount, earlier.price, earlier.base_price, order_type, quote)
         if isinstance(netted, str) or netted.amount != amount:
             return leg
         netted.wanted_amount = earlier.wanted_amount

@@ -9,12 +9,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol
 
 from contracts.v1.strategy import Holding, Strategy
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
 HUNDRED = Decimal(100)
+
+
+class Balance(Protocol):
+    """What the valuation reads of a holding: a reported Holding, or a balance the planner simulates."""
+
+    @property
+    def asset(self) -> str: ...
+
+    @property
+    def free(self) -> Decimal: ...
+
+    @property
+    def total(self) -> Decimal: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +47,16 @@ class Position:
 class Valuation:
     positions: dict[str, Position]  # every managed asset, the quote currency included
     managed_value: Decimal
-    unpriced: tuple[Holding, ...]  # held outside the targets without a price: left alone
+    unpriced: tuple[Balance, ...]  # held outside the targets without a price: left alone
     problem: str | None = None  # why no plan can be made at all
 
 
-def value_portfolio(strategy: Strategy, holdings: Sequence[Holding], prices: Mapping[str, Decimal]) -> Valuation:
+def value_portfolio(strategy: Strategy, holdings: Sequence[Balance], prices: Mapping[str, Decimal]) -> Valuation:
     quote = strategy.quote_currency
     weight_sum = sum(strategy.target_weights.values(), ZERO)
     if weight_sum <= 0:
         return Valuation({}, ZERO, (), "the target weights sum to 0")
-    held: dict[str, Holding] = {}
+    held: dict[str, Balance] = {}
     for reported in holdings:
         first = held.get(reported.asset)
         if first is not None:  # tolerate a split report of one asset
@@ -57,7 +71,7 @@ def value_portfolio(strategy: Strategy, holdings: Sequence[Holding], prices: Map
         assets.append(quote)
 
     raw: list[tuple[str, Decimal, Decimal, Decimal]] = []  # asset, price, total, free
-    unpriced: list[Holding] = []
+    unpriced: list[Balance] = []
     for asset in assets:
         holding = held.get(asset)
         total = holding.total if holding else ZERO
