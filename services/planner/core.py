@@ -23,7 +23,7 @@ from contracts.v1.strategy import (
     Strategy,
 )
 from services.planner.funding import fund_buys, limit_orders, spend_change
-from services.planner.legs import DEFAULT_STEP, Leg, MarketIndex, Omission, fit_leg, money, quantity
+from services.planner.legs import DEFAULT_STEP, Leg, MarketIndex, Omission, fee_rate, fit_leg, money, quantity
 from services.planner.routing import route_direct
 from services.planner.settling import holdings_after, merge_legs
 from services.planner.targets import desired_values, inner_band
@@ -228,12 +228,12 @@ def _plan_trades(
     strategy: Strategy, positions: dict[str, Position], managed: Decimal, index: MarketIndex, saving_pairs: bool
 ) -> _Trades:
     """Trades that land on the mode's goal after paying their own fees (a fixed point in the fees)."""
-    fees = ZERO
     frozen: frozenset[str] = frozenset()
     why_frozen: list[Omission] = []
     trades = _Trades([], [], ZERO, frozenset())
     quote = strategy.quote_currency
     margins = {a: _step_value(index.get(a, quote), p.price) for a, p in positions.items() if a != quote}
+    fees = _fee_estimate(strategy, positions, managed, index, margins)
     for _ in range(_FEE_ROUNDS + len(positions)):
         desired = desired_values(
             strategy.mode, strategy.threshold_kind, positions, quote, managed - fees, frozen, margins
@@ -242,12 +242,33 @@ def _plan_trades(
         if not trades.stuck <= frozen:
             why_frozen += [leg for leg in trades.left_out if leg.asset in trades.stuck - frozen]
             frozen |= trades.stuck
+            fees = trades.fees
             continue
         if abs(trades.fees - fees) <= managed * _NOISE:
             break
         fees = trades.fees
     trades.left_out = why_frozen + trades.left_out
     return trades
+
+
+def _fee_estimate(
+    strategy: Strategy,
+    positions: dict[str, Position],
+    managed: Decimal,
+    index: MarketIndex,
+    margins: dict[str, Decimal],
+) -> Decimal:
+    """The fees of trading each asset straight to its goal through the quote, before any leg is fitted:
+    a start for the fee fixed point that is off only by rounding and the fees' own fees, so that it
+    converges in two rounds instead of four."""
+    quote = strategy.quote_currency
+    desired = desired_values(strategy.mode, strategy.threshold_kind, positions, quote, managed, frozenset(), margins)
+    fees = ZERO
+    for asset, goal in desired.items():
+        market = index.get(asset, quote)
+        if market is not None:
+            fees += abs(goal - positions[asset].value) * fee_rate(market, strategy.order_type)
+    return fees
 
 
 def _step_value(market: MarketRule | None, price: Decimal) -> Decimal:

@@ -8,7 +8,7 @@ buys what the plan sells nor sells what it buys. Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -50,36 +50,43 @@ def merge_legs(
     """The plan's legs with a follow-up pass's legs folded in, or the follow-up leg that does not fit.
 
     A follow-up leg on a market the plan trades adds to that order, or nets against it when it goes
-    the other way (buy less rather than buy and sell back), as long as the net order still clears
-    the market's minimums. A leg on another market must neither sell what the plan buys nor buy what
-    it sells: the executor places every sell before any buy, so one plan cannot chain them.
+    the other way (buy less rather than buy and sell back; no order at all when they cancel out), as
+    long as the net order still clears the market's minimums. A leg on another market must neither
+    sell what the plan buys nor buy what it sells: the executor places every sell before any buy,
+    so one plan cannot chain them.
     """
-    merged = list(legs)
-    by_symbol = {leg.market.symbol: number for number, leg in enumerate(merged)}
+    merged = {leg.market.symbol: leg for leg in legs}
     for leg in follow_up:
-        number = by_symbol.get(leg.market.symbol)
-        if number is None:
-            if _crosses(merged, leg, quote) or (max_orders is not None and len(merged) >= max_orders):
+        earlier = merged.get(leg.market.symbol)
+        if earlier is None:
+            if _crosses(merged.values(), leg, quote):
                 return leg
-            by_symbol[leg.market.symbol] = len(merged)
-            merged.append(leg)
+            merged[leg.market.symbol] = leg
             continue
-        earlier = merged[number]
         if earlier.side == leg.side:
-            amount = earlier.amount + leg.amount
-        elif leg.amount < earlier.amount:
-            amount = earlier.amount - leg.amount
-        else:  # netting would turn the order around: that is selling and buying back
+            kept, amount = earlier, earlier.amount + leg.amount
+        else:
+            kept, amount = (
+                (earlier, earlier.amount - leg.amount)
+                if earlier.amount > leg.amount
+                else (leg, leg.amount - earlier.amount)
+            )
+        if amount == 0:
+            del merged[leg.market.symbol]
+            continue
+        netted = fit_leg(kept.market, kept.side, amount, kept.price, kept.base_price, order_type, quote)
+        others = [other for symbol, other in merged.items() if symbol != leg.market.symbol]
+        if isinstance(netted, str) or netted.amount != amount or _crosses(others, netted, quote):
             return leg
-        netted = fit_leg(earlier.market, earlier.side, amount, earlier.price, earlier.base_price, order_type, quote)
-        if isinstance(netted, str) or netted.amount != amount:
-            return leg
-        netted.wanted_amount = earlier.wanted_amount
-        merged[number] = netted
-    return merged
+        netted.wanted_amount = kept.wanted_amount
+        merged[leg.market.symbol] = netted
+    if max_orders is not None and len(merged) > max_orders:
+        planned = {leg.market.symbol for leg in legs}
+        return next(leg for leg in follow_up if leg.market.symbol not in planned)
+    return list(merged.values())
 
 
-def _crosses(legs: Sequence[Leg], leg: Leg, quote: str) -> bool:
+def _crosses(legs: Iterable[Leg], leg: Leg, quote: str) -> bool:
     """Whether ``leg`` sells an asset the legs buy or buys one they sell (the quote aside)."""
     return any(
         (other.bought == leg.sold and leg.sold != quote) or (other.sold == leg.bought and leg.bought != quote)
