@@ -220,8 +220,10 @@ def test_after_a_plan_every_asset_is_in_band_or_the_plan_says_why_and_a_new_plan
     plan = case.plan(scheduled=False)
     after_balances = apply_plan(plan, case.balances, case.markets)
     replan = plan_rebalance(case.strategy, as_holdings(after_balances), case.prices, case.markets)
-    # The one exception: an asset with no market in the quote but a direct pair with another asset
-    # needs two hops (through the other asset); a run plans one, and its left-out legs say so.
+    # The one exception: a route of two hops through a direct pair (an asset with no usable market in
+    # the quote, or whose quote market cannot take the remainder, reaches it only through an asset
+    # that this plan itself buys or sells). The executor places every sell before any buy and a plan
+    # never sells what it buys, so a run plans one hop, and its left-out legs say so.
     later = [leg for leg in plan.left_out if "a later run may trade it through" in leg.reason]
     assert replan.decision == "skip" or later, (replan.reason, replan.orders, plan.orders, plan.left_out)
     if plan.decision == "skip":
