@@ -247,7 +247,14 @@ def _plan_trades(
         if abs(trades.fees - fees) <= managed * _NOISE:
             break
         fees = trades.fees
-    trades.left_out = why_frozen + trades.left_out
+    # A frozen asset's shortfall, at the fees the plan converged on (not those of the round that froze it).
+    investable = managed - fees
+    trades.left_out = [
+        leg._replace(value=abs(positions[leg.asset].target * investable - positions[leg.asset].value))
+        if leg.asset in positions
+        else leg
+        for leg in why_frozen
+    ] + trades.left_out
     return trades
 
 
