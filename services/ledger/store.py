@@ -94,15 +94,17 @@ def as_unnest(statement: str, types: tuple[str, ...]) -> str:
     """The same INSERT fed by one array per column: one execution for the whole batch instead of
     one per row (``executemany``), which costs PostgreSQL far less per row."""
     head, values_and_rest = statement.split("VALUES (", 1)
-    _values, rest = values_and_rest.split(")", 1)
+    values, rest = values_and_rest.split(")", 1)
+    if values.count("$") != len(types):  # a column added to the statement needs its type here
+        raise ValueError(f"{len(types)} column types for {values.count('$')} values in: {head.strip()[:60]}")
     arrays = ", ".join(f"${n}::{t}[]" for n, t in enumerate(types, start=1))
     return f"{head}SELECT * FROM unnest({arrays}){rest}"
 
 
 _ORDER_TYPES = ("text", "uuid", "uuid", "uuid", "int4", "text", "text", "text", "text", "numeric", "text",
-                "numeric", "numeric", "numeric", "numeric", "text", "text", "bool", "jsonb")
+                "numeric", "numeric", "numeric", "numeric", "text", "text", "bool", "jsonb", "bool")
 _TRADE_TYPES = ("text", "uuid", "uuid", "uuid", "text", "text", "text", "text", "text", "numeric", "numeric",
-                "numeric", "numeric", "text", "text", "bool", "timestamptz")
+                "numeric", "numeric", "text", "text", "bool", "timestamptz", "bool")
 _ACTIVITY_TYPES = ("text", "uuid", "uuid", "uuid", "text", "text", "jsonb", "timestamptz")
 UPSERT_ORDERS_UNNEST = as_unnest(UPSERT_ORDER, _ORDER_TYPES)
 INSERT_TRADES_UNNEST = as_unnest(INSERT_TRADE, _TRADE_TYPES)

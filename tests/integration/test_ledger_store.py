@@ -25,12 +25,13 @@ def _order(client_id: str, run: str, leg: int, status: str, error: dict[str, Any
     filled = Decimal("0.5") if status == "filled" else Decimal(0)
     return (client_id, *ids, leg, "paper", "BTC/USD", "buy", "market", Decimal("0.5"), status, filled,
             Decimal("100.25") if filled else None, filled * Decimal("100.25"), Decimal("0.13"), "USD",
-            "42" if filled else None, False, error)
+            "42" if filled else None, False, error, True)
 
 
-def _trade(client_id: str, run: str) -> tuple[Any, ...]:
+def _trade(client_id: str, run: str, fee_known: bool = True) -> tuple[Any, ...]:
     return (client_id, run, str(uuid.uuid4()), str(uuid.uuid4()), "paper", "BTC/USD", "BTC", "USD", "buy",
-            Decimal("0.5"), Decimal("100.25"), Decimal("50.125"), Decimal("0.13"), "USD", "42", False, NOW)
+            Decimal("0.5"), Decimal("100.25"), Decimal("50.125"), Decimal("0.13"), "USD", "42", False, NOW,
+            fee_known)
 
 
 def _activity(message_id: str, run: str, details: dict[str, Any]) -> tuple[Any, ...]:
@@ -47,7 +48,7 @@ async def test_a_batch_is_written_field_for_field(db_pool: asyncpg.Pool) -> None
     error = {"stage": "executor", "code": "below_minimum", "message": "too small", "leg": 1}
     rows = Rows(
         orders=[_order(f"{run}-0", run, 0, "filled", None), _order(f"{run}-1", run, 1, "rejected", error)],
-        trades=[_trade(f"{run}-0", run), _trade(f"{run}-x", run)],
+        trades=[_trade(f"{run}-0", run), _trade(f"{run}-x", run, fee_known=False)],
         activity=[_activity(f"{run}-a", run, {"n": 1}), _activity(f"{run}-b", run, {})],
     )
     await _write(db_pool, rows)
@@ -59,9 +60,11 @@ async def test_a_batch_is_written_field_for_field(db_pool: asyncpg.Pool) -> None
     assert [(o["leg"], o["status"], o["filled"], o["average_price"], o["error"], o["exchange_order_id"])
             for o in orders] == [(0, "filled", Decimal("0.5"), Decimal("100.25"), None, "42"),
                                  (1, "rejected", Decimal(0), None, error, None)]
-    trades = await db_pool.fetch("SELECT quantity, value, executed_at FROM trades WHERE run_id = $1::uuid", run)
-    assert [(t["quantity"], t["value"], t["executed_at"]) for t in trades] == [
-        (Decimal("0.5"), Decimal("50.125"), NOW)] * 2
+    trades = await db_pool.fetch(
+        "SELECT quantity, value, executed_at, fee_known FROM trades WHERE run_id = $1::uuid ORDER BY client_order_id",
+        run)
+    assert [(t["quantity"], t["value"], t["executed_at"], t["fee_known"]) for t in trades] == [
+        (Decimal("0.5"), Decimal("50.125"), NOW, True), (Decimal("0.5"), Decimal("50.125"), NOW, False)]
     activity = await db_pool.fetch(
         "SELECT message_id, details FROM activity_log WHERE run_id = $1::uuid ORDER BY id", run)
     assert [(a["message_id"], a["details"]) for a in activity] == [(f"{run}-a", {"n": 1}), (f"{run}-b", {})]
