@@ -20,32 +20,20 @@ from pydantic.json_schema import models_json_schema
 
 from contracts.subjects import Subjects
 from contracts.v1 import (
-    OrderFailed,
-    OrderFilled,
-    OrderRejected,
-    OrderSubmitted,
     PlanCreated,
     PortfolioValued,
     RebalanceCompleted,
     RebalanceDue,
     RebalanceRequested,
     SchedulerControl,
+    event_models,
 )
 
 SUBJECTS = Subjects()
 NATS_URL = "nats://127.0.0.1:4222"
 
 # The model of each stream subject (what the ledger decodes on evt.>).
-EVENT_MODELS: dict[str, type[BaseModel]] = {
-    SUBJECTS.rebalance_due: RebalanceDue,
-    SUBJECTS.portfolio_valued: PortfolioValued,
-    SUBJECTS.plan_created: PlanCreated,
-    SUBJECTS.order_submitted: OrderSubmitted,
-    SUBJECTS.order_filled: OrderFilled,
-    SUBJECTS.order_rejected: OrderRejected,
-    SUBJECTS.order_failed: OrderFailed,
-    SUBJECTS.rebalance_completed: RebalanceCompleted,
-}
+EVENT_MODELS: dict[str, type[BaseModel]] = dict(event_models(SUBJECTS))
 
 # The bus consumers take the raw batch, so FastStream sees no payload type: the model of every
 # consumed stream subject is stated here. An unlisted consumer fails the generation.

@@ -15,6 +15,7 @@ from contracts.v1.messages import (
     RunStage,
     RunStatus,
     SchedulerControl,
+    event_models,
 )
 from contracts.v1.strategy import (
     AssetDrift,
@@ -50,4 +51,5 @@ __all__ = [
     "RunStatus",
     "SchedulerControl",
     "Strategy",
+    "event_models",
 ]

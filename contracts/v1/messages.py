@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from contracts.envelope import Envelope, Money
+from contracts.subjects import Subjects
 from contracts.v1.strategy import (
     AssetDrift,
     Fill,
@@ -153,3 +154,17 @@ RUN_MESSAGES: tuple[type[RunStage], ...] = (
     OrderFailed,
     RebalanceCompleted,
 )
+
+
+def event_models(subjects: Subjects) -> dict[str, type[RunStage]]:
+    """The model of every event subject of a run (what a consumer of ``evt.>`` decodes)."""
+    return {
+        subjects.rebalance_due: RebalanceDue,
+        subjects.portfolio_valued: PortfolioValued,
+        subjects.plan_created: PlanCreated,
+        subjects.order_submitted: OrderSubmitted,
+        subjects.order_filled: OrderFilled,
+        subjects.order_rejected: OrderRejected,
+        subjects.order_failed: OrderFailed,
+        subjects.rebalance_completed: RebalanceCompleted,
+    }

@@ -11,15 +11,8 @@ import logging
 from faststream import FastStream
 
 from contracts.v1 import (
-    OrderFailed,
-    OrderFilled,
-    OrderRejected,
-    OrderSubmitted,
-    PlanCreated,
-    PortfolioValued,
-    RebalanceCompleted,
-    RebalanceDue,
     RunStage,
+    event_models,
 )
 from services.common.bus import Incoming
 from services.common.crash import crash_point
@@ -38,16 +31,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Runtime, FastStream]
     settings = settings or ServiceSettings()
     runtime = Runtime(SERVICE, settings, description="Persists every run, order, trade, snapshot and activity.")
     s = runtime.subjects
-    models: dict[str, type[RunStage]] = {
-        s.rebalance_due: RebalanceDue,
-        s.portfolio_valued: PortfolioValued,
-        s.plan_created: PlanCreated,
-        s.order_submitted: OrderSubmitted,
-        s.order_filled: OrderFilled,
-        s.order_rejected: OrderRejected,
-        s.order_failed: OrderFailed,
-        s.rebalance_completed: RebalanceCompleted,
-    }
+    models = event_models(s)
 
     async def handle(batch: list[Incoming[RunStage]]) -> None:
         async with runtime.pool.acquire() as conn, conn.transaction():
