@@ -1,0 +1,63 @@
+"""One account's trading never holds back another's: with the exchange answering each account at
+a limited rate, two portfolios' orders interleave on the exchange instead of one account's
+orders all going first. Judged by the order in which the exchange received them, not by time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from services.common.exchanges.paper import account_orders
+from services.executor.app import ExecutorSettings
+from services.executor.app import build as build_executor
+from services.ledger.app import build as build_ledger
+from services.planner.app import build as build_planner
+from services.pricer.app import build as build_pricer
+from tests.support.pipeline import delete_stream, due_event, publish, running, seed_portfolio, settings_for, wait_for
+
+pytestmark = pytest.mark.integration
+
+WEIGHTS = {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}
+
+
+@pytest.fixture
+async def rate_limited_pipeline(
+    database_url: str, nats_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    monkeypatch.setenv("PAPER_RATE_LIMIT", "4")  # calls per second, per account
+    settings = settings_for(database_url, nats_url, namespace)
+    apps = [build_ledger(settings)[1], build_pricer(settings)[1], build_planner(settings)[1],
+            build_executor(ExecutorSettings(**settings.model_dump()))[1]]
+    async with running(*apps):
+        yield namespace
+    await delete_stream(nats_url, settings.stream_name)
+
+
+async def test_two_accounts_trade_side_by_side_each_in_its_own_order(
+    rate_limited_pipeline: str, db_pool: asyncpg.Pool, nats_url: str
+) -> None:
+    first = await seed_portfolio(db_pool, weights=WEIGHTS, balances={"USD": "10000"})
+    second = await seed_portfolio(db_pool, weights=WEIGHTS, balances={"USD": "10000"})
+    dues = [due_event(first), due_event(second)]
+    for due in dues:
+        await publish(nats_url, f"{rate_limited_pipeline}.v1.evt.rebalance.due",
+                      due.model_dump_json().encode(), due.message_id)
+    for due in dues:
+        status = await wait_for(
+            db_pool, "SELECT status FROM rebalance_runs WHERE id = $1::uuid AND status <> 'running'", due.run_id)
+        assert status == "succeeded"
+
+    orders = {s.account: await account_orders(db_pool, s.account) for s in (first, second)}
+    assert [len(o) for o in orders.values()] == [4, 4]
+    a, b = (sorted(o.created_at for o in orders[s.account]) for s in (first, second))
+    # Served in parallel: each account's first order reached the exchange before the other's last.
+    assert a[0] < b[-1] and b[0] < a[-1], (a, b)
+    # And each account in plan order (legs in sequence).
+    for seeded in (first, second):
+        legs = await db_pool.fetch(
+            "SELECT i.leg, o.created_at FROM order_intents i JOIN paper_orders o"
+            " ON o.client_order_id = i.client_order_id AND o.account = $2"
+            " WHERE i.portfolio_id = $1::uuid ORDER BY o.created_at", seeded.portfolio_id, seeded.account)
+        assert [r["leg"] for r in legs] == sorted(r["leg"] for r in legs)
