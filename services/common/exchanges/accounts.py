@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -45,10 +46,17 @@ class ExchangeAccounts:
         *,
         ticker_ttl: float = 2.0,
         markets_ttl: float = 300.0,
+        max_open: int = 2000,
+        close_grace_seconds: float = 120.0,
     ) -> None:
         self.pool = pool
-        self._connections: dict[str, Connection] = {}
-        self._exchanges: dict[str, ExchangePort] = {}
+        # Least recently used first: a process serving many accounts keeps the busy ones open and
+        # closes the rest, so memory stays bounded however many accounts pass through.
+        self._connections: OrderedDict[str, Connection] = OrderedDict()
+        self._exchanges: OrderedDict[str, ExchangePort] = OrderedDict()
+        self.max_open = max_open
+        self.close_grace_seconds = close_grace_seconds
+        self._closing: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self.prices_cache: SingleFlightCache[dict[str, Decimal]] = SingleFlightCache(ticker_ttl)
         self.markets_cache: SingleFlightCache[dict[str, Market]] = SingleFlightCache(markets_ttl)
@@ -56,6 +64,7 @@ class ExchangeAccounts:
     async def connection(self, connection_id: str) -> Connection:
         cached = self._connections.get(connection_id)
         if cached is not None:
+            self._connections.move_to_end(connection_id)
             return cached
         row = await self.pool.fetchrow(
             "SELECT id::text, user_id::text, exchange_id, api_url, sandbox, paper_account, credentials_enc"
@@ -74,18 +83,40 @@ class ExchangeAccounts:
             credentials_enc=bytes(row["credentials_enc"]) if row["credentials_enc"] is not None else None,
         )
         self._connections[connection_id] = conn
+        while len(self._connections) > self.max_open:
+            self._connections.popitem(last=False)
         return conn
 
     async def exchange(self, connection_id: str) -> ExchangePort:
         existing = self._exchanges.get(connection_id)
         if existing is not None:
+            self._exchanges.move_to_end(connection_id)
             return existing
         conn = await self.connection(connection_id)
         async with self._lock:
             existing = self._exchanges.get(connection_id)
             if existing is None:
                 existing = self._exchanges[connection_id] = self._open(conn)
+                while len(self._exchanges) > self.max_open:
+                    _, idle = self._exchanges.popitem(last=False)
+                    self._close_later(idle)
         return existing
+
+    def _close_later(self, exchange: ExchangePort) -> None:
+        """Close an evicted instance once calls already in flight on it have had time to end."""
+
+        async def close() -> None:
+            await asyncio.sleep(self.close_grace_seconds)
+            with contextlib.suppress(Exception):
+                await exchange.close()
+
+        task = asyncio.create_task(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @property
+    def open_count(self) -> int:
+        return len(self._exchanges)
 
     def _open(self, conn: Connection) -> ExchangePort:
         if conn.exchange_id == PAPER:
@@ -115,6 +146,8 @@ class ExchangeAccounts:
         self._exchanges.pop(connection_id, None)
 
     async def close(self) -> None:
+        for task in list(self._closing):
+            task.cancel()
         for exchange in self._exchanges.values():
             with contextlib.suppress(Exception):  # closing is best effort at shutdown
                 await exchange.close()
