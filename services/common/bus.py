@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -506,7 +505,3 @@ class OutboxRelay:
                 log.exception("outbox %s: relay error", self.producer)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-
-
-def monotonic_ms(start: float) -> int:
-    return int((time.monotonic() - start) * 1000)

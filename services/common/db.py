@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -119,8 +118,3 @@ async def record_dead_letter(
         payload,
         deliveries,
     )
-
-
-def jsonable(value: Any) -> Any:
-    """Decimals and datetimes as strings, for jsonb columns."""
-    return json.loads(json.dumps(value, default=str))

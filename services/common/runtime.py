@@ -18,6 +18,7 @@ import asyncpg
 from faststream import FastStream
 from faststream.specification import AsyncAPI
 
+from contracts.subjects import Subjects
 from services.common import db
 from services.common.bus import Bus, OutboxRelay, ensure_stream
 from services.common.health import nats_prometheus_middleware, start_ops_server
@@ -54,7 +55,7 @@ class Runtime:
         return self._pool
 
     @property
-    def subjects(self):  # type: ignore[no-untyped-def]
+    def subjects(self) -> Subjects:
         return self.settings.subjects
 
     def with_outbox(self) -> OutboxRelay:
