@@ -143,9 +143,13 @@ class Executor:
         buys = [o for o in plan.orders if o.side == "buy"]
         for order in sells:
             await self._leg(state, order, order.amount, legs[order.leg], exchange)
+        # On a resumed run, only legs never sent are sized to the cash on hand now: a leg that may
+        # already exist on the exchange keeps the amount it was sent with (and is looked up first).
+        unsent = [o for o in buys if legs[o.leg].state == "intent"]
+        sent = [sizing.SizedLeg(o, legs[o.leg].amount) for o in buys if legs[o.leg].state != "intent"]
         if state.run_failed is None:
             try:
-                sized = await self._size_buys(state, buys, markets, exchange)
+                sized = sent + await self._size_buys(state, unsent, markets, exchange)
             except RunFailed as exc:
                 state.run_failed = RunError(stage="executor", code=exc.code, message=str(exc))
         if state.run_failed is not None:
@@ -154,8 +158,8 @@ class Executor:
             for order in buys:
                 await self._leg(state, order, order.amount, legs[order.leg], exchange)
             return
-        for leg in sized:
-            if leg.dropped and not legs[leg.order.leg].final and legs[leg.order.leg].state == "intent":
+        for leg in sorted(sized, key=lambda s: s.order.leg):
+            if leg.dropped:
                 await self._finish_leg(
                     state,
                     leg.order,

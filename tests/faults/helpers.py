@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import asyncpg
@@ -152,9 +153,15 @@ async def assert_rebalanced_once(pool: asyncpg.Pool, seeded: Seeded, *, legs: in
     assert (run["orders_planned"], run["orders_executed"], run["orders_failed"]) == (legs, legs, 0), dict(run)
     run_id = run["id"]
 
-    intents = await pool.fetch("SELECT client_order_id, state FROM order_intents WHERE run_id = $1", run_id)
+    intents = await pool.fetch("SELECT client_order_id, leg, state, amount FROM order_intents WHERE run_id = $1",
+                               run_id)
     intent_ids = {r["client_order_id"] for r in intents}
     assert len(intent_ids) == legs and {r["state"] for r in intents} == {"filled"}, [dict(r) for r in intents]
+    # A restart must not shrink the legs still to place: each is sent at (nearly) its planned size,
+    # only the executor's small funding margin below it.
+    planned = {o["leg"]: Decimal(o["amount"]) for o in run["orders"]}
+    for intent in intents:
+        assert intent["amount"] >= planned[intent["leg"]] * Decimal("0.99"), (dict(intent), planned)
 
     on_exchange = Counter(o.client_order_id for o in await account_orders(pool, seeded.account))
     assert on_exchange == Counter(dict.fromkeys(intent_ids, 1)), f"orders on the exchange: {on_exchange}"
