@@ -151,3 +151,26 @@ async def test_the_seeds_history_queries_work_in_sql_on_what_the_ledger_wrote(
         "SELECT rh.errors, p.name FROM rebalance_runs rh JOIN portfolios p ON p.id = rh.portfolio_id"
         " WHERE rh.success = false AND rh.id = $1::uuid", dues[2].run_id)
     assert failed["errors"][0]["code"] == "missing_price" and "NOPE" in failed["errors"][0]["message"]
+
+
+async def test_history_shows_the_decision_the_drift_and_every_left_out_leg(
+    pipeline: str, db_pool: asyncpg.Pool, nats_url: str
+) -> None:
+    # ADA's 0.05 % of 10,000 USD is a 5 USD buy: below the exchange's 10 USD minimum.
+    seeded = await seed_portfolio(db_pool, weights={"BTC": "99.95", "ADA": "0.05"}, balances={"USD": "10000"})
+    due = due_event(seeded)
+    await publish(nats_url, f"{pipeline}.v1.evt.rebalance.due", due.model_dump_json().encode(), due.message_id)
+    await wait_for(db_pool, "SELECT 1 FROM rebalance_runs WHERE id = $1::uuid AND status <> 'running'", due.run_id)
+
+    run = await db_pool.fetchrow("SELECT * FROM rebalance_runs WHERE id = $1::uuid", due.run_id)
+    assert run["decision"] == "rebalance" and run["status"] == "succeeded"
+    drift = {d["asset"]: d for d in run["drift"]}
+    assert set(drift) >= {"BTC", "ADA", "USD"}
+    assert Decimal(drift["USD"]["current_weight"]) == 100 and Decimal(drift["BTC"]["target_weight"]) == Decimal("99.95")
+    [left_out] = run["left_out"]
+    assert left_out["asset"] == "ADA" and left_out["side"] == "buy"
+    assert "minimum" in left_out["reason"], left_out
+    assert [o["base"] for o in run["orders"]] == ["BTC"]
+    activity = await db_pool.fetchval(
+        "SELECT details FROM activity_log WHERE run_id = $1::uuid AND event_type = 'plan_created'", due.run_id)
+    assert activity["left_out"] == [left_out["reason"]]
