@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
 from uuid import UUID
 
+import asyncpg
 from fastapi import APIRouter, Depends, Response
 
 from services.api import operations, preview
@@ -115,6 +118,19 @@ def _for(filters: Filters, portfolio_id: UUID) -> Filters:
     return dataclasses.replace(filters, portfolio_id=portfolio_id)
 
 
+async def _portfolio_rows(
+    ctx: ApiContext,
+    who: Principal,
+    portfolio_id: UUID,
+    filters: Filters,
+    query: Callable[[asyncpg.Connection, Filters], Awaitable[tuple[list[dict[str, Any]], int]]],
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of a portfolio's history rows, after checking the portfolio is the caller's."""
+    await _own_portfolio(ctx, who, portfolio_id)
+    async with ctx.tx(who.user_id) as conn:
+        return await query(conn, _for(filters, portfolio_id))
+
+
 @router.get("/{portfolio_id}/history", response_model=RunPage)
 async def portfolio_history(
     portfolio_id: UUID,
@@ -122,9 +138,7 @@ async def portfolio_history(
     who: Principal = Depends(current_principal),
     ctx: ApiContext = Depends(get_context),
 ) -> RunPage:
-    await _own_portfolio(ctx, who, portfolio_id)
-    async with ctx.tx(who.user_id) as conn:
-        rows, total = await history.runs(conn, _for(filters, portfolio_id))
+    rows, total = await _portfolio_rows(ctx, who, portfolio_id, filters, history.runs)
     return RunPage(
         runs=[RunOut.model_validate(r) for r in rows], total=total, limit=filters.limit, offset=filters.offset
     )
@@ -137,9 +151,7 @@ async def portfolio_trades(
     who: Principal = Depends(current_principal),
     ctx: ApiContext = Depends(get_context),
 ) -> TradePage:
-    await _own_portfolio(ctx, who, portfolio_id)
-    async with ctx.tx(who.user_id) as conn:
-        rows, total = await history.trades(conn, _for(filters, portfolio_id))
+    rows, total = await _portfolio_rows(ctx, who, portfolio_id, filters, history.trades)
     return TradePage(
         trades=[TradeOut.model_validate(r) for r in rows], total=total, limit=filters.limit, offset=filters.offset
     )
@@ -152,9 +164,7 @@ async def portfolio_snapshots(
     who: Principal = Depends(current_principal),
     ctx: ApiContext = Depends(get_context),
 ) -> SnapshotPage:
-    await _own_portfolio(ctx, who, portfolio_id)
-    async with ctx.tx(who.user_id) as conn:
-        rows, total = await history.snapshots(conn, _for(filters, portfolio_id))
+    rows, total = await _portfolio_rows(ctx, who, portfolio_id, filters, history.snapshots)
     return SnapshotPage(
         snapshots=[SnapshotOut.model_validate(r) for r in rows],
         total=total,
@@ -170,9 +180,7 @@ async def portfolio_activity(
     who: Principal = Depends(current_principal),
     ctx: ApiContext = Depends(get_context),
 ) -> ActivityPage:
-    await _own_portfolio(ctx, who, portfolio_id)
-    async with ctx.tx(who.user_id) as conn:
-        rows, total = await history.activity(conn, _for(filters, portfolio_id))
+    rows, total = await _portfolio_rows(ctx, who, portfolio_id, filters, history.activity)
     return ActivityPage(
         activity=[ActivityOut.model_validate(r) for r in rows],
         total=total,
