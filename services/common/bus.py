@@ -297,6 +297,7 @@ class Bus:
                 len(batch),
                 delay,
             )
+            metrics.MESSAGES_PROCESSED.labels(consumer=consumer_id, outcome="retried").inc(len(batch))
             await _nak_all(batch, delay)
             return
         except Exception as exc:
@@ -328,6 +329,7 @@ class Bus:
             )
             return
         delay = redelivery_delay(item.deliveries)
+        metrics.record_message(consumer_id, "retried")
         log.warning(
             "%s: %s failed (%s: %s), attempt %d/%d; retrying in %.1fs",
             consumer_id,

@@ -14,6 +14,7 @@ from contracts.v1 import (
     RunStage,
     event_models,
 )
+from services.common import metrics
 from services.common.bus import Incoming
 from services.common.crash import crash_point
 from services.common.db import claim_inbox
@@ -44,6 +45,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Runtime, FastStream]
             await write_rows(conn, rows)
         crash_point("ledger.after_commit")  # written, not acked: redelivered, found in the inbox
         if len(fresh) < len(batch):
+            metrics.MESSAGES_PROCESSED.labels(consumer=CONSUMER, outcome="duplicate").inc(len(batch) - len(fresh))
             log.debug("ledger: %d duplicate event(s) ignored", len(batch) - len(fresh))
 
     runtime.bus.consumer(
