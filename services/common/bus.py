@@ -25,7 +25,7 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from contracts.envelope import Envelope
 from services.common import db, metrics
@@ -146,11 +146,8 @@ class Bus:
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ publishing
-    async def publish(self, subject: str, message: BaseModel, message_id: str) -> None:
-        """Publish to the stream and wait for its acknowledgement (a duplicate is fine)."""
-        await self.publish_raw(subject, message.model_dump_json().encode(), message_id)
-
     async def publish_raw(self, subject: str, payload: bytes, message_id: str) -> None:
+        """Publish to the stream and wait for its acknowledgement (a duplicate is fine)."""
         await self.broker.publish(
             payload,
             subject,
@@ -160,7 +157,7 @@ class Bus:
         )
 
     async def publish_event(self, subject: str, message: Envelope) -> None:
-        await self.publish(subject, message, message.message_id)
+        await self.publish_raw(subject, message.model_dump_json().encode(), message.message_id)
 
     async def publish_many(self, items: Sequence[tuple[str, Envelope]]) -> None:
         """Publish concurrently; raises if any publish was not acknowledged."""

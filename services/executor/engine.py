@@ -35,7 +35,7 @@ from contracts.v1 import (
 from services.common import metrics
 from services.common.bus import OutboxRelay, TransientError
 from services.common.crash import crash_point
-from services.common.db import OutboxMessage, add_to_outbox
+from services.common.db import OutboxMessage
 from services.common.exchanges.accounts import ExchangeAccounts
 from services.common.exchanges.ccxt_client_ids import client_order_id_for
 from services.common.exchanges.port import (
@@ -230,7 +230,7 @@ class Executor:
                     message=f"leg {order.leg} {intent.state}",
                     leg=order.leg,
                 )
-            await self._finish_leg(state, order, intent, intent.state, result, error, resend_event=True)
+            await self._finish_leg(state, order, intent, intent.state, result, error)
             return
         if state.run_failed is not None:
             await self._finish_leg(
@@ -365,19 +365,14 @@ class Executor:
         final_state: str,
         result: OrderResult | None,
         error: RunError | None,
-        *,
-        resend_event: bool = False,
     ) -> None:
-        """Record the leg's outcome and its event together; a replay re-queues the same event id."""
+        """Record the leg's outcome and its event together. A replay of a final leg writes the same
+        outcome again and re-queues the same event id, which the outbox keeps once."""
         plan = state.plan
         event = self._order_event(plan, order, intent.client_order_id, final_state, result, error)
         message = OutboxMessage(self._order_subject(final_state), event.message_id, event.model_dump_json().encode())
-        if resend_event:
-            async with self.pool.acquire() as conn:
-                await add_to_outbox(conn, "executor", [message])
-        else:
-            data = intents.result_json(result) if result is not None else None
-            await intents.record_outcome(self.pool, intent.client_order_id, final_state, data, [message])
+        data = intents.result_json(result) if result is not None else None
+        await intents.record_outcome(self.pool, intent.client_order_id, final_state, data, [message])
         crash_point("executor.after_record")
         state.outcomes.append(LegOutcome(order, final_state, result, error))
         metrics.observe_order(order.side, "filled" if final_state == "filled" else final_state)
