@@ -39,6 +39,7 @@ from services.common.db import OutboxMessage
 from services.common.exchanges.accounts import ExchangeAccounts
 from services.common.exchanges.ccxt_client_ids import client_order_id_for
 from services.common.exchanges.port import (
+    ExchangeError,
     ExchangePort,
     LegFailed,
     Market,
@@ -63,6 +64,17 @@ class LegOutcome:
     state: str  # filled | rejected | failed | canceled
     result: OrderResult | None = None
     error: RunError | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A leg's outcome, not yet recorded."""
+
+    order: PlannedOrder
+    intent: Intent
+    state: str  # filled | rejected | failed | canceled
+    result: OrderResult | None
+    error: RunError | None
 
 
 @dataclass
@@ -141,8 +153,7 @@ class Executor:
 
         sells = [o for o in plan.orders if o.side == "sell"]
         buys = [o for o in plan.orders if o.side == "buy"]
-        for order in sells:
-            await self._leg(state, order, order.amount, legs[order.leg], exchange)
+        await self._phase(state, [(o, o.amount) for o in sells], legs, exchange)
         # On a resumed run, only legs never sent are sized to the cash on hand now: a leg that may
         # already exist on the exchange keeps the amount it was sent with (and is looked up first).
         unsent = [o for o in buys if legs[o.leg].state == "intent"]
@@ -155,21 +166,18 @@ class Executor:
         if state.run_failed is not None:
             # Every remaining leg is recorded as not placed, with its event, so the history
             # accounts for each planned order.
-            for order in buys:
-                await self._leg(state, order, order.amount, legs[order.leg], exchange)
+            await self._phase(state, [(o, o.amount) for o in buys], legs, exchange)
             return
-        for leg in sorted(sized, key=lambda s: s.order.leg):
-            if leg.dropped:
-                await self._finish_leg(
-                    state,
-                    leg.order,
-                    legs[leg.order.leg],
-                    "rejected",
-                    None,
-                    RunError(stage="executor", code="below_minimum", message=leg.dropped, leg=leg.order.leg),
-                )
-                continue
-            await self._leg(state, leg.order, leg.amount, legs[leg.order.leg], exchange)
+        below_minimum = [
+            Finished(
+                leg.order, legs[leg.order.leg], "rejected", None,
+                RunError(stage="executor", code="below_minimum", message=leg.dropped, leg=leg.order.leg),
+            )
+            for leg in sized
+            if leg.dropped
+        ]
+        placeable = [(leg.order, leg.amount) for leg in sorted(sized, key=lambda s: s.order.leg) if not leg.dropped]
+        await self._phase(state, placeable, legs, exchange, below_minimum)
 
     async def _markets(self, plan: PlanCreated) -> Mapping[str, Market]:
         if plan.strategy.dry_run:
@@ -206,6 +214,131 @@ class Executor:
         available -= plan.strategy.cash_reserve
         return sizing.size_buys(funded, available, markets) + others
 
+    # ------------------------------------------------------------------ a phase (sells, then buys)
+    async def _phase(
+        self,
+        state: RunState,
+        items: list[tuple[PlannedOrder, Decimal]],
+        legs: Mapping[int, Intent],
+        exchange: ExchangePort | None,
+        finished: list[Finished] | None = None,
+    ) -> None:
+        """Place a phase's legs and record their outcomes together. Legs never sent go to the
+        exchange as one batch; legs that may already exist are looked up one by one first."""
+        done = list(finished or [])
+        fresh: list[tuple[PlannedOrder, Decimal, Intent]] = []
+        try:
+            for order, amount in items:
+                intent = legs[order.leg]
+                if intent.state == "intent" and exchange is not None and exchange.places_batches:
+                    fresh.append((order, amount, intent))
+                else:
+                    done.append(await self._leg(state, order, amount, intent, exchange))
+            if fresh and state.run_failed is not None:  # a looked-up leg just failed the run
+                done += [await self._leg(state, order, amount, intent, exchange) for order, amount, intent in fresh]
+            elif fresh:
+                assert exchange is not None
+                await self._send_batch(state, fresh, exchange, done)
+        except TransientError:
+            await self._record(state, done)  # what is known is kept; the rest is looked up on retry
+            raise
+        await self._record(state, done)
+
+    async def _send_batch(
+        self,
+        state: RunState,
+        fresh: list[tuple[PlannedOrder, Decimal, Intent]],
+        exchange: ExchangePort,
+        done: list[Finished],
+    ) -> None:
+        """All legs are marked as possibly sent (one statement), then placed in one call. Legs the
+        exchange did not answer were not sent: they go in the next call, or back to 'intent' when
+        the run stops or must be retried, so no leg is ever counted or looked up needlessly."""
+        pending = [
+            (
+                order,
+                intent,
+                OrderRequest(
+                    symbol=order.symbol,
+                    side=order.side,
+                    amount=amount,
+                    client_order_id=intent.client_order_id,
+                    order_type=order.order_type,
+                    price=self._limit_price(state, order),
+                ),
+            )
+            for order, amount, intent in fresh
+        ]
+        await intents.mark_sending_many(self.pool, [(r.client_order_id, r.amount) for _, _, r in pending])
+        crash_point("executor.after_intent")
+        while pending and state.run_failed is None:
+            with metrics.time_exchange_call(exchange.exchange_id, "create_orders"):
+                answers = await exchange.create_orders([request for _, _, request in pending])
+            crash_point("executor.after_exchange")
+            answered, pending = pending[: len(answers)], pending[len(answers) :]
+            try:
+                for (order, intent, request), answer in zip(answered, answers, strict=True):
+                    done.append(await self._answered(state, order, intent, request, answer, exchange))
+            except TransientError:
+                await intents.unmark_unsent(self.pool, [request.client_order_id for _, _, request in pending])
+                raise
+            if not answers:
+                raise TransientError("the exchange answered none of the orders")  # never expected
+        if pending:  # the run failed: what was not sent is recorded as not placed
+            await intents.unmark_unsent(self.pool, [request.client_order_id for _, _, request in pending])
+            for order, intent, request in pending:
+                done.append(await self._leg(state, order, request.amount, intent, exchange))
+
+    async def _answered(
+        self,
+        state: RunState,
+        order: PlannedOrder,
+        intent: Intent,
+        request: OrderRequest,
+        answer: OrderResult | ExchangeError,
+        exchange: ExchangePort,
+    ) -> Finished:
+        if isinstance(answer, OutcomeUnknown):
+            log.warning("order %s outcome unknown; looking it up by client order id", request.client_order_id)
+            found = await self._lookup(exchange, request, attempts=len(LOOKUP_DELAYS))
+            if found is None:
+                # Still unknown: the intent stays 'sending', so the retry looks it up before sending.
+                raise TransientError(f"order {request.client_order_id} not found yet")
+            answer = found
+        if isinstance(answer, OrderResult):
+            return await self._placed(state, order, request, intent, answer, exchange)
+        error = RunError(stage="executor", code=answer.code, message=str(answer), leg=order.leg)
+        if isinstance(answer, LegFailed):
+            log.warning("FAILED: %s %s %s rejected: %s", order.side, request.amount, order.symbol, answer)
+            return Finished(order, intent, "rejected", None, error)
+        if isinstance(answer, RunFailed):
+            log.error("FAILED: run stopped at %s %s: %s", order.side, order.symbol, answer)
+            state.run_failed = error
+            return Finished(order, intent, "failed", None, error)
+        # RetryLater (nothing happened) or an unclassified error: the run is tried again later.
+        raise TransientError(str(answer))
+
+    async def _placed(
+        self,
+        state: RunState,
+        order: PlannedOrder,
+        request: OrderRequest,
+        intent: Intent,
+        found: OrderResult,
+        exchange: ExchangePort,
+    ) -> Finished:
+        if found.status == "open":
+            found = await self._follow_open_order(exchange, request, found, state.plan.strategy.limit_timeout_seconds)
+        if found.filled > 0:
+            return Finished(order, intent, "filled", found, None)
+        error = RunError(
+            stage="executor",
+            code="not_filled",
+            message=f"{order.symbol} order ended {found.status} unfilled",
+            leg=order.leg,
+        )
+        return Finished(order, intent, "canceled", found, error)
+
     # ------------------------------------------------------------------ one leg
     async def _leg(
         self,
@@ -214,8 +347,9 @@ class Executor:
         amount: Decimal,
         intent: Intent,
         exchange: ExchangePort | None,
-    ) -> None:
-        plan = state.plan
+    ) -> Finished:
+        """One leg on its own: a replayed final leg, a leg not placed, a dry-run fill, or a leg
+        that may already exist (looked up by its client order id before anything is sent)."""
         if intent.final:
             result = (
                 intents.result_from_json(intent.client_order_id, order.symbol, order.side, intent.result)
@@ -230,27 +364,18 @@ class Executor:
                     message=f"leg {order.leg} {intent.state}",
                     leg=order.leg,
                 )
-            await self._finish_leg(state, order, intent, intent.state, result, error)
-            return
+            return Finished(order, intent, intent.state, result, error)
         if state.run_failed is not None:
-            await self._finish_leg(
-                state,
-                order,
-                intent,
-                "failed",
-                None,
-                RunError(
-                    stage="executor",
-                    code="not_placed",
-                    message=f"not placed: {state.run_failed.message}",
-                    leg=order.leg,
-                ),
+            error = RunError(
+                stage="executor",
+                code="not_placed",
+                message=f"not placed: {state.run_failed.message}",
+                leg=order.leg,
             )
-            return
+            return Finished(order, intent, "failed", None, error)
         if exchange is None:
-            result = sizing.simulated_result(order, amount, intent.client_order_id)
-            await self._finish_leg(state, order, intent, "filled", result, None)
-            return
+            simulated = sizing.simulated_result(order, amount, intent.client_order_id)
+            return Finished(order, intent, "filled", simulated, None)
 
         request = OrderRequest(
             symbol=order.symbol,
@@ -266,38 +391,17 @@ class Executor:
                 found = await self._lookup(exchange, request, attempts=1)
             if found is None:
                 found = await self._send(exchange, request)
-            if found.status == "open":
-                found = await self._follow_open_order(exchange, request, found, plan.strategy.limit_timeout_seconds)
+            crash_point("executor.after_exchange")
+            return await self._placed(state, order, request, intent, found, exchange)
         except LegFailed as exc:
             log.warning("FAILED: %s %s %s rejected: %s", order.side, amount, order.symbol, exc)
-            await self._finish_leg(
-                state,
-                order,
-                intent,
-                "rejected",
-                None,
-                RunError(stage="executor", code=exc.code, message=str(exc), leg=order.leg),
-            )
-            return
+            error = RunError(stage="executor", code=exc.code, message=str(exc), leg=order.leg)
+            return Finished(order, intent, "rejected", None, error)
         except RunFailed as exc:
             log.error("FAILED: run stopped at %s %s: %s", order.side, order.symbol, exc)
             error = RunError(stage="executor", code=exc.code, message=str(exc), leg=order.leg)
             state.run_failed = error
-            await self._finish_leg(state, order, intent, "failed", None, error)
-            return
-        crash_point("executor.after_exchange")
-        final_state = "filled" if found.filled > 0 else "canceled"
-        error = (
-            None
-            if found.filled > 0
-            else RunError(
-                stage="executor",
-                code="not_filled",
-                message=f"{order.symbol} order ended {found.status} unfilled",
-                leg=order.leg,
-            )
-        )
-        await self._finish_leg(state, order, intent, final_state, found, error)
+            return Finished(order, intent, "failed", None, error)
 
     @staticmethod
     def _limit_price(state: RunState, order: PlannedOrder) -> Decimal | None:
@@ -357,33 +461,32 @@ class Executor:
                 current = await self._lookup(exchange, request, attempts=2) or current
         return current
 
-    async def _finish_leg(
-        self,
-        state: RunState,
-        order: PlannedOrder,
-        intent: Intent,
-        final_state: str,
-        result: OrderResult | None,
-        error: RunError | None,
-    ) -> None:
-        """Record the leg's outcome and its event together. A replay of a final leg writes the same
-        outcome again and re-queues the same event id, which the outbox keeps once."""
+    async def _record(self, state: RunState, finished: list[Finished]) -> None:
+        """Record legs' outcomes and their events together, in one statement. A replay of a final
+        leg writes the same outcome again and re-queues the same event id, which the outbox keeps
+        once."""
+        if not finished:
+            return
         plan = state.plan
-        event = self._order_event(plan, order, intent.client_order_id, final_state, result, error)
-        message = OutboxMessage(self._order_subject(final_state), event.message_id, event.model_dump_json().encode())
-        data = intents.result_json(result) if result is not None else None
-        await intents.record_outcome(self.pool, intent.client_order_id, final_state, data, [message])
+        outcomes = []
+        for leg in finished:
+            event = self._order_event(plan, leg.order, leg.intent.client_order_id, leg.state, leg.result, leg.error)
+            message = OutboxMessage(self._order_subject(leg.state), event.message_id, event.model_dump_json().encode())
+            data = intents.result_json(leg.result) if leg.result is not None else None
+            outcomes.append(intents.Outcome(leg.intent.client_order_id, leg.state, data, message))
+        await intents.record_outcomes(self.pool, outcomes)
         crash_point("executor.after_record")
-        state.outcomes.append(LegOutcome(order, final_state, result, error))
-        metrics.observe_order(order.side, "filled" if final_state == "filled" else final_state)
-        if final_state == "filled" and result is not None:
-            log.info(
-                "SUCCESS: Order executed successfully: %s %s %s at %s",
-                order.side,
-                result.filled,
-                order.symbol,
-                result.average_price,
-            )
+        for leg in finished:
+            state.outcomes.append(LegOutcome(leg.order, leg.state, leg.result, leg.error))
+            metrics.observe_order(leg.order.side, leg.state)
+            if leg.state == "filled" and leg.result is not None:
+                log.info(
+                    "SUCCESS: Order executed successfully: %s %s %s at %s",
+                    leg.order.side,
+                    leg.result.filled,
+                    leg.order.symbol,
+                    leg.result.average_price,
+                )
         self.relay.wake()
 
     def _order_subject(self, final_state: str) -> str:

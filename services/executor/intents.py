@@ -7,6 +7,7 @@ open (resting on the book) -> filled | rejected | failed | canceled (final).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -84,6 +85,29 @@ async def mark_sending(pool: asyncpg.Pool, client_order_id: str, amount: Decimal
     )
 
 
+async def mark_sending_many(pool: asyncpg.Pool, legs: list[tuple[str, Decimal]]) -> None:
+    """``mark_sending`` for several legs (client order id, amount) in one statement."""
+    await pool.execute(
+        "UPDATE order_intents i SET state = 'sending', amount = w.amount, attempts = i.attempts + 1,"
+        " updated_at = now()"
+        " FROM unnest($1::text[], $2::numeric[]) AS w(client_order_id, amount)"
+        " WHERE i.client_order_id = w.client_order_id",
+        [client_order_id for client_order_id, _ in legs],
+        [amount for _, amount in legs],
+    )
+
+
+async def unmark_unsent(pool: asyncpg.Pool, client_order_ids: list[str]) -> None:
+    """Legs marked 'sending' that the exchange was never asked for (a batch stopped before them):
+    back to 'intent', uncounted, so a retry sends them without looking them up first."""
+    if client_order_ids:
+        await pool.execute(
+            "UPDATE order_intents SET state = 'intent', attempts = attempts - 1, updated_at = now()"
+            " WHERE client_order_id = ANY($1::text[]) AND state = 'sending'",
+            client_order_ids,
+        )
+
+
 def result_json(result: OrderResult) -> dict[str, Any]:
     return {
         "exchange_order_id": result.exchange_order_id,
@@ -150,6 +174,50 @@ async def record_outcome(
         [e.subject for e in events],
         [e.message_id for e in events],
         [e.payload for e in events],
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A leg's outcome and the event that reports it, for ``record_outcomes``."""
+
+    client_order_id: str
+    state: str
+    result: dict[str, Any] | None
+    event: OutboxMessage
+
+
+RECORD_OUTCOMES = """
+WITH outcomes AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+        AS o(client_order_id, state, exchange_order_id, result)
+), updated AS (
+    UPDATE order_intents i SET state = o.state, exchange_order_id = COALESCE(o.exchange_order_id, i.exchange_order_id),
+        result = o.result::jsonb, updated_at = now()
+    FROM outcomes o WHERE i.client_order_id = o.client_order_id
+    RETURNING i.client_order_id
+)
+INSERT INTO outbox (producer, subject, message_id, payload)
+SELECT 'executor', e.subject, e.message_id, e.payload
+FROM unnest($1::text[], $5::text[], $6::text[], $7::bytea[]) AS e(client_order_id, subject, message_id, payload)
+JOIN updated USING (client_order_id)
+ON CONFLICT (message_id) DO NOTHING
+"""
+
+
+async def record_outcomes(pool: asyncpg.Pool, outcomes: list[Outcome]) -> None:
+    """Several legs' outcomes and their events in one statement, so atomically."""
+    if not outcomes:
+        return
+    await pool.execute(
+        RECORD_OUTCOMES,
+        [o.client_order_id for o in outcomes],
+        [o.state for o in outcomes],
+        [(o.result or {}).get("exchange_order_id") for o in outcomes],
+        [None if o.result is None else json.dumps(o.result) for o in outcomes],
+        [o.event.subject for o in outcomes],
+        [o.event.message_id for o in outcomes],
+        [o.event.payload for o in outcomes],
     )
 
 

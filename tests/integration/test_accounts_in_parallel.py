@@ -1,6 +1,6 @@
 """One account's trading never holds back another's: with the exchange answering each account at
-a limited rate, two portfolios' orders interleave on the exchange instead of one account's
-orders all going first. Judged by the order in which the exchange received them, not by time."""
+a limited rate, the second account's orders are on their way before the first account's are
+placed, instead of waiting for them. Judged by the order of recorded events, not by durations."""
 
 from __future__ import annotations
 
@@ -51,13 +51,21 @@ async def test_two_accounts_trade_side_by_side_each_in_its_own_order(
 
     orders = {s.account: await account_orders(db_pool, s.account) for s in (first, second)}
     assert [len(o) for o in orders.values()] == [4, 4]
-    a, b = (sorted(o.created_at for o in orders[s.account]) for s in (first, second))
-    # Served in parallel: each account's first order reached the exchange before the other's last.
-    assert a[0] < b[-1] and b[0] < a[-1], (a, b)
-    # And each account in plan order (legs in sequence).
+    # Each account's four orders wait a second for its rate limit. Served in parallel, each
+    # account's intents were stored before the other account's orders reached the exchange;
+    # served one after the other, the second account would start only after the first finished.
+    stored = {
+        s.account: await db_pool.fetchval(
+            "SELECT min(created_at) FROM order_intents WHERE portfolio_id = $1::uuid", s.portfolio_id)
+        for s in (first, second)
+    }
+    placed = {account: min(o.created_at for o in placed_orders) for account, placed_orders in orders.items()}
+    assert stored[first.account] < placed[second.account], (stored, placed)
+    assert stored[second.account] < placed[first.account], (stored, placed)
+    # And each account in plan order (legs in sequence): the exchange numbered them in leg order.
     for seeded in (first, second):
         legs = await db_pool.fetch(
-            "SELECT i.leg, o.created_at FROM order_intents i JOIN paper_orders o"
+            "SELECT i.leg FROM order_intents i JOIN paper_orders o"
             " ON o.client_order_id = i.client_order_id AND o.account = $2"
-            " WHERE i.portfolio_id = $1::uuid ORDER BY o.created_at", seeded.portfolio_id, seeded.account)
+            " WHERE i.portfolio_id = $1::uuid ORDER BY o.id", seeded.portfolio_id, seeded.account)
         assert [r["leg"] for r in legs] == sorted(r["leg"] for r in legs)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -107,6 +107,8 @@ def _is_transport_failure(exc: BaseException) -> bool:
 class CcxtExchange:
     """One account on one ccxt exchange; implements ``port.ExchangePort``."""
 
+    places_batches = False  # spot batch endpoints differ by exchange and most have none
+
     def __init__(
         self,
         exchange_id: str,
@@ -171,6 +173,10 @@ class CcxtExchange:
         tickers = await self._call("fetch_tickers", lambda: self._client.fetch_tickers(symbols))
         prices = prices_from_tickers(tickers)
         return prices if symbols is None else {s: p for s, p in prices.items() if s in symbols}
+
+    async def create_orders(self, requests: Sequence[port.OrderRequest]) -> list[port.OrderAnswer]:
+        """One at a time: spot batch endpoints differ by exchange and most have none."""
+        return await port.place_in_order(self.create_order, requests)
 
     async def create_order(self, request: port.OrderRequest) -> port.OrderResult:
         client = self._client

@@ -14,13 +14,14 @@ the executor must (look the id up before re-sending).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import asyncpg
 
+from services.common.exchanges.paper_batch import Placement, Settled, StaleMarkets, place_batch
 from services.common.exchanges.paper_config import Fault, FaultCounter, FaultKind, PaperConfig, parse_faults
 from services.common.exchanges.paper_limiter import RateLimiter, Sleep, limiter_for_account
 from services.common.exchanges.paper_markets import DEFAULT_MARKETS, paper_market, synthetic_asset
@@ -49,7 +50,10 @@ from services.common.exchanges.paper_store import (
 )
 from services.common.exchanges.port import (
     Balance,
+    ExchangeError,
+    LegFailed,
     Market,
+    OrderAnswer,
     OrderRequest,
     OrderResult,
     OutcomeUnknown,
@@ -244,6 +248,7 @@ class PaperExchange:
     """One account on the paper exchange; implements ``ExchangePort``."""
 
     exchange_id = "paper"
+    places_batches = True  # create_orders is one transaction
 
     def __init__(
         self,
@@ -316,6 +321,71 @@ class PaperExchange:
                 )
             return result
         raise RetryLater(f"paper order {request.client_order_id}: price kept moving, not placed")
+
+    async def create_orders(self, requests: Sequence[OrderRequest]) -> list[OrderAnswer]:
+        """Orders one after another, as ``create_order`` would place them, in one transaction.
+
+        Each order is one call for the rate limit and the fault schedule (numbered like
+        ``create_order`` calls); the latency is paid once, like one request to a batch endpoint.
+        """
+        answers: list[OrderAnswer] = []
+        to_place: list[tuple[int, OrderRequest, FaultKind | None]] = []
+        for request in requests:
+            if self._limiter is not None:
+                await self._limiter.wait(self._sleep)
+            fault = self.config.fault_for(self.config.fault_counter.next_call())
+            try:
+                _raise_pre_execution_fault(fault, request)
+            except LegFailed as refused:
+                answers.append(refused)
+                continue
+            except ExchangeError as stop:
+                answers.append(stop)
+                break
+            to_place.append((len(answers), request, fault))
+            answers.append(OutcomeUnknown("not answered"))  # replaced below
+            if fault is FaultKind.DROP_RESPONSE:
+                break  # the batch "connection" drops here: nothing after it is sent
+        if self.config.latency_seconds > 0:
+            await self._sleep(self.config.latency_seconds)
+        if not to_place:
+            return answers
+        try:
+            settled = await self._place_batch([request for _, request, _ in to_place])
+        except OutcomeUnknown as error:
+            # The transaction may have committed: every order in it may exist.
+            for index, _, _ in to_place:
+                answers[index] = error
+            return answers
+        except ExchangeError as error:  # nothing was placed: the first order sent is the last answer
+            first = to_place[0][0]
+            return [*answers[:first], error]
+        for (index, request, fault), (outcome, order_id) in zip(to_place, settled, strict=True):
+            if isinstance(outcome, Placement):
+                assert order_id is not None
+                answers[index] = _result_from_plan(request, outcome.plan, int(order_id), outcome.market)
+                if fault is FaultKind.DROP_RESPONSE:
+                    answers[index] = OutcomeUnknown(
+                        f"paper fault drop_response: order {request.client_order_id} executed, answer lost"
+                    )
+            else:
+                answers[index] = outcome
+        return answers
+
+    async def _place_batch(self, requests: list[OrderRequest]) -> list[tuple[Settled, str | None]]:
+        for _attempt in range(_MAX_ATTEMPTS):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    return await place_batch(conn, self.account, requests)
+            except (*_ROLLED_BACK_ERRORS, StaleMarkets):
+                self.rolled_back_retries += 1
+                continue  # the transaction had no effect: run it again
+            except asyncpg.UniqueViolationError as error:
+                # Another order with one of these client ids opened meanwhile; nothing was placed.
+                raise RetryLater(f"paper orders conflicted with an open order, not placed: {error}") from error
+            except _CONNECTION_ERRORS as error:
+                raise OutcomeUnknown(f"paper orders: connection lost while placing: {error!r}") from error
+        raise RetryLater("paper orders: kept conflicting with price moves, not placed")
 
     async def _valid_quote(self, request: OrderRequest) -> QuotedMarket:
         """The market to plan with: the process's cached row when the order passes its rules,

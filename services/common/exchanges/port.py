@@ -6,6 +6,7 @@ Errors are sorted into the four classes the executor acts on; adapters translate
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -100,6 +101,10 @@ class ExchangePort(Protocol):
     """One account on one exchange."""
 
     exchange_id: str
+    # True when create_orders sends a batch in one request: the caller then marks the whole batch
+    # as possibly sent first. False: it sends one request per order, so the caller marks and sends
+    # the orders one at a time (an unsent order is never looked up needlessly).
+    places_batches: bool
 
     async def load_markets(self) -> dict[str, Market]: ...
 
@@ -111,6 +116,15 @@ class ExchangePort(Protocol):
 
     async def create_order(self, request: OrderRequest) -> OrderResult: ...
 
+    async def create_orders(self, requests: Sequence[OrderRequest]) -> list[OrderResult | ExchangeError]:
+        """Place orders of this account one after another, as one call where the exchange can.
+
+        Answer ``i`` is order ``i``'s result or the error it met. A ``LegFailed`` does not stop the
+        orders after it; after any other error the batch stops (several ``OutcomeUnknown`` in a
+        row when a single request carried them). Orders after the last answer were not sent.
+        """
+        ...
+
     async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:
         """The order placed with this client order id, or None if the exchange never saw it."""
         ...
@@ -118,3 +132,24 @@ class ExchangePort(Protocol):
     async def cancel_order(self, symbol: str, exchange_order_id: str) -> OrderResult: ...
 
     async def close(self) -> None: ...
+
+
+# What a batch of orders answers: a result or an error per order, in order (see create_orders).
+OrderAnswer = OrderResult | ExchangeError
+
+
+async def place_in_order(
+    create_order: Callable[[OrderRequest], Awaitable[OrderResult]], requests: Sequence[OrderRequest]
+) -> list[OrderAnswer]:
+    """``create_orders`` for an exchange without a batch endpoint: one order at a time, stopping
+    at the first error that is not this leg's own (the orders after it are not sent)."""
+    answers: list[OrderAnswer] = []
+    for request in requests:
+        try:
+            answers.append(await create_order(request))
+        except LegFailed as error:
+            answers.append(error)
+        except ExchangeError as error:
+            answers.append(error)
+            break
+    return answers
