@@ -38,6 +38,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+class TransactionScopedConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without ``RESET ALL``/``UNLISTEN``/``CLOSE ALL``: the services
+    keep no session state on pooled connections (settings are ``SET LOCAL``/``set_config(...,
+    true)``, advisory locks are taken on dedicated connections, nothing LISTENs), so that statement
+    would be a wasted round trip on every release. asyncpg still rolls back a transaction left
+    open before the connection is reused."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -51,7 +62,12 @@ async def create_pool(
     while True:
         try:
             pool = await asyncpg.create_pool(
-                dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                command_timeout=60,
+                connection_class=TransactionScopedConnection,
             )
             assert pool is not None
             return pool
