@@ -59,6 +59,10 @@ class Subjects:
         return self._s("evt", "order", "failed")
 
     @property
+    def orders_reported(self) -> str:
+        return self._s("evt", "order", "reported")
+
+    @property
     def rebalance_completed(self) -> str:
         return self._s("evt", "rebalance", "completed")
 

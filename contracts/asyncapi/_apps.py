@@ -53,12 +53,8 @@ CONSUMES: dict[str, dict[str, list[type[BaseModel]]]] = {
 PUBLISHES: dict[str, list[str]] = {
     "pricer": [SUBJECTS.portfolio_valued, SUBJECTS.rebalance_completed],
     "planner": [SUBJECTS.plan_created],
-    "executor": [
-        SUBJECTS.order_filled,
-        SUBJECTS.order_rejected,
-        SUBJECTS.order_failed,
-        SUBJECTS.rebalance_completed,
-    ],
+    # Order outcomes go out batched (one OrdersReported per set of legs placed together).
+    "executor": [SUBJECTS.orders_reported, SUBJECTS.rebalance_completed],
     "ledger": [],
     # Due runs, and runs it fails itself when their lease expires.
     "scheduler": [SUBJECTS.rebalance_due, SUBJECTS.rebalance_completed],

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from contracts.envelope import Envelope, Money
+from contracts.envelope import Contract, Envelope, Money
 from contracts.subjects import Subjects
 from contracts.v1.strategy import (
     AssetDrift,
@@ -120,6 +120,71 @@ class OrderFailed(OrderEvent):
     """The leg could not be placed for a reason that fails the run (authentication, ...)."""
 
 
+OrderOutcome = Literal["submitted", "filled", "rejected", "failed"]
+
+
+class ReportedOrder(Contract):
+    """One leg's outcome inside ``OrdersReported``: what its own order event would carry."""
+
+    outcome: OrderOutcome
+    event_id: str  # the message id the leg's own order event has (history rows are keyed by it)
+    occurred_at: datetime
+    dry_run: bool
+    exchange_id: str
+    leg: int
+    client_order_id: str
+    symbol: str
+    side: Literal["buy", "sell"]
+    amount: Money
+    order_type: Literal["market", "limit"] = "market"
+    fill: Fill = Fill(status="open")
+    error: RunError | None = None
+
+
+class OrdersReported(RunStage):
+    """Several legs' outcomes of one run in one message (the executor reports the legs it placed
+    together at once): the same facts as one order event per leg, for a fraction of the messages."""
+
+    orders: list[ReportedOrder]
+
+    def order_events(self) -> list[OrderEvent]:
+        """The order event of each leg, as if each had been sent on its own."""
+        run = {
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,  # the plan, as for an order event sent alone
+            "run_id": self.run_id,
+            "portfolio_id": self.portfolio_id,
+            "user_id": self.user_id,
+            "triggered_by": self.triggered_by,
+            "started_at": self.started_at,
+        }
+        return [
+            ORDER_EVENTS[o.outcome](
+                **run,
+                message_id=o.event_id,
+                occurred_at=o.occurred_at,
+                dry_run=o.dry_run,
+                exchange_id=o.exchange_id,
+                leg=o.leg,
+                client_order_id=o.client_order_id,
+                symbol=o.symbol,
+                side=o.side,
+                amount=o.amount,
+                order_type=o.order_type,
+                fill=o.fill,
+                error=o.error,
+            )
+            for o in self.orders
+        ]
+
+
+ORDER_EVENTS: dict[str, type[OrderEvent]] = {
+    "submitted": OrderSubmitted,
+    "filled": OrderFilled,
+    "rejected": OrderRejected,
+    "failed": OrderFailed,
+}
+
 RunStatus = Literal["succeeded", "partial", "failed", "skipped"]
 
 
@@ -152,6 +217,7 @@ RUN_MESSAGES: tuple[type[RunStage], ...] = (
     OrderFilled,
     OrderRejected,
     OrderFailed,
+    OrdersReported,
     RebalanceCompleted,
 )
 
@@ -166,5 +232,6 @@ def event_models(subjects: Subjects) -> dict[str, type[RunStage]]:
         subjects.order_filled: OrderFilled,
         subjects.order_rejected: OrderRejected,
         subjects.order_failed: OrderFailed,
+        subjects.orders_reported: OrdersReported,
         subjects.rebalance_completed: RebalanceCompleted,
     }

@@ -22,14 +22,12 @@ from contracts.envelope import derived_id
 from contracts.subjects import Subjects
 from contracts.v1 import (
     Holding,
-    OrderEvent,
-    OrderFailed,
-    OrderFilled,
-    OrderRejected,
-    OrderSubmitted,
+    OrderOutcome,
+    OrdersReported,
     PlanCreated,
     PlannedOrder,
     RebalanceCompleted,
+    ReportedOrder,
     RunError,
 )
 from services.common import metrics
@@ -56,6 +54,13 @@ log = logging.getLogger("services.executor")
 CONSUMER = "executor.plans"
 ZERO = Decimal(0)
 LOOKUP_DELAYS = (0.2, 0.5, 1.0, 2.0)
+# A leg's final state as the order event reports it (a canceled, unfilled order is a rejection).
+OUTCOMES: dict[str, OrderOutcome] = {
+    "filled": "filled",
+    "rejected": "rejected",
+    "canceled": "rejected",
+    "failed": "failed",
+}
 
 
 @dataclass
@@ -467,14 +472,15 @@ class Executor:
         once."""
         if not finished:
             return
-        plan = state.plan
-        outcomes = []
-        for leg in finished:
-            event = self._order_event(plan, leg.order, leg.intent.client_order_id, leg.state, leg.result, leg.error)
-            message = OutboxMessage(self._order_subject(leg.state), event.message_id, event.model_dump_json().encode())
-            data = intents.result_json(leg.result) if leg.result is not None else None
-            outcomes.append(intents.Outcome(leg.intent.client_order_id, leg.state, data, message))
-        await intents.record_outcomes(self.pool, outcomes)
+        report = self._orders_reported(state.plan, finished)
+        message = OutboxMessage(self.subjects.orders_reported, report.message_id, report.model_dump_json().encode())
+        outcomes = [
+            intents.Outcome(
+                leg.intent.client_order_id, leg.state, intents.result_json(leg.result) if leg.result else None
+            )
+            for leg in finished
+        ]
+        await intents.record_outcomes(self.pool, outcomes, message)
         crash_point("executor.after_record")
         for leg in finished:
             state.outcomes.append(LegOutcome(leg.order, leg.state, leg.result, leg.error))
@@ -489,43 +495,31 @@ class Executor:
                 )
         self.relay.wake()
 
-    def _order_subject(self, final_state: str) -> str:
-        return {
-            "filled": self.subjects.order_filled,
-            "rejected": self.subjects.order_rejected,
-            "canceled": self.subjects.order_rejected,
-            "failed": self.subjects.order_failed,
-        }.get(final_state, self.subjects.order_submitted)
-
-    def _order_event(
-        self,
-        plan: PlanCreated,
-        order: PlannedOrder,
-        client_order_id: str,
-        final_state: str,
-        result: OrderResult | None,
-        error: RunError | None,
-    ) -> OrderEvent:
-        cls: type[OrderEvent] = {
-            "filled": OrderFilled,
-            "rejected": OrderRejected,
-            "canceled": OrderRejected,
-            "failed": OrderFailed,
-        }.get(final_state, OrderSubmitted)
-        fill = sizing.fill_of(order, result, plan.prices) if result is not None else None
-        return cls(
-            message_id=derived_id(plan.run_id, "order", order.leg, final_state),
-            **plan.next_stage(),
-            dry_run=plan.strategy.dry_run,
-            exchange_id=plan.strategy.exchange_id,
-            leg=order.leg,
-            client_order_id=client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            amount=result.amount if result is not None else order.amount,
-            order_type=order.order_type,
-            **({"fill": fill} if fill is not None else {}),
-            error=error,
+    def _orders_reported(self, plan: PlanCreated, finished: list[Finished]) -> OrdersReported:
+        """One message for the legs recorded together. Its id names exactly those outcomes, so a
+        replay of the same legs re-queues the same message, which the outbox keeps once."""
+        now = datetime.now(UTC)
+        orders = [
+            ReportedOrder(
+                outcome=OUTCOMES.get(leg.state, "submitted"),
+                event_id=derived_id(plan.run_id, "order", leg.order.leg, leg.state),
+                occurred_at=now,
+                dry_run=plan.strategy.dry_run,
+                exchange_id=plan.strategy.exchange_id,
+                leg=leg.order.leg,
+                client_order_id=leg.intent.client_order_id,
+                symbol=leg.order.symbol,
+                side=leg.order.side,
+                amount=leg.result.amount if leg.result is not None else leg.order.amount,
+                order_type=leg.order.order_type,
+                **({"fill": sizing.fill_of(leg.order, leg.result, plan.prices)} if leg.result is not None else {}),
+                error=leg.error,
+            )
+            for leg in finished
+        ]
+        outcomes = ",".join(f"{o.leg}:{o.outcome}" for o in sorted(orders, key=lambda o: o.leg))
+        return OrdersReported(
+            message_id=derived_id(plan.run_id, "orders", outcomes), **plan.next_stage(), orders=orders
         )
 
     # ------------------------------------------------------------------ completion

@@ -179,12 +179,11 @@ async def record_outcome(
 
 @dataclass(frozen=True)
 class Outcome:
-    """A leg's outcome and the event that reports it, for ``record_outcomes``."""
+    """A leg's outcome, for ``record_outcomes``."""
 
     client_order_id: str
     state: str
     result: dict[str, Any] | None
-    event: OutboxMessage
 
 
 RECORD_OUTCOMES = """
@@ -195,18 +194,16 @@ WITH outcomes AS (
     UPDATE order_intents i SET state = o.state, exchange_order_id = COALESCE(o.exchange_order_id, i.exchange_order_id),
         result = o.result::jsonb, updated_at = now()
     FROM outcomes o WHERE i.client_order_id = o.client_order_id
-    RETURNING i.client_order_id
+    RETURNING 1
 )
 INSERT INTO outbox (producer, subject, message_id, payload)
-SELECT 'executor', e.subject, e.message_id, e.payload
-FROM unnest($1::text[], $5::text[], $6::text[], $7::bytea[]) AS e(client_order_id, subject, message_id, payload)
-JOIN updated USING (client_order_id)
+SELECT 'executor', $5, $6, $7 WHERE EXISTS (SELECT 1 FROM updated)
 ON CONFLICT (message_id) DO NOTHING
 """
 
 
-async def record_outcomes(pool: asyncpg.Pool, outcomes: list[Outcome]) -> None:
-    """Several legs' outcomes and their events in one statement, so atomically."""
+async def record_outcomes(pool: asyncpg.Pool, outcomes: list[Outcome], event: OutboxMessage) -> None:
+    """Several legs' outcomes and the event that reports them, in one statement: atomically."""
     if not outcomes:
         return
     await pool.execute(
@@ -215,9 +212,9 @@ async def record_outcomes(pool: asyncpg.Pool, outcomes: list[Outcome]) -> None:
         [o.state for o in outcomes],
         [(o.result or {}).get("exchange_order_id") for o in outcomes],
         [None if o.result is None else json.dumps(o.result) for o in outcomes],
-        [o.event.subject for o in outcomes],
-        [o.event.message_id for o in outcomes],
-        [o.event.payload for o in outcomes],
+        event.subject,
+        event.message_id,
+        event.payload,
     )
 
 

@@ -16,6 +16,7 @@ from contracts.v1 import (
     OrderFailed,
     OrderFilled,
     OrderRejected,
+    OrdersReported,
     PlanCreated,
     PortfolioValued,
     RebalanceCompleted,
@@ -56,6 +57,9 @@ class Rows:
             self._plan(event)
         elif isinstance(event, OrderEvent):
             self._order(event)
+        elif isinstance(event, OrdersReported):
+            for order in event.order_events():
+                self._order(order)
         elif isinstance(event, RebalanceCompleted):
             self._completed(event)
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import asyncpg
 
 from contracts.envelope import derived_id
-from contracts.v1 import OrderFilled, PlanCreated, RebalanceCompleted
+from contracts.v1 import OrderEvent, OrderFilled, OrdersReported, PlanCreated, RebalanceCompleted
 from services.common.runtime import Runtime
 from services.executor.app import ExecutorSettings, build
 from services.planner.app import plan_for
@@ -22,8 +22,19 @@ def executor(namespace: str, database_url: str) -> tuple[Runtime, Recorder]:
     return runtime, record(runtime)
 
 
+def reported(runtime: Runtime, recorder: Recorder) -> list[OrderEvent]:
+    """Every order event the executor reported (it batches them in OrdersReported messages)."""
+    batches = recorder.models(runtime.subjects.orders_reported, OrdersReported)
+    return [event for batch in batches for event in batch.order_events()]
+
+
 def order_events(recorder: Recorder) -> list[str]:
-    return [m.subject.rsplit(".", 1)[1] for m in recorder.messages if ".v1.evt.order." in m.subject]
+    return [
+        order.outcome
+        for m in recorder.messages
+        if m.subject.endswith(".v1.evt.order.reported")
+        for order in OrdersReported.model_validate_json(m.body).orders
+    ]
 
 
 async def test_a_dry_run_plan_is_simulated_and_completed_once(
@@ -35,7 +46,7 @@ async def test_a_dry_run_plan_is_simulated_and_completed_once(
     async with serving(runtime, db_pool):
         await runtime.bus.publish_event(runtime.subjects.plan_created, plan)
 
-    fills = recorder.models(runtime.subjects.order_filled, OrderFilled)
+    fills = [e for e in reported(runtime, recorder) if isinstance(e, OrderFilled)]
     assert sorted(f.leg for f in fills) == [0, 1]
     for fill in fills:
         order = plan.orders[fill.leg]

@@ -10,7 +10,16 @@ import asyncpg
 
 from contracts.envelope import Envelope, derived_id
 from contracts.subjects import Subjects
-from contracts.v1 import Fill, Holding, OrderFilled, PlanCreated, RebalanceCompleted, RebalanceDue
+from contracts.v1 import (
+    Fill,
+    Holding,
+    OrderFilled,
+    OrdersReported,
+    PlanCreated,
+    RebalanceCompleted,
+    RebalanceDue,
+    ReportedOrder,
+)
 from services.ledger.app import build
 from services.planner.app import plan_for
 from tests.component.harness import serving, settings_for
@@ -132,6 +141,50 @@ async def test_every_event_delivered_twice_writes_its_rows_once(
         [e.message_id for _s, e in events],
     )
     assert inbox == len(events)
+
+
+def batched(events: list[tuple[str, Envelope]], subjects: Subjects) -> list[tuple[str, Envelope]]:
+    """The same run with its order events batched: one OrdersReported per given group of fills."""
+    fills = [e for _s, e in events if isinstance(e, OrderFilled)]
+
+    def batch(group: list[OrderFilled]) -> OrdersReported:
+        first = group[0]
+        return OrdersReported(
+            message_id=derived_id(first.run_id, "orders", ",".join(str(f.leg) for f in group)),
+            correlation_id=first.correlation_id, causation_id=first.causation_id, run_id=first.run_id,
+            portfolio_id=first.portfolio_id, user_id=first.user_id, triggered_by=first.triggered_by,
+            started_at=first.started_at,
+            orders=[
+                ReportedOrder(outcome="filled", event_id=f.message_id, occurred_at=f.occurred_at,
+                              **f.model_dump(include={"dry_run", "exchange_id", "leg", "client_order_id", "symbol",
+                                                      "side", "amount", "order_type", "fill", "error"}))
+                for f in group
+            ],
+        )
+
+    others = [(s, e) for s, e in events if not isinstance(e, OrderFilled)]
+    return [*others[:3], (subjects.orders_reported, batch(fills)), (subjects.orders_reported, batch(fills[:1])),
+            *others[3:]]
+
+
+async def test_batched_order_outcomes_write_the_same_history_as_single_events_once(
+    namespace: str, database_url: str, db_pool: asyncpg.Pool
+) -> None:
+    """One OrdersReported for both legs, then a replay of one leg in a batch of its own (another
+    message id): the rows are those of the single events, each once."""
+    runtime, _app = build(settings_for(namespace, database_url))
+    single = run_events(runtime.subjects)
+    run_id = single[0][1].correlation_id
+    async with serving(runtime, db_pool):
+        for subject, event in batched(single, runtime.subjects):
+            await runtime.bus.publish_event(subject, event)
+
+    assert await counts(db_pool, run_id) == {"runs": 1, "orders": 2, "trades": 2, "snapshots": 2, "activity": 6}
+    activity = await db_pool.fetch(
+        "SELECT message_id, event_type FROM activity_log WHERE run_id = $1::uuid AND event_type = 'order_filled'"
+        " ORDER BY message_id", run_id)
+    fills = sorted(e.message_id for _s, e in single if isinstance(e, OrderFilled))
+    assert [(a["message_id"], a["event_type"]) for a in activity] == [(f, "order_filled") for f in fills]
 
 
 async def test_a_completion_that_arrives_first_still_ends_the_run(

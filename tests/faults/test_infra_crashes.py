@@ -53,7 +53,11 @@ async def test_nats_server_killed_mid_burst_loses_nothing_and_applies_nothing_tw
     await server.start()
     try:
         async with fresh_database(infra.admin_dsn) as dsn, pool_for(dsn) as pool:
-            stack = Stack(service_env(nats_url=server.url, database_url=dsn, namespace=namespace), work / "logs")
+            # Two plans at a time and a slow exchange stretch the burst over seconds, so the kill
+            # lands in it however fast this machine places orders.
+            slow = {"EXECUTOR_CONCURRENCY": "2", "PAPER_LATENCY_MS": "50"}
+            env = service_env(nats_url=server.url, database_url=dsn, namespace=namespace, extra=slow)
+            stack = Stack(env, work / "logs")
             try:
                 await stack.start(*SERVICES)
                 await shorten_ack_waits(server.url, namespace.upper(), ACK_WAIT_SECONDS)

@@ -23,7 +23,7 @@ CONSUMED: dict[str, dict[str, list[str] | None]] = {
     "ledger": {
         f"{EVENTS}.>": [
             "RebalanceDue", "PortfolioValued", "PlanCreated", "OrderSubmitted", "OrderFilled", "OrderRejected",
-            "OrderFailed", "RebalanceCompleted",
+            "OrderFailed", "OrdersReported", "RebalanceCompleted",
         ]
     },
     "scheduler": {
@@ -36,9 +36,7 @@ PUBLISHED = {
     "pricer": {f"{EVENTS}.portfolio.valued": "PortfolioValued", f"{EVENTS}.rebalance.completed": "RebalanceCompleted"},
     "planner": {f"{EVENTS}.plan.created": "PlanCreated"},
     "executor": {
-        f"{EVENTS}.order.filled": "OrderFilled",
-        f"{EVENTS}.order.rejected": "OrderRejected",
-        f"{EVENTS}.order.failed": "OrderFailed",
+        f"{EVENTS}.order.reported": "OrdersReported",
         f"{EVENTS}.rebalance.completed": "RebalanceCompleted",
     },
     "ledger": {},

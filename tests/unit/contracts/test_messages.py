@@ -14,7 +14,7 @@ from pydantic import ValidationError
 import contracts.v1 as v1
 from contracts.envelope import SCHEMA_VERSION, Envelope, derived_id, new_id
 from contracts.subjects import Subjects
-from contracts.v1 import Holding, PortfolioValued, RebalanceDue
+from contracts.v1 import Holding, OrderFilled, OrderRejected, OrdersReported, PortfolioValued, RebalanceDue
 from tests.unit.contracts.samples import STARTED_AT, STRATEGY, samples
 
 SAMPLES = samples()
@@ -38,7 +38,7 @@ def floats_in(value: Any, path: str = "$") -> list[str]:
 
 def test_there_is_a_sample_of_every_message_type() -> None:
     assert set(SAMPLES) == concrete_message_types()
-    assert len(SAMPLES) == 10
+    assert len(SAMPLES) == 11
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
@@ -236,3 +236,19 @@ def test_every_event_falls_under_the_all_events_wildcard_and_rpc_stays_outside_t
 
 def test_namespaces_do_not_share_subjects() -> None:
     assert Subjects("a").plan_created != Subjects("b").plan_created
+
+
+def test_a_batch_of_order_outcomes_unpacks_into_the_events_each_leg_would_have_sent() -> None:
+    batch = SAMPLES["OrdersReported"]
+    assert isinstance(batch, OrdersReported)
+    filled, rejected = batch.order_events()
+    assert type(filled) is OrderFilled and type(rejected) is OrderRejected
+    for event, reported in zip((filled, rejected), batch.orders, strict=True):
+        assert event.message_id == reported.event_id  # history rows keep the per-leg ids
+        assert (event.run_id, event.correlation_id, event.causation_id) == (
+            batch.run_id, batch.correlation_id, batch.causation_id
+        )
+        assert (event.leg, event.client_order_id, event.fill, event.error) == (
+            reported.leg, reported.client_order_id, reported.fill, reported.error
+        )
+    assert filled.side == "sell" and rejected.order_type == "limit"
