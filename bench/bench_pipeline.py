@@ -99,6 +99,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.rate_limit = 1.0 if args.rate_limit is None else args.rate_limit
         if args.assets == p.get_default("assets"):
             args.assets = 4
+        # Every account waits on its exchange at once: one plan in flight per account.
+        if args.executor_concurrency is None:
+            args.executor_concurrency = max(256, args.portfolios)
     return args
 
 

@@ -165,7 +165,9 @@ class Executor:
         sent = [sizing.SizedLeg(o, legs[o.leg].amount) for o in buys if legs[o.leg].state != "intent"]
         if state.run_failed is None:
             try:
-                sized = sent + await self._size_buys(state, unsent, markets, exchange)
+                # Nothing sold and nothing sent yet: the quote on hand is what the plan was made from.
+                as_planned = not sells and not sent
+                sized = sent + await self._size_buys(state, unsent, markets, None if as_planned else exchange)
             except RunFailed as exc:
                 state.run_failed = RunError(stage="executor", code=exc.code, message=str(exc))
         if state.run_failed is not None:
@@ -199,14 +201,19 @@ class Executor:
         markets: Mapping[str, Market],
         exchange: ExchangePort | None,
     ) -> list[sizing.SizedLeg]:
-        """Buys paid in the portfolio's quote are sized to the quote actually on hand now."""
+        """Buys paid in the portfolio's quote are sized to the quote on hand: read from the exchange
+        when the run has sold or sent anything, otherwise as the plan saw it."""
         plan = state.plan
         quote = plan.strategy.quote_currency
         funded = [o for o in buys if o.quote == quote]
         others = [sizing.SizedLeg(o, o.amount) for o in buys if o.quote != quote]
         if not funded:
             return others
-        if exchange is None:  # dry run: the quote on hand plus what the simulated sells brought in
+        if exchange is None:
+            # A dry run (the quote on hand plus what the simulated sells brought in), or a run that
+            # has changed nothing on the account yet: the pricer read its balances moments ago, and
+            # an exchange refuses a buy the account cannot pay, so one read (and one rate-limited
+            # call) less costs nothing in safety.
             before = {h.asset: h.free for h in plan.holdings}
             simulated = [(o.order, o.result) for o in state.outcomes if o.result is not None]
             available = sizing.holdings_after(before, simulated).get(quote, ZERO)
