@@ -8,7 +8,6 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import pytest
 
 from services.common.exchanges import paper
@@ -20,9 +19,16 @@ from services.common.exchanges.paper import (
     count_orders,
     fund_account,
     parse_faults,
+    run_price_walk,
     set_price,
 )
-from services.common.exchanges.paper_batch import StaleMarkets, place_batch
+from services.common.exchanges.paper_batch import (
+    Placement,
+    StaleMarkets,
+    read_account,
+    settle_in_order,
+    write_batch,
+)
 from services.common.exchanges.port import OrderRequest, OrderResult, OutcomeUnknown, RetryLater, RunFailed
 from tests.integration.test_paper_exchange import Sandbox, box, order
 
@@ -124,45 +130,86 @@ async def test_racing_batches_and_single_orders_never_overdraw_and_conserve_bala
     assert balances[box.coin].total == D("0.19")
 
 
-class MovesPriceBeforeWriting:
-    """A connection that lets another session move the price between the batch's read and its
-    writes, the race the version check exists for."""
-
-    def __init__(self, conn: asyncpg.Connection, pool: asyncpg.Pool, symbol: str, price: Decimal) -> None:
-        self._conn, self._pool, self._symbol, self._price = conn, pool, symbol, price
-
-    async def fetch(self, *args: Any) -> Any:
-        return await self._conn.fetch(*args)
-
-    async def execute(self, *args: Any) -> Any:  # the first write
-        await set_price(self._pool, self._symbol, self._price)
-        return await self._conn.execute(*args)
-
-
-async def test_a_price_move_between_read_and_write_rolls_the_batch_back(box: Sandbox) -> None:
-    async with box.pool.acquire() as conn:
-        racing = MovesPriceBeforeWriting(conn, box.pool, box.symbol, D("60000"))
-        with pytest.raises(StaleMarkets):
-            async with conn.transaction():
-                await place_batch(racing, box.account, [order(box.symbol, "buy", "0.01")])  # type: ignore[arg-type]
+async def test_a_market_that_changed_since_it_was_read_makes_the_write_place_nothing(box: Sandbox) -> None:
+    exchange = box.exchange()
+    quotes, _ = await exchange._quotes([box.symbol], fresh=True)
+    account = await read_account(box.pool, box.account, ["USD", box.coin], [])
+    [placement] = settle_in_order({box.symbol: quotes[box.symbol].market}, account.free, set(),
+                                  [order(box.symbol, "buy", "0.01")])
+    assert isinstance(placement, Placement)
+    await set_price(box.pool, box.symbol, D("60000"))
+    with pytest.raises(StaleMarkets):
+        await write_batch(box.pool, box.account, [placement], {box.symbol: quotes[box.symbol].version})
     assert await count_orders(box.pool, box.account) == 0
-    assert (await box.exchange().fetch_balance())["USD"].free == D("10000")
+    assert (await exchange.fetch_balance())["USD"].free == D("10000")
 
 
-async def test_the_exchange_settles_a_stale_batch_again_at_the_current_price(
+async def test_a_price_move_between_read_and_write_is_settled_again_at_the_new_price(
     box: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    attempts = []
+    writes = []
 
-    async def racing_once(conn: asyncpg.Connection, account: str, requests: list) -> list:  # type: ignore[type-arg]
-        attempts.append(len(requests))
-        if len(attempts) == 1:
-            conn = MovesPriceBeforeWriting(conn, box.pool, box.symbol, D("60000"))  # type: ignore[assignment]
-        return await place_batch(conn, account, requests)
+    async def moving_first(*args: Any) -> list[str]:
+        writes.append(args)
+        if len(writes) == 1:
+            await set_price(box.pool, box.symbol, D("60000"))
+        return await write_batch(*args)
 
-    monkeypatch.setattr(paper, "place_batch", racing_once)
+    monkeypatch.setattr(paper, "write_batch", moving_first)
     exchange = box.exchange()
     [answer] = await exchange.create_orders([order(box.symbol, "buy", "0.01")])
-    assert attempts == [1, 1] and exchange.rolled_back_retries == 1
+    assert len(writes) == 2 and exchange.rolled_back_retries == 1
     assert isinstance(answer, OrderResult) and answer.average_price == D("60000")
     assert (await exchange.fetch_balance())["USD"].free == D("10000") - D("600") - D("1.56")
+
+
+async def test_funds_gone_between_read_and_write_refuse_the_order_instead_of_overdrawing(
+    box: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = []
+
+    async def draining_first(*args: Any) -> list[str]:
+        writes.append(args)
+        if len(writes) == 1:
+            await fund_account(box.pool, box.account, {"USD": D("100")})  # a withdrawal, meanwhile
+        return await write_batch(*args)
+
+    monkeypatch.setattr(paper, "write_batch", draining_first)
+    exchange = box.exchange()
+    [answer] = await exchange.create_orders([order(box.symbol, "buy", "0.01")])  # 501.3 USD
+    assert len(writes) == 1 and exchange.rolled_back_retries == 1  # the CHECK refused the write
+    assert isinstance(answer, PaperOrderRejected) and answer.reason == "insufficient_funds"
+    assert (await exchange.fetch_balance())["USD"].free == D("100")
+    assert await count_orders(box.pool, box.account) == 0
+
+
+async def test_batches_racing_a_price_walk_conserve_every_balance(box: Sandbox) -> None:
+    """Buys and sells of one account in concurrent batches while the price walks: every fill is
+    at a price the market really had, and the balances equal the sum of the reported fills."""
+    await fund_account(box.pool, box.account, {"USD": D("100000"), box.coin: D("1")})
+    exchange = box.exchange()
+    stop = asyncio.Event()
+    walker = asyncio.create_task(run_price_walk(box.pool, 7, 0.005, stop, volatility=0.01, symbols=box.symbols))
+    try:
+        batches = [
+            exchange.create_orders([order(box.symbol, "buy" if (i + j) % 2 else "sell", "0.01") for j in range(4)])
+            for i in range(12)
+        ]
+        answers = [a for batch in await asyncio.gather(*batches) for a in batch]
+    finally:
+        stop.set()
+        await asyncio.wait_for(walker, 5)
+    # A batch that kept meeting price moves answers RetryLater and placed nothing.
+    assert all(isinstance(a, OrderResult | RetryLater) for a in answers), answers
+    fills = [a for a in answers if isinstance(a, OrderResult)]
+    assert len(fills) >= 8  # not vacuous: most batches get through
+    usd, coin = D("100000"), D("1")
+    for answer in fills:
+        assert answer.status == "closed"
+        if answer.side == "buy":
+            usd, coin = usd - answer.cost - answer.fee, coin + answer.filled
+        else:
+            usd, coin = usd + answer.cost - answer.fee, coin - answer.filled
+    balances = await exchange.fetch_balance()
+    assert (balances["USD"].total, balances[box.coin].total) == (usd, coin)
+    assert await count_orders(box.pool, box.account) == len(fills)

@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from services.common.exchanges.paper_batch import Placement, Settled, StaleMarkets, place_batch
+from services.common.exchanges.paper_batch import (
+    Placement,
+    Settled,
+    StaleMarkets,
+    read_account,
+    settle_in_order,
+    write_batch,
+)
 from services.common.exchanges.paper_config import Fault, FaultCounter, FaultKind, PaperConfig, parse_faults
 from services.common.exchanges.paper_limiter import RateLimiter, Sleep, limiter_for_account
 from services.common.exchanges.paper_markets import DEFAULT_MARKETS, paper_market, synthetic_asset
@@ -373,19 +380,52 @@ class PaperExchange:
         return answers
 
     async def _place_batch(self, requests: list[OrderRequest]) -> list[tuple[Settled, str | None]]:
-        for _attempt in range(_MAX_ATTEMPTS):
+        symbols = sorted({r.symbol for r in requests})
+        client_ids = [r.client_order_id for r in requests]
+        for attempt in range(_MAX_ATTEMPTS):
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    return await place_batch(conn, self.account, requests)
-            except (*_ROLLED_BACK_ERRORS, StaleMarkets):
+                quotes, from_cache = await self._quotes(symbols, fresh=attempt > 0)
+                markets = {symbol: quote.market for symbol, quote in quotes.items()}
+                assets = sorted({a for m in markets.values() for a in (m.market.base, m.market.quote)})
+                account = await read_account(self._pool, self.account, assets, client_ids)
+            except _CONNECTION_ERRORS as error:
+                raise RetryLater(f"paper exchange unreachable: {error!r}") from error
+            settled = settle_in_order(markets, account.free, account.open_client_ids, requests)
+            placements = [s for s in settled if isinstance(s, Placement)]
+            if not placements:
+                if from_cache:
+                    continue  # refused on cached market rows: judge again on the current ones
+                return [(s, None) for s in settled]
+            try:
+                ids = iter(await write_batch(
+                    self._pool, self.account, placements, {s: q.version for s, q in quotes.items()}
+                ))
+            except (StaleMarkets, asyncpg.CheckViolationError, *_ROLLED_BACK_ERRORS):
+                # Nothing was written: a market moved, or the funds settled on are gone.
                 self.rolled_back_retries += 1
-                continue  # the transaction had no effect: run it again
+                continue
             except asyncpg.UniqueViolationError as error:
                 # Another order with one of these client ids opened meanwhile; nothing was placed.
                 raise RetryLater(f"paper orders conflicted with an open order, not placed: {error}") from error
             except _CONNECTION_ERRORS as error:
                 raise OutcomeUnknown(f"paper orders: connection lost while placing: {error!r}") from error
+            return [(s, next(ids) if isinstance(s, Placement) else None) for s in settled]
         raise RetryLater("paper orders: kept conflicting with price moves, not placed")
+
+    async def _quotes(self, symbols: list[str], *, fresh: bool) -> tuple[dict[str, QuotedMarket], bool]:
+        """Market rows for ``symbols`` (unknown ones left out), from the process cache unless
+        ``fresh``; and whether any came from the cache."""
+        quotes = {} if fresh else {s: q for s in symbols if (q := _cached_quote(self._pool, s)) is not None}
+        missing = [s for s in symbols if s not in quotes]
+        if missing:
+            rows = await self._pool.fetch(
+                f"SELECT {MARKET_COLUMNS}, xmin::text AS version FROM paper_markets WHERE symbol = ANY($1::text[])",
+                missing,
+            )
+            for row in rows:
+                quote = quotes[row["symbol"]] = QuotedMarket(market_from_row(row), row["version"])
+                _quotes_of(self._pool)[row["symbol"]] = quote
+        return quotes, len(missing) < len(symbols)
 
     async def _valid_quote(self, request: OrderRequest) -> QuotedMarket:
         """The market to plan with: the process's cached row when the order passes its rules,

@@ -1,10 +1,10 @@
-"""Several orders of one paper account in one database transaction.
+"""Several orders of one paper account in two statements.
 
 ``settle_in_order`` is the pure part: each order is judged and filled against the balances the
-orders before it left, exactly as ``create_order`` called once per order would. ``place_batch``
-reads what it needs (markets, the account's balances locked, its open client ids), settles, and
-writes every balance move and order row with one statement each: a batch costs a fixed handful
-of round trips instead of one or two per order.
+orders before it left, exactly as ``create_order`` called once per order would. ``read_account``
+reads the account's balances and open client ids; ``write_batch`` writes every balance move and
+order row in one statement that first checks the markets are still the versions settled on. A
+batch costs two round trips however many orders it holds.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from services.common.exchanges.paper_rules import (
     plan_order,
     validate_order,
 )
-from services.common.exchanges.paper_store import MARKET_COLUMNS, market_from_row
 from services.common.exchanges.port import OrderRequest
 
 ZERO = Decimal(0)
@@ -97,106 +96,108 @@ def balance_moves(account: str, placements: Sequence[Placement]) -> list[tuple[s
 
 
 class StaleMarkets(Exception):
-    """A market row changed between the read and the write: the batch is rolled back and re-run."""
+    """A market row changed since it was read: nothing was written; read again and re-settle."""
 
 
-_APPLY_MOVES = """
-WITH moves AS (
-    SELECT * FROM unnest($2::text[], $3::numeric[], $4::numeric[]) AS m(asset, free, used)
+@dataclass(frozen=True)
+class AccountState:
+    """What settling needs of one account, read without locks (the write re-checks)."""
+
+    free: dict[str, Decimal]
+    open_client_ids: set[str]
+
+
+async def read_account(
+    pool: asyncpg.Pool, account: str, assets: Sequence[str], client_ids: Sequence[str]
+) -> AccountState:
+    row = await pool.fetchrow(
+        "SELECT (SELECT array_agg(asset) FROM paper_balances WHERE account = $1 AND asset = ANY($2::text[]))"
+        " AS assets,"
+        " (SELECT array_agg(free) FROM paper_balances WHERE account = $1 AND asset = ANY($2::text[])) AS free,"
+        " (SELECT array_agg(client_order_id) FROM paper_orders"
+        "   WHERE account = $1 AND client_order_id = ANY($3::text[]) AND status = 'open') AS open_ids",
+        account,
+        list(assets),
+        list(client_ids),
+    )
+    assert row is not None
+    free = dict(zip(row["assets"] or (), row["free"] or (), strict=True))
+    return AccountState(free, set(row["open_ids"] or ()))
+
+
+# One statement, so atomic without a transaction of round trips. It writes only if every market
+# is still the version the orders were settled on (a resting order holds its market rows shared
+# for the statement, so the next price move's matcher sees it); balances move by deltas, so a
+# concurrent change to the account is never overwritten, and the CHECK (free >= 0) refuses the
+# whole statement if the funds it was settled on are gone (the caller reads and settles again).
+_WRITE_BATCH = """
+WITH versions AS (
+    SELECT * FROM unnest($16::text[], $17::text[]) AS v(symbol, version)
+), locked AS (
+    SELECT symbol, xmin::text AS version FROM paper_markets
+    WHERE symbol = ANY($16::text[]) AND $18::boolean ORDER BY symbol FOR SHARE
+), seen AS (
+    SELECT symbol, xmin::text AS version FROM paper_markets WHERE symbol = ANY($16::text[]) AND NOT $18::boolean
+), guard AS (
+    SELECT 1 AS ok WHERE NOT EXISTS (
+        SELECT 1 FROM versions v LEFT JOIN (SELECT * FROM locked UNION ALL SELECT * FROM seen) m USING (symbol)
+        WHERE m.version IS DISTINCT FROM v.version)
+), moves AS (
+    SELECT * FROM unnest($19::text[], $20::numeric[], $21::numeric[]) AS m(asset, free, used)
+    WHERE EXISTS (SELECT 1 FROM guard)
 ), updated AS (
     UPDATE paper_balances b SET free = b.free + moves.free, used = b.used + moves.used, updated_at = now()
     FROM moves WHERE b.account = $1 AND b.asset = moves.asset
     RETURNING b.asset
+), credited AS (
+    -- Only credits can meet a missing row (a debit needs funds, so a row).
+    INSERT INTO paper_balances (account, asset, free, used)
+    SELECT $1, asset, free, used FROM moves WHERE asset NOT IN (SELECT asset FROM updated)
+    ON CONFLICT (account, asset) DO UPDATE SET free = paper_balances.free + EXCLUDED.free,
+        used = paper_balances.used + EXCLUDED.used, updated_at = now()
+), placed AS (
+    -- Ids are drawn in batch order, so ascending ids map back to the orders.
+    INSERT INTO paper_orders (account, client_order_id, symbol, side, type, amount, price, status, filled,
+                              average_price, cost, fee, fee_currency, reserved_asset, reserved)
+    SELECT $1, o.client_order_id, o.symbol, o.side, o.type, o.amount, o.price, o.status, o.filled,
+           o.average_price, o.cost, o.fee, o.fee_currency, o.reserved_asset, o.reserved
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::numeric[], $8::text[],
+                $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::text[], $14::text[],
+                $15::numeric[])
+         WITH ORDINALITY AS o(client_order_id, symbol, side, type, amount, price, status, filled, average_price,
+                              cost, fee, fee_currency, reserved_asset, reserved, position)
+    WHERE EXISTS (SELECT 1 FROM guard)
+    ORDER BY o.position
+    RETURNING id
 )
--- Only credits can meet a missing row (a debit needs funds, so a row): add them.
-INSERT INTO paper_balances (account, asset, free, used)
-SELECT $1, asset, free, used FROM moves WHERE asset NOT IN (SELECT asset FROM updated)
-ON CONFLICT (account, asset) DO UPDATE SET free = paper_balances.free + EXCLUDED.free,
-    used = paper_balances.used + EXCLUDED.used, updated_at = now()
-"""
-
-# The markets must still be the versions the orders were settled on; otherwise nothing is inserted
-# and the caller rolls the batch back. Rows are numbered by their position in the batch, and ids
-# are drawn in that order, so the returned ids map back to the orders.
-_INSERT_ORDERS = """
-INSERT INTO paper_orders (account, client_order_id, symbol, side, type, amount, price, status, filled,
-                          average_price, cost, fee, fee_currency, reserved_asset, reserved)
-SELECT $1, o.client_order_id, o.symbol, o.side, o.type, o.amount, o.price, o.status, o.filled,
-       o.average_price, o.cost, o.fee, o.fee_currency, o.reserved_asset, o.reserved
-FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::numeric[], $8::text[],
-            $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::text[], $14::text[],
-            $15::numeric[])
-     WITH ORDINALITY AS o(client_order_id, symbol, side, type, amount, price, status, filled, average_price,
-                          cost, fee, fee_currency, reserved_asset, reserved, position)
-WHERE NOT EXISTS (
-    SELECT 1 FROM paper_markets m JOIN unnest($16::text[], $17::text[]) AS v(symbol, version)
-        ON v.symbol = m.symbol
-    WHERE m.xmin::text <> v.version)
-ORDER BY o.position
-RETURNING id
+SELECT EXISTS (SELECT 1 FROM guard) AS current, (SELECT array_agg(id ORDER BY id) FROM placed) AS ids
 """
 
 
-async def place_batch(conn: asyncpg.Connection, account: str, requests: Sequence[OrderRequest]) -> list[
-    tuple[Settled, str | None]
-]:
-    """Settle and record ``requests`` inside the caller's transaction on ``conn``.
-
-    Returns each order's outcome with the exchange order id of an accepted one. Raises
-    ``StaleMarkets`` when a market row changed meanwhile (the caller rolls back and retries).
-    """
-    symbols = sorted({r.symbol for r in requests})
-    # A resting order must be seen by the matcher of any later price move: hold the market rows
-    # (shared) like create_order does. Immediate fills only check the version at write time.
-    lock = " FOR SHARE" if any(r.order_type == "limit" for r in requests) else ""
-    rows = await conn.fetch(
-        f"SELECT {MARKET_COLUMNS}, xmin::text AS version FROM paper_markets"
-        f" WHERE symbol = ANY($1::text[]) ORDER BY symbol{lock}",
-        symbols,
-    )
-    markets = {row["symbol"]: market_from_row(row) for row in rows}
-    versions = {row["symbol"]: row["version"] for row in rows}
-    assets = sorted({a for m in markets.values() for a in (m.market.base, m.market.quote)})
-    balances = await conn.fetch(
-        "SELECT asset, free, (SELECT array_agg(client_order_id) FROM paper_orders"
-        "   WHERE account = $1 AND client_order_id = ANY($3::text[]) AND status = 'open') AS open_ids"
-        " FROM paper_balances WHERE account = $1 AND asset = ANY($2::text[]) ORDER BY asset FOR UPDATE",
-        account,
-        assets,
-        [r.client_order_id for r in requests],
-    )
-    free = {row["asset"]: row["free"] for row in balances}
-    open_ids = set(balances[0]["open_ids"] or ()) if balances else set()
-    if not balances:  # no funds at all; only the open-id check is left to read
-        open_ids = {
-            row["client_order_id"]
-            for row in await conn.fetch(
-                "SELECT client_order_id FROM paper_orders"
-                " WHERE account = $1 AND client_order_id = ANY($2::text[]) AND status = 'open'",
-                account,
-                [r.client_order_id for r in requests],
-            )
-        }
-    settled = settle_in_order(markets, free, open_ids, requests)
-    placements = [s for s in settled if isinstance(s, Placement)]
-    if not placements:
-        return [(s, None) for s in settled]
+async def write_batch(
+    pool: asyncpg.Pool,
+    account: str,
+    placements: Sequence[Placement],
+    versions: Mapping[str, str],
+) -> list[str]:
+    """Record accepted orders and their balance moves in one statement; their order ids, in
+    order. Raises ``StaleMarkets`` (nothing written) when a market in ``versions`` changed."""
     moves = balance_moves(account, placements)
-    await conn.execute(
-        _APPLY_MOVES, account, [m[1] for m in moves], [m[2] for m in moves], [m[3] for m in moves]
-    )
-    used = sorted({p.request.symbol for p in placements})
-    ids = await conn.fetch(
-        _INSERT_ORDERS,
+    row = await pool.fetchrow(
+        _WRITE_BATCH,
         account,
         *_order_columns(placements),
-        used,
-        [versions[s] for s in used],
+        list(versions),
+        list(versions.values()),
+        any(p.plan.status == "open" for p in placements),
+        [m[1] for m in moves],
+        [m[2] for m in moves],
+        [m[3] for m in moves],
     )
-    if len(ids) != len(placements):
-        raise StaleMarkets(f"a market of {', '.join(used)} changed while the orders were settled")
-    order_ids = iter(sorted(row["id"] for row in ids))
-    return [(s, str(next(order_ids)) if isinstance(s, Placement) else None) for s in settled]
+    assert row is not None
+    if not row["current"]:
+        raise StaleMarkets(f"a market of {', '.join(versions)} changed while the orders were settled")
+    return [str(order_id) for order_id in row["ids"]]
 
 
 def _order_columns(placements: Sequence[Placement]) -> list[list[object]]:
