@@ -9,8 +9,10 @@ fixed vocabularies, so a typo or a new status cannot explode the number of serie
 are reported as ``"other"`` rather than raising, because a metric must never fail a trade.
 
 Cardinality: ``portfolio_id`` labels give one series per portfolio (and one per portfolio and
-asset for drift). That is fine up to a few thousand portfolios; beyond that, drop the per-portfolio
-gauges (``PORTFOLIO_METRICS_ENABLED = False``) and rely on the ledger's history instead.
+asset for drift), about 19 KB of memory per 20-asset portfolio. A process keeps them for its
+``PORTFOLIO_METRICS_MAX`` most recently valued portfolios (default 1,000; 0 turns them off) and
+drops the least recently valued beyond that, so memory and scrape size stay bounded however many
+portfolios there are; the ledger's history has every valuation.
 
 Several replicas: gauges computed from the database (backlog, active runs, outbox) report the same
 value from every replica, so dashboards and alerts aggregate them with ``max``. Per-portfolio gauges
@@ -21,6 +23,7 @@ timestamp_seconds`` lets a query keep only the freshest replica's series.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -29,7 +32,6 @@ from importlib import metadata
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
 
-PORTFOLIO_METRICS_ENABLED = True
 OTHER = "other"
 
 RUN_RESULTS = frozenset({"succeeded", "partial", "failed", "skipped"})
@@ -99,7 +101,17 @@ OUTBOX_PENDING = Gauge("rebalancer_outbox_pending", "Outbox rows not yet publish
 OUTBOX_LAG = Gauge("rebalancer_outbox_lag_seconds", "Age of the oldest unpublished outbox row (0 when none)")
 
 # The assets each portfolio last reported, so that an asset leaving a portfolio loses its series.
-_drift_assets: dict[str, set[str]] = {}
+# Portfolios with series in this process, least recently valued first: (quote, drift assets).
+_portfolio_series: OrderedDict[str, tuple[str, frozenset[str]]] = OrderedDict()
+_max_portfolios = 1000
+
+
+def limit_portfolio_series(max_portfolios: int) -> None:
+    """Keep per-portfolio series for at most ``max_portfolios`` portfolios (0: none)."""
+    global _max_portfolios
+    _max_portfolios = max(0, max_portfolios)
+    while len(_portfolio_series) > _max_portfolios:
+        forget_portfolio(next(iter(_portfolio_series)))
 
 
 def bounded(value: str, allowed: frozenset[str]) -> str:
@@ -148,31 +160,34 @@ def record_portfolio_valuation(
     valued_at: datetime,
 ) -> None:
     """Set a portfolio's value and per-asset drift; assets no longer reported lose their series."""
-    if not PORTFOLIO_METRICS_ENABLED:
+    if _max_portfolios == 0:
         return
+    before = _portfolio_series.pop(portfolio_id, None)
+    if before is not None:
+        old_quote, old_assets = before
+        for gone in old_assets - set(drift_pp_by_asset):
+            ASSET_DRIFT.remove(portfolio_id, gone)
+        if old_quote != quote:
+            PORTFOLIO_VALUE.remove(portfolio_id, old_quote)
     PORTFOLIO_VALUE.labels(portfolio_id=portfolio_id, quote=quote).set(float(total_value))
     for asset, drift in drift_pp_by_asset.items():
         ASSET_DRIFT.labels(portfolio_id=portfolio_id, asset=asset).set(float(drift))
-    for gone in _drift_assets.get(portfolio_id, set()) - set(drift_pp_by_asset):
-        ASSET_DRIFT.remove(portfolio_id, gone)
-    _drift_assets[portfolio_id] = set(drift_pp_by_asset)
     PORTFOLIO_VALUED_AT.labels(portfolio_id=portfolio_id).set(valued_at.timestamp())
+    _portfolio_series[portfolio_id] = (quote, frozenset(drift_pp_by_asset))
+    while len(_portfolio_series) > _max_portfolios:
+        forget_portfolio(next(iter(_portfolio_series)))
 
 
 def forget_portfolio(portfolio_id: str) -> None:
-    """Drop every series of a deleted or disabled portfolio."""
-    for asset in _drift_assets.pop(portfolio_id, set()):
+    """Drop every series of a portfolio (deleted, disabled, or least recently valued)."""
+    entry = _portfolio_series.pop(portfolio_id, None)
+    if entry is None:
+        return
+    quote, assets = entry
+    for asset in assets:
         ASSET_DRIFT.remove(portfolio_id, asset)
-    for labels in _label_sets(PORTFOLIO_VALUE):
-        if labels[0] == portfolio_id:
-            PORTFOLIO_VALUE.remove(*labels)
-    if (portfolio_id,) in _label_sets(PORTFOLIO_VALUED_AT):
-        PORTFOLIO_VALUED_AT.remove(portfolio_id)
-
-
-def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
-    # prometheus_client keeps children in ``_metrics``; there is no public listing.
-    return [tuple(labels) for labels in metric._metrics]
+    PORTFOLIO_VALUE.remove(portfolio_id, quote)
+    PORTFOLIO_VALUED_AT.remove(portfolio_id)
 
 
 def set_schedule_state(due_backlog: int, active_runs: int, oldest_active_run_age_seconds: float) -> None:

@@ -19,7 +19,7 @@ from faststream import FastStream
 from faststream.specification import AsyncAPI
 
 from contracts.subjects import Subjects
-from services.common import db
+from services.common import db, metrics
 from services.common.bus import Bus, OutboxRelay, ensure_stream
 from services.common.health import nats_prometheus_middleware, start_ops_server
 from services.common.logs import setup_logging
@@ -39,6 +39,7 @@ class Runtime:
         self.settings = settings
         self.description = description
         self.bus = Bus(settings, service, middlewares=[nats_prometheus_middleware(service)])
+        metrics.limit_portfolio_series(settings.portfolio_metrics_max)
         self.stop = asyncio.Event()
         self.relay: OutboxRelay | None = None
         self._pool: asyncpg.Pool | None = None

@@ -28,6 +28,9 @@ class ServiceSettings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
     ops_port: int = 9100  # /metrics, /healthz, /readyz; 0 disables
+    # Per-portfolio value and drift gauges for at most this many portfolios (the most recently
+    # valued); 0 turns them off. Bounds memory and scrape size whatever the number of portfolios.
+    portfolio_metrics_max: int = 1000
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     # Fault tests only: "<point>" makes the process SIGKILL itself when it reaches that point.

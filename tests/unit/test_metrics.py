@@ -243,3 +243,32 @@ def test_exposed_names_are_exactly_what_the_text_format_shows() -> None:
     names = metrics.exposed_names(registry)
     assert {"demo_events_total", "demo_level"} <= names
     assert "demo_events" not in names  # the counter's family name is never a series
+
+
+def test_per_portfolio_series_are_kept_for_the_most_recently_valued_portfolios_only() -> None:
+    valued_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    pids = [unique("cap") for _ in range(4)]
+    try:
+        metrics.limit_portfolio_series(3)
+        for pid in pids[:3]:
+            metrics.record_portfolio_valuation(pid, "USD", Decimal("1"), {"BTC": Decimal("1")}, valued_at)
+        metrics.record_portfolio_valuation(pids[0], "EUR", Decimal("2"), {"ETH": Decimal("2")}, valued_at)  # again
+        metrics.record_portfolio_valuation(pids[3], "USD", Decimal("3"), {"BTC": Decimal("3")}, valued_at)
+
+        def kept(pid: str) -> bool:
+            return REGISTRY.get_sample_value("rebalancer_portfolio_valued_timestamp_seconds", {"portfolio_id": pid}) \
+                is not None
+
+        assert [kept(pid) for pid in pids] == [True, False, True, True]  # pids[1] was the least recent
+        assert REGISTRY.get_sample_value("rebalancer_asset_drift_pp", {"portfolio_id": pids[1], "asset": "BTC"}) is None
+        # A new quote replaces the value series; the drift follows the assets now reported.
+        assert sample("rebalancer_portfolio_value", portfolio_id=pids[0], quote="EUR") == 2
+        old_quote = {"portfolio_id": pids[0], "quote": "USD"}
+        assert REGISTRY.get_sample_value("rebalancer_portfolio_value", old_quote) is None
+        assert REGISTRY.get_sample_value("rebalancer_asset_drift_pp", {"portfolio_id": pids[0], "asset": "BTC"}) is None
+
+        metrics.limit_portfolio_series(0)  # off: everything goes, nothing new is kept
+        metrics.record_portfolio_valuation(unique("off"), "USD", Decimal("1"), {}, valued_at)
+        assert not any(kept(pid) for pid in pids)
+    finally:
+        metrics.limit_portfolio_series(1000)
