@@ -47,6 +47,7 @@ from services.common.exchanges.port import (
     RetryLater,
     RunFailed,
 )
+from services.common.keyed_locks import KeyedLocks
 from services.executor import intents, sizing
 from services.executor.intents import Intent
 
@@ -105,13 +106,12 @@ class Executor:
         self.relay = relay
         self.subjects = subjects
         self.poll_interval = poll_interval
-        self._account_locks: dict[str, asyncio.Lock] = {}
+        self._account_locks = KeyedLocks()
 
     # ------------------------------------------------------------------ the run
     async def execute(self, plan: PlanCreated) -> None:
         """Run (or resume) a plan; idempotent. Orders of one account go one at a time."""
-        lock = self._account_locks.setdefault(plan.strategy.connection_id, asyncio.Lock())
-        async with lock:
+        async with self._account_locks.hold(plan.strategy.connection_id):
             done, holder = await self._run_status(plan)
             if done:
                 return
