@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import nats
 from faststream import AckPolicy, Context
 from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
 from nats.js.api import ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
@@ -47,9 +49,9 @@ TRANSIENT_BUS_ERRORS: tuple[type[BaseException], ...] = (
 TRANSIENT_ERRORS = db.TRANSIENT_DB_ERRORS + TRANSIENT_BUS_ERRORS
 
 
-# How long a consumer waits for more messages once one has arrived: a batch is what is already
-# there, never what might come.
-DRAIN_SECONDS = 0.005
+# A batch is what the consumer already has once one message has arrived, never what might come:
+# the server answers a no-wait pull at once. This only bounds the wait for that answer.
+DRAIN_ANSWER_SECONDS = 1.0
 
 
 class TransientError(Exception):
@@ -369,14 +371,47 @@ def _raw_bodies(message: Any) -> Any:
     return message.body
 
 
+async def _available_now(sub: Any, batch: int) -> list[Msg]:
+    """Up to ``batch`` messages the consumer holds for us now, without waiting for more.
+
+    A pull request with ``no_wait`` and no ``expires``, which the server answers at once (the
+    messages, then a 404 when it had fewer). nats-py's ``fetch`` always adds ``expires``, with which
+    the server treats the request as a lingering pull and the drain costs its whole timeout.
+    """
+    messages: list[Msg] = []
+    queue = sub._sub._pending_queue
+    while len(messages) < batch and not queue.empty():  # a late answer to an earlier pull
+        msg = queue.get_nowait()
+        sub._sub._pending_size -= len(msg.data)
+        if JetStreamContext.is_status_msg(msg) is None:
+            messages.append(msg)
+    if len(messages) == batch:
+        return messages
+    request = json.dumps({"batch": batch - len(messages), "no_wait": True}).encode()
+    await sub._nc.publish(sub._nms, request, sub._deliver)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_ANSWER_SECONDS
+    while len(messages) < batch:
+        try:
+            msg = await sub._sub.next_msg(timeout=max(deadline - loop.time(), 0.001))
+        except (TimeoutError, nats.errors.TimeoutError):
+            break  # whatever still comes waits in the queue for the next fetch
+        status = JetStreamContext.is_status_msg(msg)
+        if status is None:
+            messages.append(msg)
+        elif status in (api.StatusCode.NO_MESSAGES, api.StatusCode.REQUEST_TIMEOUT):
+            break
+    return messages
+
+
 def _use_low_latency_fetch(subscriber: Any, batch_size: int) -> None:
     """Replace FastStream's batch pull loop (0.7) on this subscriber.
 
     Its loop keeps fetching until the batch is full or the timeout passes, which adds the whole
     timeout to every hop at low load, and it catches ``nats.errors.TimeoutError`` while nats-py
     raises ``asyncio.TimeoutError`` on an empty pull. This loop waits for the first message,
-    then drains whatever else is already available without waiting: low latency when idle,
-    full batches under load.
+    then takes whatever else is already available without waiting (``_available_now``): low
+    latency when idle, full batches under load.
     """
 
     async def consume_pull() -> None:
@@ -390,8 +425,7 @@ def _use_low_latency_fetch(subscriber: Any, batch_size: int) -> None:
                 await asyncio.sleep(0.5)  # unacked messages stay on the server for redelivery
                 continue
             if batch_size > 1:
-                with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
-                    messages += await sub.fetch(batch=batch_size - 1, timeout=DRAIN_SECONDS)
+                messages += await _available_now(sub, batch_size - 1)
             if subscriber.running:
                 await subscriber.consume(messages)
 

@@ -110,7 +110,17 @@ class Executor:
 
     # ------------------------------------------------------------------ the run
     async def execute(self, plan: PlanCreated) -> None:
-        """Run (or resume) a plan; idempotent. Orders of one account go one at a time."""
+        """Run (or resume) a plan; idempotent. Orders of one account go one at a time.
+
+        The run's events wait in the outbox until its completion is written, then go out together
+        (the ledger writes them in one transaction); if the run stops early, they go out at once.
+        """
+        try:
+            await self._execute(plan)
+        finally:
+            self.relay.wake()
+
+    async def _execute(self, plan: PlanCreated) -> None:
         async with self._account_locks.hold(plan.strategy.connection_id):
             done, holder = await self._run_status(plan)
             if done:
@@ -500,7 +510,6 @@ class Executor:
                     leg.order.symbol,
                     leg.result.average_price,
                 )
-        self.relay.wake()
 
     def _orders_reported(self, plan: PlanCreated, finished: list[Finished]) -> OrdersReported:
         """One message for the legs recorded together. Its id names exactly those outcomes, so a
@@ -549,7 +558,6 @@ class Executor:
             message.message_id,
             message.payload,
         )
-        self.relay.wake()
 
     async def _completion(self, state: RunState) -> RebalanceCompleted:
         plan = state.plan
