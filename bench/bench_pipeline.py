@@ -385,7 +385,7 @@ class Bench:
                       f"{bound.orders_only_s:.2f} s ({result.max_orders_one_run} orders at "
                       f"{args.rate_limit:g}/s, {args.latency_ms:g} ms latency)")
             self.note("lower bound: all its exchange calls", f"{bound.all_calls_s:.2f} s (+ executor's balance "
-                      "read before buys, + pricer's balance read)")
+                      "read after the orders, + pricer's balance read)")
             self.note("makespan / bound", f"{result.makespan / bound.orders_only_s:.2f}x (orders only), "
                       f"{result.makespan / bound.all_calls_s:.2f}x (all calls)")
 

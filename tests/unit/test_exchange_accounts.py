@@ -10,9 +10,10 @@ from services.common.exchanges.accounts import Connection, ExchangeAccounts
 
 
 class Recorder:
-    exchange_id = "paper"
+    """Stands in for a ccxt instance: something to close."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, exchange_id: str = "kraken") -> None:
+        self.exchange_id = exchange_id
         self.name = name
         self.closed = False
 
@@ -31,7 +32,7 @@ class Accounts(ExchangeAccounts):
         return Connection(connection_id, "u", "paper", None, False, connection_id, None)
 
     def _open(self, conn: Connection) -> Recorder:  # type: ignore[override]
-        self.opened[conn.id] = Recorder(conn.id)
+        self.opened[conn.id] = Recorder(conn.id, "paper" if conn.id.startswith("paper") else "kraken")
         return self.opened[conn.id]
 
 
@@ -55,4 +56,16 @@ async def test_an_evicted_instance_stays_open_during_its_grace_period() -> None:
     await accounts.exchange("b")
     await asyncio.sleep(0.01)
     assert not accounts.opened["a"].closed  # a call in flight on it may still finish
+    await accounts.close()
+
+
+async def test_an_evicted_paper_account_is_dropped_at_once_with_nothing_left_waiting() -> None:
+    accounts = Accounts(max_open=1, close_grace_seconds=60)
+    for n in range(50):
+        await accounts.exchange(f"paper-{n}")
+    assert accounts.open_count == 1
+    assert len(accounts._closing) == 0  # no grace-period task per evicted paper account
+    await accounts.exchange("real")
+    await accounts.exchange("paper-again")  # evicts the real one
+    assert len(accounts._closing) == 1  # a real exchange instance still waits out its grace
     await accounts.close()

@@ -103,7 +103,11 @@ class ExchangeAccounts:
         return existing
 
     def _close_later(self, exchange: ExchangePort) -> None:
-        """Close an evicted instance once calls already in flight on it have had time to end."""
+        """Close an evicted instance once calls already in flight on it have had time to end.
+        A paper account holds nothing to release: it is simply dropped (keeping thousands of
+        them waiting out the grace period would be the one thing here that grows with churn)."""
+        if exchange.exchange_id == PAPER:
+            return
 
         async def close() -> None:
             await asyncio.sleep(self.close_grace_seconds)
