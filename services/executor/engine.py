@@ -163,11 +163,21 @@ class Executor:
         markets = state.markets = await self._markets(plan)
         exchange_id = plan.strategy.exchange_id
         client_ids = {o.leg: client_order_id_for(exchange_id, plan.run_id, o.leg) for o in plan.orders}
-        legs = await intents.ensure_intents(self.pool, plan, client_ids)
-        crash_point("executor.after_intents")
-
         sells = [o for o in plan.orders if o.side == "sell"]
         buys = [o for o in plan.orders if o.side == "buy"]
+        # The first batch's legs are stored as 'sending' with the intents (one statement less):
+        # the sells, or, with nothing to sell, the buys sized to the quote the plan saw.
+        presized: list[sizing.SizedLeg] | None = None
+        first_batch: dict[int, Decimal] = {}
+        if exchange is not None and exchange.places_batches:
+            if sells:
+                first_batch = {o.leg: o.amount for o in sells}
+            else:
+                presized = await self._size_buys(state, buys, markets, None)
+                first_batch = {s.order.leg: s.amount for s in presized if not s.dropped}
+        legs = await intents.ensure_intents(self.pool, plan, client_ids, first_batch)
+        crash_point("executor.after_intents")
+
         await self._phase(state, [(o, o.amount) for o in sells], legs, exchange)
         # On a resumed run, only legs never sent are sized to the cash on hand now: a leg that may
         # already exist on the exchange keeps the amount it was sent with (and is looked up first).
@@ -175,9 +185,12 @@ class Executor:
         sent = [sizing.SizedLeg(o, legs[o.leg].amount) for o in buys if legs[o.leg].state != "intent"]
         if state.run_failed is None:
             try:
-                # Nothing sold and nothing sent yet: the quote on hand is what the plan was made from.
-                as_planned = not sells and not sent
-                sized = sent + await self._size_buys(state, unsent, markets, None if as_planned else exchange)
+                if presized is not None and all(legs[o.leg].fresh for o in buys):
+                    sized = presized  # sized just now, stored with these amounts
+                else:
+                    # Nothing sold and nothing sent yet: the quote on hand is what the plan was made from.
+                    as_planned = not sells and not sent
+                    sized = sent + await self._size_buys(state, unsent, markets, None if as_planned else exchange)
             except RunFailed as exc:
                 state.run_failed = RunError(stage="executor", code=exc.code, message=str(exc))
         if state.run_failed is not None:
@@ -252,7 +265,8 @@ class Executor:
         try:
             for order, amount in items:
                 intent = legs[order.leg]
-                if intent.state == "intent" and exchange is not None and exchange.places_batches:
+                never_sent = intent.state == "intent" or (intent.state == "sending" and intent.fresh)
+                if never_sent and exchange is not None and exchange.places_batches:
                     fresh.append((order, amount, intent))
                 else:
                     done.append(await self._leg(state, order, amount, intent, exchange))
@@ -291,7 +305,10 @@ class Executor:
             )
             for order, amount, intent in fresh
         ]
-        await intents.mark_sending_many(self.pool, [(r.client_order_id, r.amount) for _, _, r in pending])
+        # Legs stored as 'sending' with their intents are marked already.
+        unmarked = [(r.client_order_id, r.amount) for _, intent, r in pending if intent.state == "intent"]
+        if unmarked:
+            await intents.mark_sending_many(self.pool, unmarked)
         crash_point("executor.after_intent")
         while pending and state.run_failed is None:
             with metrics.time_exchange_call(exchange.exchange_id, "create_orders"):

@@ -28,6 +28,9 @@ class Intent:
     state: str
     amount: Decimal
     result: dict[str, Any] | None
+    # Stored by this very call: a 'sending' intent that is fresh was never sent yet (it was
+    # stored as about to be sent), while an older one may have been and is looked up first.
+    fresh: bool = False
 
     @property
     def final(self) -> bool:
@@ -40,38 +43,54 @@ WITH wanted AS (
         AS w(client_order_id, leg, symbol, side, amount, order_type, limit_price)
 ), inserted AS (
     INSERT INTO order_intents (client_order_id, run_id, leg, portfolio_id, user_id, connection_id,
-                               symbol, side, amount, order_type, limit_price)
+                               symbol, side, amount, order_type, limit_price, state, attempts)
     SELECT client_order_id, $8::uuid, leg, $9::uuid, $10::uuid, $11::uuid, symbol, side, amount, order_type,
-           limit_price FROM wanted
+           limit_price,
+           CASE WHEN client_order_id = ANY($12::text[]) THEN 'sending' ELSE 'intent' END,
+           CASE WHEN client_order_id = ANY($12::text[]) THEN 1 ELSE 0 END
+    FROM wanted
     ON CONFLICT (client_order_id) DO NOTHING
     RETURNING client_order_id, leg, state, amount, result
 )
-SELECT client_order_id, leg, state, amount, result FROM inserted
+SELECT client_order_id, leg, state, amount, result, true AS fresh FROM inserted
 UNION ALL
-SELECT i.client_order_id, i.leg, i.state, i.amount, i.result FROM order_intents i
+SELECT i.client_order_id, i.leg, i.state, i.amount, i.result, false FROM order_intents i
 WHERE i.run_id = $8::uuid AND i.client_order_id NOT IN (SELECT client_order_id FROM inserted)
 """
 
 
-async def ensure_intents(pool: asyncpg.Pool, plan: PlanCreated, client_ids: dict[int, str]) -> dict[int, Intent]:
-    """Store an intent per leg (once, in one statement) and return every leg's current intent."""
+async def ensure_intents(
+    pool: asyncpg.Pool,
+    plan: PlanCreated,
+    client_ids: dict[int, str],
+    sending: dict[int, Decimal] | None = None,
+) -> dict[int, Intent]:
+    """Store an intent per leg (once, in one statement) and return every leg's current intent.
+
+    Legs in ``sending`` (leg -> amount) are about to be sent in one batch: they are stored as
+    'sending' with that amount, which saves marking them separately. Legs already stored (a
+    resumed run) keep what they have.
+    """
     orders = plan.orders
+    sending = sending or {}
     found = await pool.fetch(
         ENSURE_INTENTS,
         [client_ids[o.leg] for o in orders],
         [o.leg for o in orders],
         [o.symbol for o in orders],
         [o.side for o in orders],
-        [o.amount for o in orders],
+        [sending.get(o.leg, o.amount) for o in orders],
         [o.order_type for o in orders],
         [o.limit_price for o in orders],
         plan.run_id,
         plan.portfolio_id,
         plan.user_id,
         plan.strategy.connection_id,
+        [client_ids[leg] for leg in sending],
     )
     return {
-        r["leg"]: Intent(r["client_order_id"], r["leg"], r["state"], r["amount"], r["result"]) for r in found
+        r["leg"]: Intent(r["client_order_id"], r["leg"], r["state"], r["amount"], r["result"], r["fresh"])
+        for r in found
     }
 
 

@@ -1,0 +1,83 @@
+"""Order intents in PostgreSQL: legs about to be sent are stored as 'sending' with the intents;
+a resumed run finds what was stored; legs a batch never sent go back to 'intent', uncounted;
+a phase's outcomes and its one event are written together, once."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+import pytest
+
+from contracts.v1 import PlanCreated
+from services.common.db import OutboxMessage
+from services.common.exchanges.ccxt_client_ids import client_order_id_for
+from services.executor import intents
+from services.planner.app import plan_for
+from tests.component.samples import strategy, valued
+
+pytestmark = pytest.mark.integration
+
+
+def a_plan() -> PlanCreated:
+    plan = plan_for(valued(strategy(dry_run=False), {"USD": "10000"}))
+    assert plan.decision == "rebalance" and len(plan.orders) == 2
+    return plan
+
+
+async def states(pool: asyncpg.Pool, plan: PlanCreated) -> list[tuple[int, str, int]]:
+    rows = await pool.fetch(
+        "SELECT leg, state, attempts FROM order_intents WHERE run_id = $1::uuid ORDER BY leg", plan.run_id
+    )
+    return [(r["leg"], r["state"], r["attempts"]) for r in rows]
+
+
+async def test_the_first_batch_is_stored_as_sending_and_a_resumed_run_keeps_what_was_stored(
+    db_pool: asyncpg.Pool,
+) -> None:
+    plan = a_plan()
+    ids = {o.leg: client_order_id_for("paper", plan.run_id, o.leg) for o in plan.orders}
+    first = plan.orders[0]
+    legs = await intents.ensure_intents(db_pool, plan, ids, {first.leg: first.amount / 2})
+    assert [(i.state, i.fresh) for _, i in sorted(legs.items())] == [("sending", True), ("intent", True)]
+    assert legs[first.leg].amount == first.amount / 2  # stored with the amount it is sent with
+    assert await states(db_pool, plan) == [(0, "sending", 1), (1, "intent", 0)]
+
+    again = await intents.ensure_intents(db_pool, plan, ids, {o.leg: o.amount for o in plan.orders})
+    assert [(i.state, i.fresh) for _, i in sorted(again.items())] == [("sending", False), ("intent", False)]
+    assert await states(db_pool, plan) == [(0, "sending", 1), (1, "intent", 0)]
+
+
+async def test_legs_a_batch_never_sent_go_back_to_intent_uncounted(db_pool: asyncpg.Pool) -> None:
+    plan = a_plan()
+    ids = {o.leg: client_order_id_for("paper", plan.run_id, o.leg) for o in plan.orders}
+    await intents.ensure_intents(db_pool, plan, ids)
+    await intents.mark_sending_many(db_pool, [(ids[o.leg], o.amount) for o in plan.orders])
+    assert await states(db_pool, plan) == [(0, "sending", 1), (1, "sending", 1)]
+    await intents.unmark_unsent(db_pool, [ids[1]])
+    assert await states(db_pool, plan) == [(0, "sending", 1), (1, "intent", 0)]
+
+
+async def test_a_phase_outcome_and_its_event_are_written_together_once(db_pool: asyncpg.Pool) -> None:
+    plan = a_plan()
+    ids = {o.leg: client_order_id_for("paper", plan.run_id, o.leg) for o in plan.orders}
+    await intents.ensure_intents(db_pool, plan, ids)
+    event = OutboxMessage("t.evt.order.reported", f"orders-{plan.run_id}", b"{}")
+    outcomes = [
+        intents.Outcome(ids[0], "filled", {"exchange_order_id": "7", "filled": "1"}),
+        intents.Outcome(ids[1], "rejected", None),
+    ]
+    for _ in range(2):  # a replay changes nothing
+        await intents.record_outcomes(db_pool, outcomes, event)
+    rows = await db_pool.fetch(
+        "SELECT leg, state, exchange_order_id, result FROM order_intents WHERE run_id = $1::uuid ORDER BY leg",
+        plan.run_id,
+    )
+    assert [(r["state"], r["exchange_order_id"]) for r in rows] == [("filled", "7"), ("rejected", None)]
+    assert rows[0]["result"] == {"exchange_order_id": "7", "filled": "1"} and rows[1]["result"] is None
+    queued = await db_pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = $1", event.message_id)
+    assert queued == 1
+
+    orphan = OutboxMessage("t.evt.order.reported", f"orphan-{plan.run_id}", json.dumps({}).encode())
+    await intents.record_outcomes(db_pool, [intents.Outcome("no-such-order", "filled", None)], orphan)
+    assert await db_pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = $1", orphan.message_id) == 0
