@@ -271,6 +271,7 @@ class Executor:
                 else:
                     done.append(await self._leg(state, order, amount, intent, exchange))
             if fresh and state.run_failed is not None:  # a looked-up leg just failed the run
+                await intents.unmark_unsent(self.pool, [i.client_order_id for _, _, i in fresh if i.state == "sending"])
                 done += [await self._leg(state, order, amount, intent, exchange) for order, amount, intent in fresh]
             elif fresh:
                 assert exchange is not None
@@ -287,9 +288,10 @@ class Executor:
         exchange: ExchangePort,
         done: list[Finished],
     ) -> None:
-        """All legs are marked as possibly sent (one statement), then placed in one call. Legs the
-        exchange did not answer were not sent: they go in the next call, or back to 'intent' when
-        the run stops or must be retried, so no leg is ever counted or looked up needlessly."""
+        """All legs are marked as possibly sent (one statement, unless they were stored so), then
+        placed in one call. Legs the exchange did not answer were not sent: they go in the next
+        call, or back to 'intent' when the run stops or must be retried, so no leg is ever counted
+        or looked up needlessly."""
         pending = [
             (
                 order,
