@@ -1,6 +1,6 @@
 """The ledger's batch writes against real PostgreSQL: the one-statement (unnest) forms write
-exactly what the row-by-row statements write, and a batch holding two states of one order still
-ends in the later one."""
+exactly what the row-by-row statements write, a batch of many runs writes what the same events
+written one at a time do, and a batch holding two states of one order still ends in the later one."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from contracts.subjects import Subjects
 from services.ledger.records import Rows
 from services.ledger.store import write_rows
+from tests.component.test_ledger import run_events
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +79,35 @@ async def test_two_states_of_one_order_in_one_batch_end_in_the_later(db_pool: as
     await _write(db_pool, Rows(orders=[submitted, _order(f"{run}-1", run, 1, "failed", None)]))  # late, stale
     statuses = await db_pool.fetch("SELECT leg, status FROM orders WHERE run_id = $1::uuid ORDER BY leg", run)
     assert [(s["leg"], s["status"]) for s in statuses] == [(0, "filled"), (1, "failed")]
+
+
+async def _history(pool: asyncpg.Pool, run_ids: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    runs = await pool.fetch("SELECT * FROM rebalance_runs WHERE id = ANY($1::uuid[]) ORDER BY id", run_ids)
+    snapshots = await pool.fetch(
+        "SELECT * FROM portfolio_snapshots WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, kind", run_ids)
+    return [dict(r) for r in runs], [{k: v for k, v in dict(s).items() if k != "id"} for s in snapshots]
+
+
+async def test_runs_and_snapshots_of_many_runs_in_one_batch_equal_those_written_event_by_event(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """Three runs' events in one batch write the very rows that the same events written one at a
+    time do."""
+    events = [event for _ in range(3) for _subject, event in run_events(Subjects("t"))]
+    run_ids = sorted({e.correlation_id for e in events})
+    together = Rows()
+    for event in events:
+        together.add(event)  # type: ignore[arg-type]
+    assert len(together.runs_completed) == 3 and len(together.snapshots) == 6
+    await _write(db_pool, together)
+    batched = await _history(db_pool, run_ids)
+    assert len(batched[0]) == 3 and len(batched[1]) == 6
+
+    async with db_pool.acquire() as conn:
+        await conn.execute("DELETE FROM rebalance_runs WHERE id = ANY($1::uuid[])", run_ids)
+        await conn.execute("DELETE FROM portfolio_snapshots WHERE run_id = ANY($1::uuid[])", run_ids)
+    for event in events:
+        alone = Rows()
+        alone.add(event)  # type: ignore[arg-type]
+        await _write(db_pool, alone)
+    assert await _history(db_pool, run_ids) == batched
