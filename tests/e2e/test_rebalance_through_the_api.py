@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from services.api.accounts import create_token, ensure_user
+from services.common.db import create_pool
 from services.common.devstack import free_port
 from services.common.exchanges.paper import PaperExchange, fund_account, seed_markets
 from tests.support.pipeline import delete_stream
@@ -70,11 +71,21 @@ async def eventually(probe: Any, timeout: float = 60.0) -> Any:
 
 
 @pytest.fixture
+async def own_pool(own_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A database of this test's own: the scheduler state and the due portfolios are shared by
+    everything that uses a database, and other tests stop and reconfigure the scheduler."""
+    pool = await create_pool(own_database_url, min_size=1, max_size=5)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
 async def system(
-    database_url: str, nats_url: str, namespace: str, tmp_path: Path, db_pool: asyncpg.Pool
+    own_database_url: str, nats_url: str, namespace: str, tmp_path: Path, own_pool: asyncpg.Pool
 ) -> AsyncIterator[tuple[Client, str, Stack]]:
+    db_pool = own_pool
     port = free_port()
-    env = service_env(nats_url=nats_url, database_url=database_url, namespace=namespace,
+    env = service_env(nats_url=nats_url, database_url=own_database_url, namespace=namespace,
                       extra={"API_PORT": str(port), "API_HOST": "127.0.0.1"})
     running = Stack(env, tmp_path / "logs")
     api = ServiceProcess("api", env, tmp_path / "logs")
@@ -97,9 +108,10 @@ async def system(
 
 
 async def test_a_seed_portfolio_created_and_triggered_through_the_api_is_rebalanced_and_recorded(
-    system: tuple[Client, str, Stack], db_pool: asyncpg.Pool
+    system: tuple[Client, str, Stack], own_pool: asyncpg.Pool
 ) -> None:
     client, _url, _stack = system
+    db_pool = own_pool
     await seed_markets(db_pool)
     account = f"e2e-{uuid.uuid4().hex[:8]}"
     await fund_account(db_pool, account, {"USD": Decimal("10000")})
