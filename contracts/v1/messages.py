@@ -91,7 +91,9 @@ class PlanCreated(RunStage):
     turnover: Money = Decimal("0")
 
 
-class OrderEvent(RunStage):
+class OrderFacts(Contract):
+    """What is said of one leg, whether in its own order event or inside ``OrdersReported``."""
+
     dry_run: bool
     exchange_id: str
     leg: int
@@ -102,6 +104,13 @@ class OrderEvent(RunStage):
     order_type: Literal["market", "limit"] = "market"
     fill: Fill = Fill(status="open")
     error: RunError | None = None
+
+    def facts(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in OrderFacts.model_fields}
+
+
+class OrderEvent(OrderFacts, RunStage):
+    """One leg's outcome as a message of its own (envelope and run fields first on the wire)."""
 
 
 class OrderSubmitted(OrderEvent):
@@ -123,22 +132,12 @@ class OrderFailed(OrderEvent):
 OrderOutcome = Literal["submitted", "filled", "rejected", "failed"]
 
 
-class ReportedOrder(Contract):
+class ReportedOrder(OrderFacts):
     """One leg's outcome inside ``OrdersReported``: what its own order event would carry."""
 
     outcome: OrderOutcome
     event_id: str  # the message id the leg's own order event has (history rows are keyed by it)
     occurred_at: datetime
-    dry_run: bool
-    exchange_id: str
-    leg: int
-    client_order_id: str
-    symbol: str
-    side: Literal["buy", "sell"]
-    amount: Money
-    order_type: Literal["market", "limit"] = "market"
-    fill: Fill = Fill(status="open")
-    error: RunError | None = None
 
 
 class OrdersReported(RunStage):
@@ -149,31 +148,10 @@ class OrdersReported(RunStage):
 
     def order_events(self) -> list[OrderEvent]:
         """The order event of each leg, as if each had been sent on its own."""
-        run = {
-            "correlation_id": self.correlation_id,
-            "causation_id": self.causation_id,  # the plan, as for an order event sent alone
-            "run_id": self.run_id,
-            "portfolio_id": self.portfolio_id,
-            "user_id": self.user_id,
-            "triggered_by": self.triggered_by,
-            "started_at": self.started_at,
-        }
+        # Caused by the plan, as an order event sent alone would be.
+        run = {**self.next_stage(), "causation_id": self.causation_id}
         return [
-            ORDER_EVENTS[o.outcome](
-                **run,
-                message_id=o.event_id,
-                occurred_at=o.occurred_at,
-                dry_run=o.dry_run,
-                exchange_id=o.exchange_id,
-                leg=o.leg,
-                client_order_id=o.client_order_id,
-                symbol=o.symbol,
-                side=o.side,
-                amount=o.amount,
-                order_type=o.order_type,
-                fill=o.fill,
-                error=o.error,
-            )
+            ORDER_EVENTS[o.outcome](**run, message_id=o.event_id, occurred_at=o.occurred_at, **o.facts())
             for o in self.orders
         ]
 

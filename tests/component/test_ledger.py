@@ -155,9 +155,7 @@ def batched(events: list[tuple[str, Envelope]], subjects: Subjects) -> list[tupl
             portfolio_id=first.portfolio_id, user_id=first.user_id, triggered_by=first.triggered_by,
             started_at=first.started_at,
             orders=[
-                ReportedOrder(outcome="filled", event_id=f.message_id, occurred_at=f.occurred_at,
-                              **f.model_dump(include={"dry_run", "exchange_id", "leg", "client_order_id", "symbol",
-                                                      "side", "amount", "order_type", "fill", "error"}))
+                ReportedOrder(outcome="filled", event_id=f.message_id, occurred_at=f.occurred_at, **f.facts())
                 for f in group
             ],
         )
