@@ -41,6 +41,7 @@ from services.common.exchanges.port import (
     ExchangePort,
     LegFailed,
     Market,
+    OrderAnswer,
     OrderRequest,
     OrderResult,
     OutcomeUnknown,
@@ -292,21 +293,7 @@ class Executor:
         placed in one call. Legs the exchange did not answer were not sent: they go in the next
         call, or back to 'intent' when the run stops or must be retried, so no leg is ever counted
         or looked up needlessly."""
-        pending = [
-            (
-                order,
-                intent,
-                OrderRequest(
-                    symbol=order.symbol,
-                    side=order.side,
-                    amount=amount,
-                    client_order_id=intent.client_order_id,
-                    order_type=order.order_type,
-                    price=self._limit_price(state, order),
-                ),
-            )
-            for order, amount, intent in fresh
-        ]
+        pending = [(order, intent, self._request(state, order, amount, intent)) for order, amount, intent in fresh]
         # Legs stored as 'sending' with their intents are marked already.
         unmarked = [(r.client_order_id, r.amount) for _, intent, r in pending if intent.state == "intent"]
         if unmarked:
@@ -336,7 +323,7 @@ class Executor:
         order: PlannedOrder,
         intent: Intent,
         request: OrderRequest,
-        answer: OrderResult | ExchangeError,
+        answer: OrderAnswer,
         exchange: ExchangePort,
     ) -> Finished:
         if isinstance(answer, OutcomeUnknown):
@@ -418,7 +405,17 @@ class Executor:
             simulated = sizing.simulated_result(order, amount, intent.client_order_id)
             return Finished(order, intent, "filled", simulated, None)
 
-        request = OrderRequest(
+        request = self._request(state, order, amount, intent)
+        answer: OrderAnswer | None = None
+        if intent.state in ("sending", "open"):
+            answer = await self._lookup(exchange, request, attempts=1)
+        if answer is None:
+            answer = await self._send(exchange, request)
+        crash_point("executor.after_exchange")
+        return await self._answered(state, order, intent, request, answer, exchange)
+
+    def _request(self, state: RunState, order: PlannedOrder, amount: Decimal, intent: Intent) -> OrderRequest:
+        return OrderRequest(
             symbol=order.symbol,
             side=order.side,
             amount=amount,
@@ -426,23 +423,6 @@ class Executor:
             order_type=order.order_type,
             price=self._limit_price(state, order),
         )
-        try:
-            found = None
-            if intent.state in ("sending", "open"):
-                found = await self._lookup(exchange, request, attempts=1)
-            if found is None:
-                found = await self._send(exchange, request)
-            crash_point("executor.after_exchange")
-            return await self._placed(state, order, request, intent, found, exchange)
-        except LegFailed as exc:
-            log.warning("FAILED: %s %s %s rejected: %s", order.side, amount, order.symbol, exc)
-            error = RunError(stage="executor", code=exc.code, message=str(exc), leg=order.leg)
-            return Finished(order, intent, "rejected", None, error)
-        except RunFailed as exc:
-            log.error("FAILED: run stopped at %s %s: %s", order.side, order.symbol, exc)
-            error = RunError(stage="executor", code=exc.code, message=str(exc), leg=order.leg)
-            state.run_failed = error
-            return Finished(order, intent, "failed", None, error)
 
     @staticmethod
     def _limit_price(state: RunState, order: PlannedOrder) -> Decimal | None:
@@ -455,21 +435,15 @@ class Executor:
         market = state.markets.get(order.symbol)
         return sizing.floor_to_step(order.price, market.price_step if market else None)
 
-    async def _send(self, exchange: ExchangePort, request: OrderRequest) -> OrderResult:
+    async def _send(self, exchange: ExchangePort, request: OrderRequest) -> OrderAnswer:
+        """Send one order, its intent marked first; the answer is handled like a batch's."""
         await intents.mark_sending(self.pool, request.client_order_id, request.amount)
         crash_point("executor.after_intent")
         try:
             with metrics.time_exchange_call(exchange.exchange_id, "create_order"):
                 return await exchange.create_order(request)
-        except OutcomeUnknown:
-            log.warning("order %s outcome unknown; looking it up by client order id", request.client_order_id)
-            found = await self._lookup(exchange, request, attempts=len(LOOKUP_DELAYS))
-            if found is None:
-                # Still unknown: the intent stays 'sending', so the retry looks it up before sending.
-                raise TransientError(f"order {request.client_order_id} not found yet") from None
-            return found
-        except RetryLater as exc:
-            raise TransientError(str(exc)) from exc
+        except ExchangeError as error:
+            return error
 
     async def _lookup(self, exchange: ExchangePort, request: OrderRequest, *, attempts: int) -> OrderResult | None:
         for attempt in range(attempts):
