@@ -25,6 +25,8 @@ from services.common.exchanges.paper_batch import (
     Placement,
     Settled,
     StaleMarkets,
+    duplicate_client_id,
+    insufficient_funds,
     read_account,
     settle_in_order,
     write_batch,
@@ -418,13 +420,7 @@ class PaperExchange:
         quotes = {} if fresh else {s: q for s in symbols if (q := _cached_quote(self._pool, s)) is not None}
         missing = [s for s in symbols if s not in quotes]
         if missing:
-            rows = await self._pool.fetch(
-                f"SELECT {MARKET_COLUMNS}, xmin::text AS version FROM paper_markets WHERE symbol = ANY($1::text[])",
-                missing,
-            )
-            for row in rows:
-                quote = quotes[row["symbol"]] = QuotedMarket(market_from_row(row), row["version"])
-                _quotes_of(self._pool)[row["symbol"]] = quote
+            quotes.update(await self._read_quotes(missing))
         return quotes, len(missing) < len(symbols)
 
     async def _valid_quote(self, request: OrderRequest) -> QuotedMarket:
@@ -444,16 +440,19 @@ class PaperExchange:
 
     async def _read_quote(self, symbol: str) -> QuotedMarket | None:
         try:
-            row = await self._pool.fetchrow(
-                f"SELECT {MARKET_COLUMNS}, xmin::text AS version FROM paper_markets WHERE symbol = $1", symbol
-            )
+            return (await self._read_quotes([symbol])).get(symbol)
         except _CONNECTION_ERRORS as error:
             raise RetryLater(f"paper exchange unreachable: {error!r}") from error
-        if row is None:
-            return None
-        quote = QuotedMarket(market_from_row(row), row["version"])
-        _quotes_of(self._pool)[symbol] = quote
-        return quote
+
+    async def _read_quotes(self, symbols: list[str]) -> dict[str, QuotedMarket]:
+        """The current rows of these markets (unknown ones left out), cached for the process."""
+        rows = await self._pool.fetch(
+            f"SELECT {MARKET_COLUMNS}, xmin::text AS version FROM paper_markets WHERE symbol = ANY($1::text[])",
+            symbols,
+        )
+        quotes = {row["symbol"]: QuotedMarket(market_from_row(row), row["version"]) for row in rows}
+        _quotes_of(self._pool).update(quotes)
+        return quotes
 
     async def _read_market(self, symbol: str) -> PaperMarket | None:
         quote = await self._read_quote(symbol)
@@ -484,7 +483,7 @@ class PaperExchange:
                 self.rolled_back_retries += 1
                 continue  # the statement had no effect: run it again
             except asyncpg.UniqueViolationError as error:
-                raise _duplicate_client_id(request) from error
+                raise duplicate_client_id(request) from error
             except _CONNECTION_ERRORS as error:
                 # The statement may have committed before the connection broke.
                 raise OutcomeUnknown(
@@ -505,17 +504,13 @@ class PaperExchange:
         except _CONNECTION_ERRORS as error:
             raise RetryLater(f"paper exchange unreachable: {error!r}") from error
         if row["duplicate"]:
-            raise _duplicate_client_id(request)
+            raise duplicate_client_id(request)
         if plan.status == "open" and request.price is not None and row["price"] is not None \
                 and crosses(request.side, request.price, row["price"]):
             return  # the price moved through the limit: re-plan as an immediate fill
         free = row["free"] if row["free"] is not None else Decimal(0)
         if free < plan.debit:
-            raise PaperOrderRejected(
-                "insufficient_funds",
-                f"insufficient funds for {request.side} {request.amount:f} {request.symbol}: "
-                f"needs {plan.debit:f} {plan.debit_asset}, free {free:f}",
-            )
+            raise insufficient_funds(request, plan, free)
 
     async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:
         row = await self._answer(lambda: self._pool.fetchrow(
@@ -577,13 +572,6 @@ def _raise_pre_execution_fault(fault: FaultKind | None, request: OrderRequest) -
         raise PaperOrderRejected("insufficient_funds", f"{label}: insufficient funds")
     if fault is FaultKind.AUTH:
         raise RunFailed(f"{label}: invalid API key")
-
-
-def _duplicate_client_id(request: OrderRequest) -> PaperOrderRejected:
-    return PaperOrderRejected(
-        "duplicate_client_order_id",
-        f"an open order with client order id {request.client_order_id!r} already exists",
-    )
 
 
 def _result_from_plan(

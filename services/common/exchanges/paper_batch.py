@@ -47,6 +47,14 @@ def duplicate_client_id(request: OrderRequest) -> PaperOrderRejected:
     )
 
 
+def insufficient_funds(request: OrderRequest, plan: OrderPlan, free: Decimal) -> PaperOrderRejected:
+    return PaperOrderRejected(
+        "insufficient_funds",
+        f"insufficient funds for {request.side} {request.amount:f} {request.symbol}: "
+        f"needs {plan.debit:f} {plan.debit_asset}, free {free:f}",
+    )
+
+
 def settle_in_order(
     markets: Mapping[str, PaperMarket],
     free: Mapping[str, Decimal],
@@ -67,11 +75,7 @@ def settle_in_order(
             plan = plan_order(market, request)
             have = available.get(plan.debit_asset, ZERO)
             if have < plan.debit:
-                raise PaperOrderRejected(
-                    "insufficient_funds",
-                    f"insufficient funds for {request.side} {request.amount:f} {request.symbol}: "
-                    f"needs {plan.debit:f} {plan.debit_asset}, free {have:f}",
-                )
+                raise insufficient_funds(request, plan, have)
         except PaperOrderRejected as refused:
             settled.append(refused)
             continue
