@@ -30,7 +30,7 @@ from services.common.exchanges.paper_batch import (
     write_batch,
 )
 from services.common.exchanges.port import OrderRequest, OrderResult, OutcomeUnknown, RetryLater, RunFailed
-from tests.integration.test_paper_exchange import Sandbox, box, order
+from tests.integration.test_paper_exchange import Sandbox, balances_after, box, order
 
 pytestmark = pytest.mark.integration
 __all__ = ["box"]  # the fixture, shared with the single-order tests
@@ -203,13 +203,7 @@ async def test_batches_racing_a_price_walk_conserve_every_balance(box: Sandbox) 
     assert all(isinstance(a, OrderResult | RetryLater) for a in answers), answers
     fills = [a for a in answers if isinstance(a, OrderResult)]
     assert len(fills) >= 8  # not vacuous: most batches get through
-    usd, coin = D("100000"), D("1")
-    for answer in fills:
-        assert answer.status == "closed"
-        if answer.side == "buy":
-            usd, coin = usd - answer.cost - answer.fee, coin + answer.filled
-        else:
-            usd, coin = usd + answer.cost - answer.fee, coin - answer.filled
+    usd, coin = balances_after(D("100000"), D("1"), fills)
     balances = await exchange.fetch_balance()
     assert (balances["USD"].total, balances[box.coin].total) == (usd, coin)
     assert await count_orders(box.pool, box.account) == len(fills)

@@ -11,6 +11,7 @@ import os
 import random
 import sys
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from services.common.exchanges.paper_rules import plan_order
 from services.common.exchanges.port import (
     LegFailed,
     OrderRequest,
+    OrderResult,
     OutcomeUnknown,
     RetryLater,
     RunFailed,
@@ -438,6 +440,17 @@ async def test_account_orders_lists_every_order_oldest_first(box: Sandbox) -> No
     assert await count_orders(box.pool, box.account, symbol=box.alt_symbol) == 0
 
 
+def balances_after(usd: Decimal, coin: Decimal, fills: Iterable[OrderResult]) -> tuple[Decimal, Decimal]:
+    """USD and coin from these starting amounts after the reported fills (each closed; fees in USD)."""
+    for fill in fills:
+        assert fill.status == "closed"
+        if fill.side == "buy":
+            usd, coin = usd - fill.cost - fill.fee, coin + fill.filled
+        else:
+            usd, coin = usd + fill.cost - fill.fee, coin - fill.filled
+    return usd, coin
+
+
 async def test_mixed_concurrent_orders_conserve_every_balance(box: Sandbox) -> None:
     """Opposite orders touch the same two balance rows; they lock them in one order, so none
     deadlocks, and whatever the interleaving the balances equal the sum of the reported fills."""
@@ -446,13 +459,7 @@ async def test_mixed_concurrent_orders_conserve_every_balance(box: Sandbox) -> N
     requests = [order(box.symbol, "buy" if i % 2 else "sell", "0.01") for i in range(40)]
     results = await asyncio.gather(*(exchange.create_order(r) for r in requests))
 
-    usd, coin = D("100000"), D("1")
-    for result in results:
-        assert result.status == "closed"
-        if result.side == "buy":
-            usd, coin = usd - result.cost - result.fee, coin + result.filled
-        else:
-            usd, coin = usd + result.cost - result.fee, coin - result.filled
+    usd, coin = balances_after(D("100000"), D("1"), results)
     balances = await exchange.fetch_balance()
     assert (balances["USD"].total, balances[box.coin].total) == (usd, coin)
     assert await count_orders(box.pool, box.account) == 40
