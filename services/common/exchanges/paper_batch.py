@@ -115,11 +115,11 @@ async def read_account(
     pool: asyncpg.Pool, account: str, assets: Sequence[str], client_ids: Sequence[str]
 ) -> AccountState:
     row = await pool.fetchrow(
-        "SELECT (SELECT array_agg(asset) FROM paper_balances WHERE account = $1 AND asset = ANY($2::text[]))"
-        " AS assets,"
-        " (SELECT array_agg(free) FROM paper_balances WHERE account = $1 AND asset = ANY($2::text[])) AS free,"
-        " (SELECT array_agg(client_order_id) FROM paper_orders"
-        "   WHERE account = $1 AND client_order_id = ANY($3::text[]) AND status = 'open') AS open_ids",
+        # Both arrays from one scan, so they line up row for row.
+        "SELECT b.assets, b.free, (SELECT array_agg(client_order_id) FROM paper_orders"
+        "   WHERE account = $1 AND client_order_id = ANY($3::text[]) AND status = 'open') AS open_ids"
+        " FROM (SELECT array_agg(asset) AS assets, array_agg(free) AS free FROM paper_balances"
+        "       WHERE account = $1 AND asset = ANY($2::text[])) AS b",
         account,
         list(assets),
         list(client_ids),
