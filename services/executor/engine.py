@@ -463,7 +463,7 @@ class Executor:
         self, exchange: ExchangePort, request: OrderRequest, order: OrderResult, timeout_seconds: float
     ) -> OrderResult:
         """Poll a resting order until it fills or times out, then cancel the rest."""
-        await intents.record_outcome(self.pool, request.client_order_id, "open", intents.result_json(order), [])
+        await intents.resolve(self.pool, request.client_order_id, "open", intents.result_json(order))
         deadline = asyncio.get_running_loop().time() + timeout_seconds
         current = order
         while current.status == "open" and asyncio.get_running_loop().time() < deadline:

@@ -161,41 +161,6 @@ def result_from_json(client_order_id: str, symbol: str, side: str, data: dict[st
     )
 
 
-RECORD_OUTCOME = """
-WITH updated AS (
-    UPDATE order_intents SET state = $2, exchange_order_id = COALESCE($3, exchange_order_id),
-        result = $4::jsonb, updated_at = now()
-    WHERE client_order_id = $1
-    RETURNING 1
-)
-INSERT INTO outbox (producer, subject, message_id, payload)
-SELECT 'executor', e.subject, e.message_id, e.payload
-FROM unnest($5::text[], $6::text[], $7::bytea[]) AS e(subject, message_id, payload), updated
-ON CONFLICT (message_id) DO NOTHING
-"""
-
-
-async def record_outcome(
-    pool: asyncpg.Pool,
-    client_order_id: str,
-    state: str,
-    result: dict[str, Any] | None,
-    events: list[OutboxMessage],
-) -> None:
-    """The leg's outcome and its events in one statement, so atomically (the relay publishes
-    the events)."""
-    await pool.execute(
-        RECORD_OUTCOME,
-        client_order_id,
-        state,
-        (result or {}).get("exchange_order_id"),
-        result,
-        [e.subject for e in events],
-        [e.message_id for e in events],
-        [e.payload for e in events],
-    )
-
-
 @dataclass(frozen=True)
 class Outcome:
     """A leg's outcome, for ``record_outcomes``."""
@@ -251,6 +216,8 @@ async def stale_sending(pool: asyncpg.Pool, older_than_seconds: float) -> list[a
 async def resolve(
     pool: asyncpg.Pool, client_order_id: str, state: str, result: dict[str, Any] | None
 ) -> None:
+    """Set the state the exchange reports for a leg that may exist (a resting order, or one the
+    reconciler found); a leg already final is left as it is."""
     await pool.execute(
         "UPDATE order_intents SET state = $2, result = $3::jsonb,"
         " exchange_order_id = COALESCE($4, exchange_order_id), updated_at = now()"
