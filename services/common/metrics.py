@@ -110,6 +110,10 @@ def limit_portfolio_series(max_portfolios: int) -> None:
     """Keep per-portfolio series for at most ``max_portfolios`` portfolios (0: none)."""
     global _max_portfolios
     _max_portfolios = max(0, max_portfolios)
+    _drop_least_recently_valued()
+
+
+def _drop_least_recently_valued() -> None:
     while len(_portfolio_series) > _max_portfolios:
         forget_portfolio(next(iter(_portfolio_series)))
 
@@ -174,8 +178,7 @@ def record_portfolio_valuation(
         ASSET_DRIFT.labels(portfolio_id=portfolio_id, asset=asset).set(float(drift))
     PORTFOLIO_VALUED_AT.labels(portfolio_id=portfolio_id).set(valued_at.timestamp())
     _portfolio_series[portfolio_id] = (quote, frozenset(drift_pp_by_asset))
-    while len(_portfolio_series) > _max_portfolios:
-        forget_portfolio(next(iter(_portfolio_series)))
+    _drop_least_recently_valued()
 
 
 def forget_portfolio(portfolio_id: str) -> None:
