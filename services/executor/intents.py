@@ -104,13 +104,18 @@ async def mark_sending(pool: asyncpg.Pool, client_order_id: str, amount: Decimal
     )
 
 
+MARK_SENDING_MANY = (
+    "UPDATE order_intents i SET state = 'sending', amount = w.amount, attempts = i.attempts + 1,"
+    " updated_at = now()"
+    " FROM unnest($1::text[], $2::numeric[]) AS w(client_order_id, amount)"
+    " WHERE i.client_order_id = w.client_order_id"
+)
+
+
 async def mark_sending_many(pool: asyncpg.Pool, legs: list[tuple[str, Decimal]]) -> None:
     """``mark_sending`` for several legs (client order id, amount) in one statement."""
     await pool.execute(
-        "UPDATE order_intents i SET state = 'sending', amount = w.amount, attempts = i.attempts + 1,"
-        " updated_at = now()"
-        " FROM unnest($1::text[], $2::numeric[]) AS w(client_order_id, amount)"
-        " WHERE i.client_order_id = w.client_order_id",
+        MARK_SENDING_MANY,
         [client_order_id for client_order_id, _ in legs],
         [amount for _, amount in legs],
     )

@@ -183,6 +183,11 @@ def _quotes_of(pool: asyncpg.Pool) -> dict[str, QuotedMarket]:
     return entry[1]
 
 
+READ_BALANCES = (
+    "SELECT account, asset, free, used FROM paper_balances WHERE account = ANY($1::text[]) AND free + used > 0"
+)
+
+
 class BalanceReader:
     """Reads balances for every account that asks within one event-loop turn in one query:
     a pricer valuing a batch of 200 portfolios makes one round trip, not 200. Each caller still
@@ -209,11 +214,7 @@ class BalanceReader:
 
     async def _flush(self, waiting: dict[str, list[asyncio.Future[dict[str, Balance]]]]) -> None:
         try:
-            rows = await self._pool.fetch(
-                "SELECT account, asset, free, used FROM paper_balances"
-                " WHERE account = ANY($1::text[]) AND free + used > 0",
-                list(waiting),
-            )
+            rows = await self._pool.fetch(READ_BALANCES, list(waiting))
         except BaseException as error:  # every caller sees the failure (and maps it to RetryLater)
             for future in (f for futures in waiting.values() for f in futures):
                 if not future.done():
