@@ -119,7 +119,9 @@ def test_every_dashboard_query_reads_only_exported_metrics(known_metrics: frozen
 def test_dashboard_variables_read_exported_metrics_and_labels() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     labels_of = {
-        "rebalancer_portfolio_value": set(metrics.PORTFOLIO_VALUE._labelnames),
+        "rebalancer_portfolio_value": set(
+            next(labels for name, _, labels in metrics.PortfolioSeries.FAMILIES if name == "rebalancer_portfolio_value")
+        ),
     }
     for variable in dashboard["templating"]["list"]:
         match = LABEL_VALUES.match(variable["query"]["query"])
