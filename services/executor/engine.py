@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,6 +32,7 @@ from contracts.v1 import (
 )
 from services.common import metrics
 from services.common.bus import OutboxRelay, TransientError
+from services.common.coalesce import Coalescer
 from services.common.crash import crash_point
 from services.common.db import OutboxMessage
 from services.common.exchanges.accounts import ExchangeAccounts
@@ -56,6 +57,27 @@ log = logging.getLogger("services.executor")
 CONSUMER = "executor.plans"
 ZERO = Decimal(0)
 LOOKUP_DELAYS = (0.2, 0.5, 1.0, 2.0)
+# Plans as (plan message id, portfolio id): done already, and the run holding the portfolio.
+READ_STATUSES = """
+SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = p.message_id) AS done,
+       (SELECT active_run_id::text FROM portfolios WHERE id = p.portfolio_id) AS holder
+FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS p(message_id, portfolio_id, position)
+ORDER BY p.position
+"""
+# Each plan's inbox entry and, only if that entry is new, its completion event.
+WRITE_COMPLETIONS = """
+WITH completions AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) WITH ORDINALITY
+        AS c(plan_message_id, subject, message_id, payload, position)
+), claimed AS (
+    INSERT INTO inbox (consumer, message_id) SELECT $1, plan_message_id FROM completions
+    ON CONFLICT DO NOTHING RETURNING message_id
+)
+INSERT INTO outbox (producer, subject, message_id, payload)
+SELECT 'executor', c.subject, c.message_id, c.payload FROM completions c
+WHERE c.plan_message_id IN (SELECT message_id FROM claimed) ORDER BY c.position
+ON CONFLICT (message_id) DO NOTHING
+"""
 # A leg's final state as the order event reports it (a canceled, unfilled order is a rejection).
 OUTCOMES: dict[str, OrderOutcome] = {
     "filled": "filled",
@@ -108,6 +130,8 @@ class Executor:
         self.subjects = subjects
         self.poll_interval = poll_interval
         self._account_locks = KeyedLocks()
+        self._statuses = Coalescer(self._read_statuses)
+        self._completions = Coalescer(self._write_completions)
 
     # ------------------------------------------------------------------ the run
     async def execute(self, plan: PlanCreated) -> None:
@@ -146,16 +170,13 @@ class Executor:
 
     async def _run_status(self, plan: PlanCreated) -> tuple[bool, str | None]:
         """Whether this plan was already completed, and which other run holds the portfolio's
-        claim, if another does (one round trip)."""
-        row = await self.pool.fetchrow(
-            "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2) AS done,"
-            " (SELECT active_run_id::text FROM portfolios WHERE id = $3::uuid) AS holder",
-            CONSUMER,
-            plan.message_id,
-            plan.portfolio_id,
-        )
-        holder = row["holder"] if row is not None else None
-        return bool(row and row["done"]), holder if holder is not None and holder != plan.run_id else None
+        claim, if another does (plans starting together share one round trip)."""
+        done, holder = await self._statuses((plan.message_id, plan.portfolio_id))
+        return done, holder if holder is not None and holder != plan.run_id else None
+
+    async def _read_statuses(self, plans: Sequence[tuple[str, str]]) -> list[tuple[bool, str | None]]:
+        rows = await self.pool.fetch(READ_STATUSES, CONSUMER, [m for m, _ in plans], [p for _, p in plans])
+        return [(row["done"], row["holder"]) for row in rows]
 
     async def _execute_orders(self, state: RunState) -> None:
         plan = state.plan
@@ -539,18 +560,20 @@ class Executor:
             self.subjects.rebalance_completed, completed.message_id, completed.model_dump_json().encode()
         )
         # The plan's inbox entry and the completion event, in one statement: exactly one
-        # completion per run, however often the plan is delivered.
+        # completion per run, however often the plan is delivered (runs completing together
+        # share the statement).
+        await self._completions((plan.message_id, message))
+
+    async def _write_completions(self, completions: Sequence[tuple[str, OutboxMessage]]) -> list[None]:
         await self.pool.execute(
-            "WITH claimed AS (INSERT INTO inbox (consumer, message_id) VALUES ($1, $2)"
-            " ON CONFLICT DO NOTHING RETURNING 1)"
-            " INSERT INTO outbox (producer, subject, message_id, payload)"
-            " SELECT 'executor', $3, $4, $5 FROM claimed ON CONFLICT (message_id) DO NOTHING",
+            WRITE_COMPLETIONS,
             CONSUMER,
-            plan.message_id,
-            message.subject,
-            message.message_id,
-            message.payload,
+            [plan_message_id for plan_message_id, _ in completions],
+            [m.subject for _, m in completions],
+            [m.message_id for _, m in completions],
+            [m.payload for _, m in completions],
         )
+        return [None] * len(completions)
 
     async def _completion(self, state: RunState) -> RebalanceCompleted:
         plan = state.plan
