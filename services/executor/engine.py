@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 
 import asyncpg
 
@@ -132,6 +133,7 @@ class Executor:
         self._account_locks = KeyedLocks()
         self._statuses = Coalescer(self._read_statuses)
         self._completions = Coalescer(self._write_completions)
+        self._outcomes = Coalescer(partial(intents.record_outcomes, pool))
 
     # ------------------------------------------------------------------ the run
     async def execute(self, plan: PlanCreated) -> None:
@@ -511,7 +513,7 @@ class Executor:
             )
             for leg in finished
         ]
-        await intents.record_outcomes(self.pool, outcomes, message)
+        await self._outcomes((outcomes, message))  # runs recording together share the statement
         crash_point("executor.after_record")
         for leg in finished:
             state.outcomes.append(LegOutcome(leg.order, leg.state, leg.result, leg.error))

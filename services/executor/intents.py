@@ -8,6 +8,7 @@ open (resting on the book) -> filled | rejected | failed | canceled (final).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -177,34 +178,42 @@ class Outcome:
 
 RECORD_OUTCOMES = """
 WITH outcomes AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-        AS o(client_order_id, state, exchange_order_id, result)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[])
+        AS o(client_order_id, state, exchange_order_id, result, event)
 ), updated AS (
     UPDATE order_intents i SET state = o.state, exchange_order_id = COALESCE(o.exchange_order_id, i.exchange_order_id),
         result = o.result::jsonb, updated_at = now()
     FROM outcomes o WHERE i.client_order_id = o.client_order_id
-    RETURNING 1
+    RETURNING o.event
 )
 INSERT INTO outbox (producer, subject, message_id, payload)
-SELECT 'executor', $5, $6, $7 WHERE EXISTS (SELECT 1 FROM updated)
+SELECT 'executor', e.subject, e.message_id, e.payload
+FROM unnest($6::text[], $7::text[], $8::bytea[]) WITH ORDINALITY AS e(subject, message_id, payload, event)
+WHERE e.event IN (SELECT event FROM updated)
+ORDER BY e.event
 ON CONFLICT (message_id) DO NOTHING
 """
 
 
-async def record_outcomes(pool: asyncpg.Pool, outcomes: list[Outcome], event: OutboxMessage) -> None:
-    """Several legs' outcomes and the event that reports them, in one statement: atomically."""
-    if not outcomes:
-        return
-    await pool.execute(
-        RECORD_OUTCOMES,
-        [o.client_order_id for o in outcomes],
-        [o.state for o in outcomes],
-        [(o.result or {}).get("exchange_order_id") for o in outcomes],
-        [None if o.result is None else json.dumps(o.result) for o in outcomes],
-        event.subject,
-        event.message_id,
-        event.payload,
-    )
+async def record_outcomes(
+    pool: asyncpg.Pool, phases: Sequence[tuple[Sequence[Outcome], OutboxMessage]]
+) -> list[None]:
+    """Legs' outcomes, each phase's with the event that reports them, in one statement: atomically.
+    A phase whose legs are not stored queues no event. Several runs' phases may go together."""
+    rows = [(o, event) for event, (outcomes, _) in enumerate(phases, start=1) for o in outcomes]
+    if rows:
+        await pool.execute(
+            RECORD_OUTCOMES,
+            [o.client_order_id for o, _ in rows],
+            [o.state for o, _ in rows],
+            [(o.result or {}).get("exchange_order_id") for o, _ in rows],
+            [None if o.result is None else json.dumps(o.result) for o, _ in rows],
+            [event for _, event in rows],
+            [m.subject for _, m in phases],
+            [m.message_id for _, m in phases],
+            [m.payload for _, m in phases],
+        )
+    return [None] * len(phases)
 
 
 async def stale_sending(pool: asyncpg.Pool, older_than_seconds: float) -> list[asyncpg.Record]:

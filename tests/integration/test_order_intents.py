@@ -68,7 +68,7 @@ async def test_a_phase_outcome_and_its_event_are_written_together_once(db_pool: 
         intents.Outcome(ids[1], "rejected", None),
     ]
     for _ in range(2):  # a replay changes nothing
-        await intents.record_outcomes(db_pool, outcomes, event)
+        await intents.record_outcomes(db_pool, [(outcomes, event)])
     rows = await db_pool.fetch(
         "SELECT leg, state, exchange_order_id, result FROM order_intents WHERE run_id = $1::uuid ORDER BY leg",
         plan.run_id,
@@ -78,6 +78,16 @@ async def test_a_phase_outcome_and_its_event_are_written_together_once(db_pool: 
     queued = await db_pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = $1", event.message_id)
     assert queued == 1
 
+    # A phase whose legs are not stored queues no event, even beside one whose legs are.
     orphan = OutboxMessage("t.evt.order.reported", f"orphan-{plan.run_id}", json.dumps({}).encode())
-    await intents.record_outcomes(db_pool, [intents.Outcome("no-such-order", "filled", None)], orphan)
+    again = OutboxMessage("t.evt.order.reported", f"again-{plan.run_id}", b"{}")
+    await intents.record_outcomes(
+        db_pool,
+        [
+            ([intents.Outcome("no-such-order", "filled", None)], orphan),
+            ([intents.Outcome(ids[1], "failed", None)], again),
+        ],
+    )
     assert await db_pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = $1", orphan.message_id) == 0
+    assert await db_pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = $1", again.message_id) == 1
+    assert await states(db_pool, plan) == [(0, "filled", 0), (1, "failed", 0)]
