@@ -33,28 +33,32 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Planner costs for data on SSD or in memory (PostgreSQL's default of 4 models spinning disks).
+# It also keeps cached plans on keys: asyncpg prepares every statement and PostgreSQL caches a
+# generic plan after five runs; made while a table is small (a fresh deployment, before autovacuum
+# first analyzes it), the default's plan for a join on an unnest() of keys scans the whole table
+# and keeps doing so as the table grows (the benchmark measured 2-5 ms per call at 40,000 rows).
+# Set once per connection rather than as a startup parameter, which poolers such as PgBouncer
+# refuse.
+PLANNER_SETTINGS = "SET random_page_cost = 1.1"
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.execute(PLANNER_SETTINGS)
 
 
 class TransactionScopedConnection(asyncpg.Connection):  # type: ignore[misc]
     """A pooled connection released without ``RESET ALL``/``UNLISTEN``/``CLOSE ALL``: the services
     keep no session state on pooled connections (settings are ``SET LOCAL``/``set_config(...,
     true)``, advisory locks are taken on dedicated connections, nothing LISTENs), so that statement
-    would be a wasted round trip on every release. asyncpg still rolls back a transaction left
-    open before the connection is reused."""
+    would be a wasted round trip on every release. The one session setting, ``PLANNER_SETTINGS``,
+    is the same on every connection and kept on purpose. asyncpg still rolls back a transaction
+    left open before the connection is reused."""
 
     def get_reset_query(self) -> str:
         return ""
-
-
-# Planner costs for data on SSD or in memory (PostgreSQL's default of 4 models spinning disks).
-# It also keeps cached plans on keys: asyncpg prepares every statement and PostgreSQL caches a
-# generic plan after five runs; made while a table is small (a fresh deployment, before autovacuum
-# first analyzes it), the default's plan for a join on an unnest() of keys scans the whole table
-# and keeps doing so as the table grows (the benchmark measured 2-5 ms per call at 40,000 rows).
-SERVER_SETTINGS = {"random_page_cost": "1.1"}
 
 
 async def create_pool(
@@ -76,7 +80,6 @@ async def create_pool(
                 init=_init_connection,
                 command_timeout=60,
                 connection_class=TransactionScopedConnection,
-                server_settings=SERVER_SETTINGS,
             )
             assert pool is not None
             return pool

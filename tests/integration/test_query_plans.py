@@ -5,7 +5,7 @@ asyncpg prepares every statement and PostgreSQL caches a generic plan after five
 fresh deployment (a table nearly empty and not analyzed yet), PostgreSQL's default planner costs
 chose a full scan for a join on an unnest() of keys, and the cached plan kept scanning as the
 table grew, until autovacuum's next ANALYZE: the benchmark measured 2-5 ms per call at 40,000
-rows. The services' pools plan with SSD costs (``db.SERVER_SETTINGS``), under which every one of
+rows. The services' pools plan with SSD costs (``db.PLANNER_SETTINGS``), under which every one of
 these statements looks its rows up by key at any table size.
 """
 
@@ -66,6 +66,8 @@ async def test_a_plan_cached_while_tables_are_small_looks_rows_up_by_key(own_dat
         async with pool.acquire() as conn:
             await grow_to(conn, rows)
             plans = {name: await generic_plan(conn, statement) for name, (statement, _) in STATEMENTS.items()}
+        async with pool.acquire() as conn:  # the same connection again: the setting outlives a release
+            assert await conn.fetchval("SHOW random_page_cost") == "1.1"
     finally:
         await pool.close()
     for name, (_, table) in STATEMENTS.items():
