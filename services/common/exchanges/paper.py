@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from services.common.coalesce import Coalescer
 from services.common.exchanges.paper_batch import (
     Placement,
     Settled,
@@ -195,40 +196,17 @@ class BalanceReader:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._waiting: dict[str, list[asyncio.Future[dict[str, Balance]]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._reads = Coalescer(self._read_many)
 
     async def read(self, account: str) -> dict[str, Balance]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[str, Balance]] = loop.create_future()
-        if not self._waiting:
-            loop.call_soon(self._start_flush)
-        self._waiting.setdefault(account, []).append(future)
-        return await future
+        return await self._reads(account)
 
-    def _start_flush(self) -> None:
-        task = asyncio.ensure_future(self._flush(self._waiting))
-        self._waiting = {}
-        self._tasks.add(task)  # keep a reference until done
-        task.add_done_callback(self._tasks.discard)
-
-    async def _flush(self, waiting: dict[str, list[asyncio.Future[dict[str, Balance]]]]) -> None:
-        try:
-            rows = await self._pool.fetch(READ_BALANCES, list(waiting))
-        except BaseException as error:  # every caller sees the failure (and maps it to RetryLater)
-            for future in (f for futures in waiting.values() for f in futures):
-                if not future.done():
-                    future.set_exception(error)
-            if not isinstance(error, Exception):
-                raise
-            return
-        balances: dict[str, dict[str, Balance]] = {account: {} for account in waiting}
+    async def _read_many(self, accounts: Sequence[str]) -> list[dict[str, Balance]]:
+        rows = await self._pool.fetch(READ_BALANCES, list(dict.fromkeys(accounts)))
+        balances: dict[str, dict[str, Balance]] = {account: {} for account in accounts}
         for row in rows:
             balances[row["account"]][row["asset"]] = Balance(free=row["free"], total=row["free"] + row["used"])
-        for account, futures in waiting.items():
-            for future in futures:
-                if not future.done():
-                    future.set_result(dict(balances[account]))
+        return [dict(balances[account]) for account in accounts]  # each caller its own copy
 
 
 _READERS: dict[int, tuple[asyncpg.Pool, BalanceReader]] = {}
