@@ -134,12 +134,7 @@ class PortfolioSeries:
             self.latest.popitem(last=False)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        (value_name, value_doc, value_labels), (drift_name, drift_doc, drift_labels), (at_name, at_doc, at_labels) = (
-            self.FAMILIES
-        )
-        value = GaugeMetricFamily(value_name, value_doc, labels=value_labels)
-        drift = GaugeMetricFamily(drift_name, drift_doc, labels=drift_labels)
-        valued_at = GaugeMetricFamily(at_name, at_doc, labels=at_labels)
+        value, drift, valued_at = (GaugeMetricFamily(name, doc, labels=labels) for name, doc, labels in self.FAMILIES)
         for portfolio_id, v in list(self.latest.items()):
             value.add_metric([portfolio_id, v.quote], v.total_value)
             for asset, pp in v.drift_pp_by_asset.items():
