@@ -225,7 +225,7 @@ class Executor:
         below_minimum = [
             Finished(
                 leg.order, legs[leg.order.leg], "rejected", None,
-                RunError(stage="executor", code="below_minimum", message=leg.dropped, leg=leg.order.leg),
+                leg_error(leg.order, "below_minimum", leg.dropped),
             )
             for leg in sized
             if leg.dropped
@@ -358,7 +358,7 @@ class Executor:
             answer = found
         if isinstance(answer, OrderResult):
             return await self._placed(state, order, request, intent, answer, exchange)
-        error = RunError(stage="executor", code=answer.code, message=str(answer), leg=order.leg)
+        error = leg_error(order, answer.code, str(answer))
         if isinstance(answer, LegFailed):
             log.warning("FAILED: %s %s %s rejected: %s", order.side, request.amount, order.symbol, answer)
             return Finished(order, intent, "rejected", None, error)
@@ -382,12 +382,7 @@ class Executor:
             found = await self._follow_open_order(exchange, request, found, state.plan.strategy.limit_timeout_seconds)
         if found.filled > 0:
             return Finished(order, intent, "filled", found, None)
-        error = RunError(
-            stage="executor",
-            code="not_filled",
-            message=f"{order.symbol} order ended {found.status} unfilled",
-            leg=order.leg,
-        )
+        error = leg_error(order, "not_filled", f"{order.symbol} order ended {found.status} unfilled")
         return Finished(order, intent, "canceled", found, error)
 
     # ------------------------------------------------------------------ one leg
@@ -409,20 +404,10 @@ class Executor:
             )
             error = None
             if intent.state in ("rejected", "failed"):
-                error = RunError(
-                    stage="executor",
-                    code=intent.state,
-                    message=f"leg {order.leg} {intent.state}",
-                    leg=order.leg,
-                )
+                error = leg_error(order, intent.state, f"leg {order.leg} {intent.state}")
             return Finished(order, intent, intent.state, result, error)
         if state.run_failed is not None:
-            error = RunError(
-                stage="executor",
-                code="not_placed",
-                message=f"not placed: {state.run_failed.message}",
-                leg=order.leg,
-            )
+            error = leg_error(order, "not_placed", f"not placed: {state.run_failed.message}")
             return Finished(order, intent, "failed", None, error)
         if exchange is None:
             simulated = sizing.simulated_result(order, amount, intent.client_order_id)
@@ -583,9 +568,8 @@ class Executor:
         failed = [o for o in state.outcomes if o.state != "filled"]
         errors = [o.error for o in state.outcomes if o.error is not None]
         errors += [
-            RunError(stage="executor", code="fee_unknown", leg=o.order.leg,
-                     message=f"{o.order.symbol} {o.order.side}: the exchange did not report the fee; "
-                     "the trade is recorded with its fee marked unknown")
+            leg_error(o.order, "fee_unknown", f"{o.order.symbol} {o.order.side}: the exchange did not report the"
+                      " fee; the trade is recorded with its fee marked unknown")
             for o in filled if o.result is not None and not o.result.fee_known
         ]
         traded = sum((sizing.to_quote(o.result.cost, o.order.quote, plan.prices) for o in filled if o.result), ZERO)
@@ -647,6 +631,11 @@ class Executor:
             )
             for a in assets
         ]
+
+
+def leg_error(order: PlannedOrder, code: str, message: str) -> RunError:
+    """What went wrong with one leg, as the executor reports it."""
+    return RunError(stage="executor", code=code, message=message, leg=order.leg)
 
 
 def _plan_markets(plan: PlanCreated) -> list[Market]:
