@@ -5,6 +5,7 @@ and a batch that never overdraws or loses a fill when batches and single orders 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -144,18 +145,24 @@ async def test_a_market_that_changed_since_it_was_read_makes_the_write_place_not
     assert (await exchange.fetch_balance())["USD"].free == D("10000")
 
 
+def before_first_write(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], Awaitable[None]]) -> list[Any]:
+    """Runs ``meanwhile`` between the first batch's read and its write; the writes made, in order."""
+    writes: list[Any] = []
+
+    async def write(*args: Any) -> list[str]:
+        writes.append(args)
+        if len(writes) == 1:
+            await meanwhile()
+        return await write_batch(*args)
+
+    monkeypatch.setattr(paper, "write_batch", write)
+    return writes
+
+
 async def test_a_price_move_between_read_and_write_is_settled_again_at_the_new_price(
     box: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writes = []
-
-    async def moving_first(*args: Any) -> list[str]:
-        writes.append(args)
-        if len(writes) == 1:
-            await set_price(box.pool, box.symbol, D("60000"))
-        return await write_batch(*args)
-
-    monkeypatch.setattr(paper, "write_batch", moving_first)
+    writes = before_first_write(monkeypatch, lambda: set_price(box.pool, box.symbol, D("60000")))
     exchange = box.exchange()
     [answer] = await exchange.create_orders([order(box.symbol, "buy", "0.01")])
     assert len(writes) == 2 and exchange.rolled_back_retries == 1
@@ -166,15 +173,8 @@ async def test_a_price_move_between_read_and_write_is_settled_again_at_the_new_p
 async def test_funds_gone_between_read_and_write_refuse_the_order_instead_of_overdrawing(
     box: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writes = []
-
-    async def draining_first(*args: Any) -> list[str]:
-        writes.append(args)
-        if len(writes) == 1:
-            await fund_account(box.pool, box.account, {"USD": D("100")})  # a withdrawal, meanwhile
-        return await write_batch(*args)
-
-    monkeypatch.setattr(paper, "write_batch", draining_first)
+    # A withdrawal, meanwhile.
+    writes = before_first_write(monkeypatch, lambda: fund_account(box.pool, box.account, {"USD": D("100")}))
     exchange = box.exchange()
     [answer] = await exchange.create_orders([order(box.symbol, "buy", "0.01")])  # 501.3 USD
     assert len(writes) == 1 and exchange.rolled_back_retries == 1  # the CHECK refused the write
