@@ -10,12 +10,7 @@ import asyncpg
 import pytest
 
 from services.common.exchanges.paper import account_orders
-from services.executor.app import ExecutorSettings
-from services.executor.app import build as build_executor
-from services.ledger.app import build as build_ledger
-from services.planner.app import build as build_planner
-from services.pricer.app import build as build_pricer
-from tests.support.pipeline import delete_stream, due_event, publish, running, seed_portfolio, settings_for, wait_for
+from tests.support.pipeline import due_event, in_process_pipeline, publish, seed_portfolio, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +22,8 @@ async def rate_limited_pipeline(
     database_url: str, nats_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[str]:
     monkeypatch.setenv("PAPER_RATE_LIMIT", "4")  # calls per second, per account
-    settings = settings_for(database_url, nats_url, namespace)
-    apps = [build_ledger(settings)[1], build_pricer(settings)[1], build_planner(settings)[1],
-            build_executor(ExecutorSettings(**settings.model_dump()))[1]]
-    async with running(*apps):
+    async with in_process_pipeline(database_url, nats_url, namespace):
         yield namespace
-    await delete_stream(nats_url, settings.stream_name)
 
 
 async def test_two_accounts_trade_side_by_side_each_in_its_own_order(

@@ -9,18 +9,11 @@ import asyncpg
 import pytest
 
 from services.common.exchanges.paper import PaperExchange, account_orders
-from services.executor.app import ExecutorSettings
-from services.executor.app import build as build_executor
-from services.ledger.app import build as build_ledger
-from services.planner.app import build as build_planner
-from services.pricer.app import build as build_pricer
 from tests.support.pipeline import (
-    delete_stream,
     due_event,
+    in_process_pipeline,
     publish,
-    running,
     seed_portfolio,
-    settings_for,
     stream_messages,
     wait_for,
     wait_until_drained,
@@ -31,13 +24,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def pipeline(database_url: str, nats_url: str, namespace: str) -> AsyncIterator[str]:
-    settings = settings_for(database_url, nats_url, namespace)
-    executor_settings = ExecutorSettings(**settings.model_dump())
-    apps = [build_ledger(settings)[1], build_pricer(settings)[1], build_planner(settings)[1],
-            build_executor(executor_settings)[1]]
-    async with running(*apps):
+    async with in_process_pipeline(database_url, nats_url, namespace):
         yield namespace
-    await delete_stream(nats_url, settings.stream_name)
 
 
 async def test_a_run_rebalances_the_paper_account_and_records_its_history(

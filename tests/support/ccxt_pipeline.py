@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -30,16 +29,11 @@ from contracts.v1 import Strategy
 from contracts.v1.strategy import OrderType
 from services.common.exchanges import ccxt_adapter
 from services.common.secrets import KEYS_ENV, Credentials, SecretBox, mask
-from services.executor.app import ExecutorSettings
-from services.executor.app import build as build_executor
-from services.ledger.app import build as build_ledger
-from services.planner.app import build as build_planner
-from services.pricer.app import build as build_pricer
 from tests.fakes.binance import FakeBinance
 from tests.fakes.engine import EngineError, ExchangeState, FakeMarket, FakeOrder
 from tests.fakes.kraken import FakeKraken
 from tests.fakes.server import FakeExchangeServer
-from tests.support.pipeline import Seeded, delete_stream, due_event, publish, running, settings_for, wait_for
+from tests.support.pipeline import Seeded, due_event, in_process_pipeline, publish, wait_for
 
 EXCHANGES = ("kraken", "binance")
 QUOTES = {"kraken": "USD", "binance": "USDT"}
@@ -219,32 +213,8 @@ async def seed_ccxt_portfolio(
     return Seeded(user_id, connection_id, portfolio_id, f"{exchange_id}:{fake.url}", strategy)
 
 
-@contextlib.asynccontextmanager
-async def ccxt_pipeline(
-    database_url: str, nats_url: str, namespace: str, *, log_level: str = "INFO"
-) -> AsyncIterator[str]:
-    """Ledger, pricer, planner and executor in this process; yields the subject namespace.
-
-    Starting a service replaces the root logger's handlers (``setup_logging``): they are put back
-    afterwards, so this process's logging is as it was.
-    """
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    settings = settings_for(database_url, nats_url, namespace, log_level=log_level)
-    executor_settings = ExecutorSettings(**settings.model_dump(), executor_poll_seconds=0.2)
-    apps = [
-        build_ledger(settings)[1],
-        build_pricer(settings)[1],
-        build_planner(settings)[1],
-        build_executor(executor_settings)[1],
-    ]
-    try:
-        async with running(*apps):
-            yield namespace
-    finally:
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
-        await delete_stream(nats_url, settings.stream_name)
+# The in-process pipeline, under the name the ccxt tests know it by.
+ccxt_pipeline = in_process_pipeline
 
 
 @dataclass(frozen=True)

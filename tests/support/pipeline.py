@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,11 @@ from contracts.envelope import derived_id
 from contracts.v1 import RebalanceDue, Strategy
 from services.common.exchanges.paper import fund_account, seed_markets
 from services.common.settings import ServiceSettings
+from services.executor.app import ExecutorSettings
+from services.executor.app import build as build_executor
+from services.ledger.app import build as build_ledger
+from services.planner.app import build as build_planner
+from services.pricer.app import build as build_pricer
 
 
 def settings_for(database_url: str, nats_url: str, namespace: str, **extra: Any) -> ServiceSettings:
@@ -128,6 +134,34 @@ async def running(*apps: Any) -> AsyncIterator[None]:
         for app in reversed(started):
             with contextlib.suppress(Exception):
                 await app.stop()
+
+
+@contextlib.asynccontextmanager
+async def in_process_pipeline(
+    database_url: str, nats_url: str, namespace: str, *, log_level: str = "INFO"
+) -> AsyncIterator[str]:
+    """Ledger, pricer, planner and executor in this process; yields the subject namespace.
+
+    Starting a service replaces the root logger's handlers (``setup_logging``): they are put back
+    afterwards, so this process's logging is as it was.
+    """
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    settings = settings_for(database_url, nats_url, namespace, log_level=log_level)
+    executor_settings = ExecutorSettings(**settings.model_dump(), executor_poll_seconds=0.2)
+    apps = [
+        build_ledger(settings)[1],
+        build_pricer(settings)[1],
+        build_planner(settings)[1],
+        build_executor(executor_settings)[1],
+    ]
+    try:
+        async with running(*apps):
+            yield namespace
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        await delete_stream(nats_url, settings.stream_name)
 
 
 async def wait_for(pool: asyncpg.Pool, query: str, *args: Any, timeout: float = 30.0) -> Any:
