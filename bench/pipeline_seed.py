@@ -108,7 +108,11 @@ async def seed_portfolios(pool: asyncpg.Pool, count: int, assets: list[str], *,
         await conn.executemany(
             "INSERT INTO portfolios (id, user_id, connection_id, name, target_weights, rebalance_enabled,"
             " rebalance_threshold) VALUES ($1, $2, $3, $4, $5, $6, $7)", portfolios)
-        await conn.copy_records_to_table("paper_balances", records=balances, columns=["account", "asset", "free"])
+        # The pool sends numerics as text, which binary COPY cannot: one unnest insert instead.
+        await conn.execute(
+            "INSERT INTO paper_balances (account, asset, free)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[])",
+            [b[0] for b in balances], [b[1] for b in balances], [b[2] for b in balances])
     return seeded
 
 
