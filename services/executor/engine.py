@@ -134,6 +134,7 @@ class Executor:
         self._statuses = Coalescer(self._read_statuses)
         self._completions = Coalescer(self._write_completions)
         self._outcomes = Coalescer(partial(intents.record_outcomes, pool))
+        self._intents = Coalescer(partial(intents.ensure_intents_many, pool))
 
     # ------------------------------------------------------------------ the run
     async def execute(self, plan: PlanCreated) -> None:
@@ -199,7 +200,8 @@ class Executor:
             else:
                 presized = await self._size_buys(state, buys, markets, None)
                 first_batch = {s.order.leg: s.amount for s in presized if not s.dropped}
-        legs = await intents.ensure_intents(self.pool, plan, client_ids, first_batch)
+        # Runs storing their intents together share the statement.
+        legs = await self._intents(intents.WantedIntents(plan, client_ids, first_batch))
         crash_point("executor.after_intents")
 
         await self._phase(state, [(o, o.amount) for o in sells], legs, exchange)

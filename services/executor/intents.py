@@ -8,8 +8,9 @@ open (resting on the book) -> filled | rejected | failed | canceled (final).
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -38,26 +39,41 @@ class Intent:
         return self.state in FINAL_STATES
 
 
+# Several runs' intents in one statement: each leg names its run by position in the run arrays.
 ENSURE_INTENTS = """
-WITH wanted AS (
-    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::numeric[], $6::text[], $7::numeric[])
-        AS w(client_order_id, leg, symbol, side, amount, order_type, limit_price)
+WITH runs AS (
+    SELECT * FROM unnest($8::uuid[], $9::uuid[], $10::uuid[], $11::uuid[]) WITH ORDINALITY
+        AS r(run_id, portfolio_id, user_id, connection_id, run)
+), wanted AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::numeric[], $6::text[], $7::numeric[],
+                         $12::boolean[], $13::int[])
+        AS w(client_order_id, leg, symbol, side, amount, order_type, limit_price, sending, run)
 ), inserted AS (
     INSERT INTO order_intents (client_order_id, run_id, leg, portfolio_id, user_id, connection_id,
                                symbol, side, amount, order_type, limit_price, state, attempts)
-    SELECT client_order_id, $8::uuid, leg, $9::uuid, $10::uuid, $11::uuid, symbol, side, amount, order_type,
-           limit_price,
-           CASE WHEN client_order_id = ANY($12::text[]) THEN 'sending' ELSE 'intent' END,
-           CASE WHEN client_order_id = ANY($12::text[]) THEN 1 ELSE 0 END
-    FROM wanted
+    SELECT w.client_order_id, r.run_id, w.leg, r.portfolio_id, r.user_id, r.connection_id, w.symbol, w.side,
+           w.amount, w.order_type, w.limit_price,
+           CASE WHEN w.sending THEN 'sending' ELSE 'intent' END,
+           CASE WHEN w.sending THEN 1 ELSE 0 END
+    FROM wanted w JOIN runs r ON r.run = w.run
     ON CONFLICT (client_order_id) DO NOTHING
-    RETURNING client_order_id, leg, state, amount, result
+    RETURNING run_id, client_order_id, leg, state, amount, result
 )
-SELECT client_order_id, leg, state, amount, result, true AS fresh FROM inserted
+SELECT run_id::text, client_order_id, leg, state, amount, result, true AS fresh FROM inserted
 UNION ALL
-SELECT i.client_order_id, i.leg, i.state, i.amount, i.result, false FROM order_intents i
-WHERE i.run_id = $8::uuid AND i.client_order_id NOT IN (SELECT client_order_id FROM inserted)
+SELECT i.run_id::text, i.client_order_id, i.leg, i.state, i.amount, i.result, false FROM order_intents i
+WHERE i.run_id = ANY($8::uuid[]) AND i.client_order_id NOT IN (SELECT client_order_id FROM inserted)
 """
+
+
+@dataclass(frozen=True)
+class WantedIntents:
+    """A run's legs to store: their client order ids by leg, and the legs about to be sent in one
+    batch (leg -> amount), stored as 'sending' with that amount to save marking them separately."""
+
+    plan: PlanCreated
+    client_ids: dict[int, str]
+    sending: dict[int, Decimal] = field(default_factory=dict)
 
 
 async def ensure_intents(
@@ -69,30 +85,42 @@ async def ensure_intents(
     """Store an intent per leg (once, in one statement) and return every leg's current intent.
 
     Legs in ``sending`` (leg -> amount) are about to be sent in one batch: they are stored as
-    'sending' with that amount, which saves marking them separately. Legs already stored (a
-    resumed run) keep what they have.
+    'sending' with that amount. Legs already stored (a resumed run) keep what they have.
     """
-    orders = plan.orders
-    sending = sending or {}
+    [legs] = await ensure_intents_many(pool, [WantedIntents(plan, client_ids, sending or {})])
+    return legs
+
+
+async def ensure_intents_many(pool: asyncpg.Pool, runs: Sequence[WantedIntents]) -> list[dict[int, Intent]]:
+    """``ensure_intents`` for several runs in one statement, a result per run, in order."""
+    run_ids = [str(uuid.UUID(wanted.plan.run_id)) for wanted in runs]
+    if len(set(run_ids)) < len(run_ids):
+        # A run's "fresh" legs would be claimed by both of its entries: the caller stores them
+        # one after the other instead (a Coalescer retries a failed batch item by item).
+        raise ValueError("one run twice in a batch of intents")
+    legs = [(number, wanted, o) for number, wanted in enumerate(runs, start=1) for o in wanted.plan.orders]
     found = await pool.fetch(
         ENSURE_INTENTS,
-        [client_ids[o.leg] for o in orders],
-        [o.leg for o in orders],
-        [o.symbol for o in orders],
-        [o.side for o in orders],
-        [sending.get(o.leg, o.amount) for o in orders],
-        [o.order_type for o in orders],
-        [o.limit_price for o in orders],
-        plan.run_id,
-        plan.portfolio_id,
-        plan.user_id,
-        plan.strategy.connection_id,
-        [client_ids[leg] for leg in sending],
+        [wanted.client_ids[o.leg] for _, wanted, o in legs],
+        [o.leg for _, _, o in legs],
+        [o.symbol for _, _, o in legs],
+        [o.side for _, _, o in legs],
+        [wanted.sending.get(o.leg, o.amount) for _, wanted, o in legs],
+        [o.order_type for _, _, o in legs],
+        [o.limit_price for _, _, o in legs],
+        run_ids,
+        [wanted.plan.portfolio_id for wanted in runs],
+        [wanted.plan.user_id for wanted in runs],
+        [wanted.plan.strategy.connection_id for wanted in runs],
+        [o.leg in wanted.sending for _, wanted, o in legs],
+        [number for number, _, _ in legs],
     )
-    return {
-        r["leg"]: Intent(r["client_order_id"], r["leg"], r["state"], r["amount"], r["result"], r["fresh"])
-        for r in found
-    }
+    by_run: dict[str, dict[int, Intent]] = {run_id: {} for run_id in run_ids}
+    for r in found:
+        by_run[r["run_id"]][r["leg"]] = Intent(
+            r["client_order_id"], r["leg"], r["state"], r["amount"], r["result"], r["fresh"]
+        )
+    return [by_run[run_id] for run_id in run_ids]
 
 
 async def mark_sending(pool: asyncpg.Pool, client_order_id: str, amount: Decimal) -> None:

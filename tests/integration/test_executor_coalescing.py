@@ -1,5 +1,6 @@
 """Runs that reach the same step together share its database round trip: the executor checks
-their status with one statement and writes their completions with as few as they arrive in,
+their status and stores their intents with one statement each and writes their completions with
+as few as they arrive in,
 each run still completed exactly once, however often its plan is delivered."""
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ async def test_runs_starting_together_share_their_round_trips_and_complete_once(
     await asyncio.gather(*(executor.execute(plan) for plan in plans))  # every plan delivered again
 
     assert executor._statuses.batches == 2  # one status read per wave of eight plans
+    assert executor._intents.batches == 1  # the eight runs' intents in one statement; done plans store none
+    stored = await db_pool.fetch(
+        "SELECT run_id::text, count(*) AS legs FROM order_intents WHERE run_id = ANY($1::uuid[]) GROUP BY run_id",
+        [p.run_id for p in plans],
+    )
+    assert {r["run_id"]: r["legs"] for r in stored} == {p.run_id: len(p.orders) for p in plans}
     assert executor._completions.batches <= 8
     completions = await db_pool.fetch(
         "SELECT message_id FROM outbox WHERE producer = 'executor' AND subject = $1 AND message_id = ANY($2::text[])",

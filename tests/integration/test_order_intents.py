@@ -48,6 +48,36 @@ async def test_the_first_batch_is_stored_as_sending_and_a_resumed_run_keeps_what
     assert await states(db_pool, plan) == [(0, "sending", 1), (1, "intent", 0)]
 
 
+async def test_several_runs_store_their_intents_in_one_statement_each_getting_its_own(
+    db_pool: asyncpg.Pool,
+) -> None:
+    resumed, new = a_plan(), a_plan()
+    resumed_ids = {o.leg: client_order_id_for("paper", resumed.run_id, o.leg) for o in resumed.orders}
+    new_ids = {o.leg: client_order_id_for("paper", new.run_id, o.leg) for o in new.orders}
+    await intents.ensure_intents(db_pool, resumed, resumed_ids, {0: resumed.orders[0].amount})
+
+    first_leg_sending = {0: new.orders[0].amount}
+    both = await intents.ensure_intents_many(
+        db_pool,
+        [intents.WantedIntents(resumed, resumed_ids), intents.WantedIntents(new, new_ids, first_leg_sending)],
+    )
+    assert [sorted((leg, i.client_order_id, i.state, i.fresh) for leg, i in legs.items()) for legs in both] == [
+        [(0, resumed_ids[0], "sending", False), (1, resumed_ids[1], "intent", False)],
+        [(0, new_ids[0], "sending", True), (1, new_ids[1], "intent", True)],
+    ]
+    assert await states(db_pool, new) == [(0, "sending", 1), (1, "intent", 0)]
+
+
+async def test_one_run_twice_in_a_batch_is_refused_before_anything_is_stored(db_pool: asyncpg.Pool) -> None:
+    # Both entries would see the run's new legs as their own, never sent: the batch is refused
+    # (the Coalescer then stores them one after the other, the second finding them stored).
+    plan = a_plan()
+    ids = {o.leg: client_order_id_for("paper", plan.run_id, o.leg) for o in plan.orders}
+    with pytest.raises(ValueError, match="one run twice"):
+        await intents.ensure_intents_many(db_pool, [intents.WantedIntents(plan, ids)] * 2)
+    assert await states(db_pool, plan) == []
+
+
 async def test_legs_a_batch_never_sent_go_back_to_intent_uncounted(db_pool: asyncpg.Pool) -> None:
     plan = a_plan()
     ids = {o.leg: client_order_id_for("paper", plan.run_id, o.leg) for o in plan.orders}
