@@ -1,5 +1,6 @@
 """The paper exchange's per-process caches against real PostgreSQL: market rows cached for
-planning (the placing statement checks the row is still current) and balance reads coalesced.
+planning (the placing statement checks the row is still current) and balance and account reads
+coalesced.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from services.common.exchanges.paper import (
     seed_markets,
     set_price,
 )
+from services.common.exchanges.paper_batch import AccountQuery
 from services.common.exchanges.port import OrderRequest
 
 pytestmark = pytest.mark.integration
@@ -107,6 +109,31 @@ async def test_balance_reads_of_one_turn_share_one_query(db_pool: asyncpg.Pool) 
     assert results[4] == {}
     await reader.read(accounts[1])  # a later turn: a new query, seeing what is committed now
     assert counting.fetches == 2
+
+
+async def test_account_reads_of_one_turn_share_one_query_each_caller_seeing_only_its_own(
+    db_pool: asyncpg.Pool,
+) -> None:
+    coin, symbol = await _market(db_pool)
+    first, second = await _account(db_pool), await _account(db_pool)
+    await fund_account(db_pool, second, {coin: D("3")})
+    resting = OrderRequest(symbol, "buy", D("1"), "open-1", order_type="limit", price=D("50"))
+    await PaperExchange(db_pool, first).create_order(resting)  # below the market: stays open
+    free_after_hold = (await PaperExchange(db_pool, first).fetch_balance())["USD"].free
+    assert free_after_hold < D("100000") - D("50")  # the limit buy holds its cost and fee
+    counting = CountingPool(db_pool)
+    reader = BalanceReader(counting)  # type: ignore[arg-type]
+    states = await asyncio.gather(
+        reader.read_account(AccountQuery(first, ["USD"], ["open-1", "other"])),
+        reader.read_account(AccountQuery(second, ["USD", coin], ["open-1"])),
+        reader.read_account(AccountQuery("nobody", ["USD"], [])),
+    )
+    assert counting.fetches == 1
+    assert [(s.free, s.open_client_ids) for s in states] == [
+        ({"USD": free_after_hold}, {"open-1"}),
+        ({"USD": D("100000"), coin: D("3")}, set()),  # another account's open id is not this one's
+        ({}, set()),
+    ]
 
 
 async def test_a_failed_balance_query_fails_every_waiting_caller(db_pool: asyncpg.Pool) -> None:

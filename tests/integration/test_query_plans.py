@@ -27,6 +27,8 @@ STATEMENTS = {
     "ensure_intents": (intents.ENSURE_INTENTS, "order_intents"),
     "read_balances": (READ_BALANCES, "paper_balances"),
     "paper_write_batch": (paper_batch._WRITE_BATCH, "paper_balances"),
+    "paper_read_accounts": (paper_batch.READ_ACCOUNTS, "paper_balances"),
+    "paper_read_accounts_orders": (paper_batch.READ_ACCOUNTS, "paper_orders"),
 }
 
 

@@ -17,18 +17,21 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
 
 from services.common.coalesce import Coalescer
 from services.common.exchanges.paper_batch import (
+    AccountQuery,
+    AccountState,
     Placement,
     Settled,
     StaleMarkets,
     duplicate_client_id,
     insufficient_funds,
-    read_account,
+    read_accounts,
     settle_in_order,
     write_batch,
 )
@@ -191,15 +194,21 @@ READ_BALANCES = (
 
 class BalanceReader:
     """Reads balances for every account that asks within one event-loop turn in one query:
-    a pricer valuing a batch of 200 portfolios makes one round trip, not 200. Each caller still
-    reads state committed after it asked (the query runs on the next turn)."""
+    a pricer valuing a batch of 200 portfolios makes one round trip, not 200; so do the accounts
+    settling their order batches together. Each caller still reads state committed after it
+    asked (the query runs on the next turn)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._reads = Coalescer(self._read_many)
+        self._accounts = Coalescer(partial(read_accounts, pool))
 
     async def read(self, account: str) -> dict[str, Balance]:
         return await self._reads(account)
+
+    async def read_account(self, query: AccountQuery) -> AccountState:
+        """What settling a batch of orders needs of one account (``paper_batch.read_account``)."""
+        return await self._accounts(query)
 
     async def _read_many(self, accounts: Sequence[str]) -> list[dict[str, Balance]]:
         rows = await self._pool.fetch(READ_BALANCES, list(dict.fromkeys(accounts)))
@@ -368,7 +377,9 @@ class PaperExchange:
                 quotes, from_cache = await self._quotes(symbols, fresh=attempt > 0)
                 markets = {symbol: quote.market for symbol, quote in quotes.items()}
                 assets = sorted({a for m in markets.values() for a in (m.market.base, m.market.quote)})
-                account = await read_account(self._pool, self.account, assets, client_ids)
+                account = await balance_reader(self._pool).read_account(
+                    AccountQuery(self.account, assets, client_ids)
+                )
             except _CONNECTION_ERRORS as error:
                 raise RetryLater(f"paper exchange unreachable: {error!r}") from error
             settled = settle_in_order(markets, account.free, account.open_client_ids, requests)

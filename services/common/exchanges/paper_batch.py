@@ -2,9 +2,10 @@
 
 ``settle_in_order`` is the pure part: each order is judged and filled against the balances the
 orders before it left, exactly as ``create_order`` called once per order would. ``read_account``
-reads the account's balances and open client ids; ``write_batch`` writes every balance move and
-order row in one statement that first checks the markets are still the versions settled on. A
-batch costs two round trips however many orders it holds.
+reads the account's balances and open client ids (``read_accounts`` several accounts' at once);
+``write_batch`` writes every balance move and order row in one statement that first checks the
+markets are still the versions settled on. A batch costs two round trips however many orders it
+holds.
 """
 
 from __future__ import annotations
@@ -111,22 +112,50 @@ class AccountState:
     open_client_ids: set[str]
 
 
+@dataclass(frozen=True)
+class AccountQuery:
+    """One account's balances of ``assets`` and which of ``client_ids`` are open orders there."""
+
+    account: str
+    assets: Sequence[str]
+    client_ids: Sequence[str]
+
+
+# Several accounts in one statement; each account's two arrays come from one scan, so they line
+# up row for row. The asset and client id filters are the union of every query's: each caller
+# keeps its own below.
+READ_ACCOUNTS = """
+SELECT b.assets, b.free, o.open_ids
+FROM unnest($1::text[]) WITH ORDINALITY AS a(account, position)
+CROSS JOIN LATERAL (SELECT array_agg(asset) AS assets, array_agg(free) AS free FROM paper_balances
+                    WHERE account = a.account AND asset = ANY($2::text[])) AS b
+CROSS JOIN LATERAL (SELECT array_agg(client_order_id) AS open_ids FROM paper_orders
+                    WHERE account = a.account AND client_order_id = ANY($3::text[]) AND status = 'open') AS o
+ORDER BY a.position
+"""
+
+
+async def read_accounts(pool: asyncpg.Pool, queries: Sequence[AccountQuery]) -> list[AccountState]:
+    """``read_account`` for several accounts in one round trip, a state per query, in order."""
+    rows = await pool.fetch(
+        READ_ACCOUNTS,
+        [q.account for q in queries],
+        list({asset for q in queries for asset in q.assets}),
+        list({client_id for q in queries for client_id in q.client_ids}),
+    )
+    states = []
+    for query, row in zip(queries, rows, strict=True):
+        assets, client_ids = set(query.assets), set(query.client_ids)
+        free = {a: f for a, f in zip(row["assets"] or (), row["free"] or (), strict=True) if a in assets}
+        states.append(AccountState(free, {c for c in row["open_ids"] or () if c in client_ids}))
+    return states
+
+
 async def read_account(
     pool: asyncpg.Pool, account: str, assets: Sequence[str], client_ids: Sequence[str]
 ) -> AccountState:
-    row = await pool.fetchrow(
-        # Both arrays from one scan, so they line up row for row.
-        "SELECT b.assets, b.free, (SELECT array_agg(client_order_id) FROM paper_orders"
-        "   WHERE account = $1 AND client_order_id = ANY($3::text[]) AND status = 'open') AS open_ids"
-        " FROM (SELECT array_agg(asset) AS assets, array_agg(free) AS free FROM paper_balances"
-        "       WHERE account = $1 AND asset = ANY($2::text[])) AS b",
-        account,
-        list(assets),
-        list(client_ids),
-    )
-    assert row is not None
-    free = dict(zip(row["assets"] or (), row["free"] or (), strict=True))
-    return AccountState(free, set(row["open_ids"] or ()))
+    [state] = await read_accounts(pool, [AccountQuery(account, assets, client_ids)])
+    return state
 
 
 # One statement, so atomic without a transaction of round trips. It writes only if every market
