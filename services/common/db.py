@@ -44,9 +44,18 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 PLANNER_SETTINGS = "SET random_page_cost = 1.1"
 
 
+class RawJson(str):
+    """JSON text serialized already (by pydantic, in Rust): json and jsonb parameters send it as
+    it is instead of encoding a Python structure again."""
+
+
+def _encode_json(value: object) -> str:
+    return value if isinstance(value, RawJson) else json.dumps(value)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
-        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(typename, encoder=_encode_json, decoder=json.loads, schema="pg_catalog")
     # Numerics travel as text: asyncpg's binary codec takes Decimals apart digit by digit in Python
     # (about 2 us a value, measured), while str() and Decimal() are C; every order, balance and
     # trade row carries several. The values are the same either way, scale included.

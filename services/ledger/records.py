@@ -6,11 +6,14 @@ with one statement per batch. Each row is keyed so that writing it twice changes
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import pydantic_core
+
+from contracts.envelope import Contract
 from contracts.v1 import (
     OrderEvent,
     OrderFailed,
@@ -23,6 +26,7 @@ from contracts.v1 import (
     RebalanceDue,
     RunStage,
 )
+from services.common.db import RawJson
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "USDT": "₮", "JPY": "¥"}
 
@@ -35,6 +39,12 @@ def money(value: Decimal, quote: str) -> str:
 
 def _dump(items: Iterable[Any]) -> list[Any]:
     return [i.model_dump(mode="json") for i in items]
+
+
+def _json(items: Sequence[Contract]) -> RawJson:
+    """A jsonb column's value serialized by pydantic directly: the same JSON as ``_dump`` and
+    ``json.dumps``, in half the time."""
+    return RawJson(pydantic_core.to_json(items).decode())
 
 
 @dataclass
@@ -83,7 +93,7 @@ class Rows:
     def _due(self, e: RebalanceDue) -> None:
         s = e.strategy
         self.runs_started.append(
-            (*self._run_key(e), s.name, s.dry_run, s.quote_currency, s.exchange_id, s.model_dump(mode="json"))
+            (*self._run_key(e), s.name, s.dry_run, s.quote_currency, s.exchange_id, RawJson(s.model_dump_json()))
         )
         mode = " (dry run)" if s.dry_run else ""
         self._log(e, "rebalance_triggered", f"Rebalancing portfolio: {s.name}{mode}, triggered by {e.triggered_by}")
@@ -113,9 +123,9 @@ class Rows:
                 *self._run_key(e),
                 e.decision,
                 e.reason,
-                _dump(e.drift),
-                _dump(e.left_out),
-                _dump(e.orders),
+                _json(e.drift),
+                _json(e.left_out),
+                _json(e.orders),
                 planned,
                 e.portfolio_value,
             )
@@ -210,7 +220,7 @@ class Rows:
                 e.orders_failed,
                 e.total_value_traded,
                 e.fees,
-                _dump(e.errors),
+                _json(e.errors),
                 e.reason,
             )
         )

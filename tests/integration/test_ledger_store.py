@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from contracts.subjects import Subjects
+from contracts.v1 import PlanCreated
 from services.ledger.records import Rows
 from services.ledger.store import write_rows
 from tests.component.test_ledger import run_events
@@ -111,3 +112,23 @@ async def test_runs_and_snapshots_of_many_runs_in_one_batch_equal_those_written_
         alone.add(event)  # type: ignore[arg-type]
         await _write(db_pool, alone)
     assert await _history(db_pool, run_ids) == batched
+
+
+async def test_a_runs_json_columns_hold_what_its_events_said(db_pool: asyncpg.Pool) -> None:
+    # The ledger hands pydantic's own JSON to jsonb (db.RawJson): it must read back as the events'
+    # parts dumped field for field, money as plain decimal strings.
+    events = [event for _subject, event in run_events(Subjects("t"))]
+    plan = next(e for e in events if isinstance(e, PlanCreated))
+    rows = Rows()
+    for event in events:
+        rows.add(event)  # type: ignore[arg-type]
+    await _write(db_pool, rows)
+    run = await db_pool.fetchrow(
+        "SELECT strategy, drift, left_out, orders, errors FROM rebalance_runs WHERE id = $1::uuid", plan.run_id
+    )
+    assert run is not None
+    assert run["strategy"] == plan.strategy.model_dump(mode="json")
+    assert run["drift"] == [d.model_dump(mode="json") for d in plan.drift] and run["drift"]
+    assert run["orders"] == [o.model_dump(mode="json") for o in plan.orders] and run["orders"]
+    assert run["left_out"] == [] and run["errors"] == []
+    assert all(isinstance(o["amount"], str) and "E" not in o["amount"] for o in run["orders"])
