@@ -156,7 +156,7 @@ class OrdersReported(RunStage):
         ]
 
 
-ORDER_EVENTS: dict[str, type[OrderEvent]] = {
+ORDER_EVENTS: dict[OrderOutcome, type[OrderEvent]] = {
     "submitted": OrderSubmitted,
     "filled": OrderFilled,
     "rejected": OrderRejected,

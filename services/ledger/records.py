@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,9 +17,7 @@ import pydantic_core
 from contracts.envelope import Contract
 from contracts.v1 import (
     OrderEvent,
-    OrderFailed,
-    OrderFilled,
-    OrderRejected,
+    OrderOutcome,
     OrdersReported,
     PlanCreated,
     PortfolioValued,
@@ -26,7 +25,11 @@ from contracts.v1 import (
     RebalanceDue,
     RunStage,
 )
+from contracts.v1.messages import ORDER_EVENTS, OrderFacts
 from services.common.db import RawJson
+
+# What each order event says of its leg, as ``OrdersReported`` names it.
+ORDER_OUTCOMES: dict[type[OrderEvent], OrderOutcome] = {event: outcome for outcome, event in ORDER_EVENTS.items()}
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "USDT": "₮", "JPY": "¥"}
 
@@ -66,28 +69,31 @@ class Rows:
         elif isinstance(event, PlanCreated):
             self._plan(event)
         elif isinstance(event, OrderEvent):
-            self._order(event)
+            self._order(event, event, ORDER_OUTCOMES.get(type(event), "submitted"), event.message_id, event.occurred_at)
         elif isinstance(event, OrdersReported):
-            for order in event.order_events():
-                self._order(order)
+            # Each leg as its own order event would be written, without building those events.
+            for order in event.orders:
+                self._order(event, order, order.outcome, order.event_id, order.occurred_at)
         elif isinstance(event, RebalanceCompleted):
             self._completed(event)
 
     def _run_key(self, e: RunStage) -> tuple[Any, ...]:
         return (e.run_id, e.portfolio_id, e.user_id, e.triggered_by, e.started_at)
 
-    def _log(self, e: RunStage, event_type: str, description: str, details: dict[str, Any] | None = None) -> None:
+    def _log(
+        self,
+        e: RunStage,
+        event_type: str,
+        description: str,
+        details: dict[str, Any] | None = None,
+        *,
+        said: tuple[str, datetime] | None = None,
+    ) -> None:
+        """An activity row keyed by the event's id (``said``: the id and time of a leg's event
+        reported inside ``e``)."""
+        message_id, occurred_at = said or (e.message_id, e.occurred_at)
         self.activity.append(
-            (
-                e.message_id,
-                e.user_id,
-                e.portfolio_id,
-                e.run_id,
-                event_type,
-                description,
-                details or {},
-                e.occurred_at,
-            )
+            (message_id, e.user_id, e.portfolio_id, e.run_id, event_type, description, details or {}, occurred_at)
         )
 
     def _due(self, e: RebalanceDue) -> None:
@@ -134,20 +140,25 @@ class Rows:
         details = {"left_out": [leg.reason for leg in e.left_out]} if e.left_out else {}
         self._log(e, "plan_created", text, details)
 
-    def _order(self, e: OrderEvent) -> None:
+    def _order(
+        self, run: RunStage, e: OrderFacts, outcome: OrderOutcome, message_id: str, occurred_at: datetime
+    ) -> None:
+        """One leg's rows, from its facts as its order event (``outcome``, ``message_id``,
+        ``occurred_at``) says them."""
         f = e.fill
         status = {
-            OrderFilled: "filled" if f.filled >= e.amount else "partially_filled",
-            OrderRejected: "rejected" if f.status != "canceled" else "canceled",
-            OrderFailed: "failed",
-        }.get(type(e), "submitted")
+            "filled": "filled" if f.filled >= e.amount else "partially_filled",
+            "rejected": "rejected" if f.status != "canceled" else "canceled",
+            "failed": "failed",
+        }.get(outcome, "submitted")
         error = e.error.model_dump(mode="json") if e.error else None
+        said = (message_id, occurred_at)
         self.orders.append(
             (
                 e.client_order_id,
-                e.run_id,
-                e.portfolio_id,
-                e.user_id,
+                run.run_id,
+                run.portfolio_id,
+                run.user_id,
                 e.leg,
                 e.exchange_id,
                 e.symbol,
@@ -167,13 +178,13 @@ class Rows:
             )
         )
         base, _, quote = e.symbol.partition("/")
-        if isinstance(e, OrderFilled) and f.filled > 0:
+        if outcome == "filled" and f.filled > 0:
             self.trades.append(
                 (
                     e.client_order_id,
-                    e.run_id,
-                    e.portfolio_id,
-                    e.user_id,
+                    run.run_id,
+                    run.portfolio_id,
+                    run.user_id,
                     e.exchange_id,
                     e.symbol,
                     base,
@@ -186,21 +197,23 @@ class Rows:
                     f.fee_currency,
                     f.exchange_order_id,
                     e.dry_run,
-                    e.occurred_at,
+                    occurred_at,
                     f.fee_known,
                 )
             )
             self._log(
-                e,
+                run,
                 "order_filled",
                 f"Order executed successfully: {e.side} {f.filled} {base} at "
                 f"{f.average_price} {quote}{' (simulated)' if e.dry_run else ''}",
+                said=said,
             )
         elif error:
             self._log(
-                e,
+                run,
                 f"order_{status}",
                 f"Order {status}: {e.side} {e.amount} {base}: {e.error.message if e.error else ''}",
+                said=said,
             )
 
     def _completed(self, e: RebalanceCompleted) -> None:

@@ -1,0 +1,31 @@
+"""A batch of order outcomes becomes exactly the history rows its legs' own events would."""
+
+from __future__ import annotations
+
+from contracts.v1 import OrderFailed, OrdersReported, ReportedOrder
+from services.ledger.records import Rows
+from tests.unit.contracts.samples import samples
+
+
+def test_an_orders_report_writes_the_rows_its_legs_events_would_write_one_by_one() -> None:
+    batch = samples()["OrdersReported"]
+    assert isinstance(batch, OrdersReported)
+    failed = batch.orders[1].model_copy(update={"outcome": "failed", "leg": 2, "client_order_id": "c-2",
+                                                "event_id": "e-2"})
+    submitted = batch.orders[0].model_copy(update={"outcome": "submitted", "leg": 3, "client_order_id": "c-3",
+                                                   "event_id": "e-3"})
+    batch = batch.model_copy(update={"orders": [*batch.orders, failed, submitted]})
+    assert all(isinstance(o, ReportedOrder) for o in batch.orders)
+
+    together, one_by_one = Rows(), Rows()
+    together.add(batch)
+    events = batch.order_events()
+    for event in events:
+        one_by_one.add(event)
+
+    assert any(isinstance(e, OrderFailed) for e in events)
+    assert together == one_by_one
+    assert len(together.orders) == 4 and len(together.trades) == 1
+    statuses = [row[10] for row in together.orders]
+    assert statuses == ["filled", "rejected", "failed", "submitted"]
+    assert [row[0] for row in together.activity] == [batch.orders[0].event_id, batch.orders[1].event_id, "e-2"]
