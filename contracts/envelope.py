@@ -6,6 +6,7 @@ fields, so a newer producer never breaks an older consumer; a breaking change is
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,7 +26,17 @@ _ID_NAMESPACE = uuid.UUID("6f1c8a52-0b7e-4f55-9b8e-1d5c8e1e2a90")
 def derived_id(*parts: object) -> str:
     """A deterministic message id: the same fact always gets the same id, so a redelivered
     input produces an output that downstream inboxes (and JetStream dedup) recognise."""
-    return str(uuid.uuid5(_ID_NAMESPACE, "/".join(str(p) for p in parts)))
+    return uuid5_hex(_ID_NAMESPACE, "/".join(str(p) for p in parts), dashed=True)
+
+
+def uuid5_hex(namespace: uuid.UUID, name: str, *, dashed: bool) -> str:
+    """``str(uuid.uuid5(namespace, name))`` (or its ``.hex`` when not ``dashed``) without building
+    UUID objects: three times faster, and ids are derived for every leg of every run."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode(), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" if dashed else h
 
 
 def new_id() -> str:

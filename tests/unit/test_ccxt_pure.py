@@ -64,6 +64,15 @@ def test_client_id_formats():
         client_order_id_for("binance", "not-a-uuid", 0)
 
 
+def test_client_ids_never_change():
+    # Orders already on exchanges are found again by these ids: they are pinned, whatever computes them.
+    run = "3F1C2D4E-5A6B-4C7D-8E9F-0A1B2C3D4E5F"  # any spelling of the run id gives the same ids
+    assert client_order_id_for("binance", run, 7) == "rb-dd15cf6883e9546db17c252ed55ededa"
+    assert client_order_id_for("kraken", run, 7) == "dd15cf68-83e9-546d-b17c-252ed55ededa"
+    assert client_order_id_for("okx", run, 7) == "rbdd15cf6883e9546db17c252ed55ede"
+    assert client_order_id_for("paper", run.lower(), 7) == "rbdd15cf6883e9546db17c252ed55ede"
+
+
 def test_client_id_params_per_exchange():
     assert client_order_params("binance", "x") == {"clientOrderId": "x"}
     assert client_order_params("kraken", "x") == {"clientOrderId": "x"}

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from contracts.envelope import uuid5_hex
+
 # Fixed forever: changing it would change every id and break look-ups of orders already placed.
 _NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-5c7d-9e0f-1a2b3c4d5e6f")
 
@@ -28,20 +30,17 @@ _DEFAULT_RULE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _UUID_EXCHANGES = frozenset({"kraken", "coinbase", "coinbaseadvanced", "coinbaseexchange"})
 
 
-def _leg_uuid(run_id: str, leg: int) -> uuid.UUID:
-    if leg < 0:
-        raise ValueError("leg must be >= 0")
-    return uuid.uuid5(_NAMESPACE, f"{uuid.UUID(str(run_id))}:{leg}")
-
-
 def client_order_id_for(exchange_id: str, run_id: str, leg: int) -> str:
     """The client order id of leg ``leg`` of run ``run_id`` on ``exchange_id``."""
-    leg_uuid = _leg_uuid(run_id, leg)
+    if leg < 0:
+        raise ValueError("leg must be >= 0")
+    name = f"{uuid.UUID(str(run_id))}:{leg}"
     if exchange_id in _UUID_EXCHANGES:
-        return str(leg_uuid)
+        return uuid5_hex(_NAMESPACE, name, dashed=True)
+    leg_hex = uuid5_hex(_NAMESPACE, name, dashed=False)
     if exchange_id == "binance" or exchange_id.startswith("binance"):
-        return "rb-" + leg_uuid.hex  # 35 characters, readable prefix
-    return "rb" + leg_uuid.hex[:30]
+        return "rb-" + leg_hex  # 35 characters, readable prefix
+    return "rb" + leg_hex[:30]
 
 
 def is_valid_client_order_id(exchange_id: str, client_order_id: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 import contracts.v1 as v1
-from contracts.envelope import SCHEMA_VERSION, Envelope, derived_id, new_id
+from contracts.envelope import SCHEMA_VERSION, Envelope, derived_id, new_id, uuid5_hex
 from contracts.subjects import Subjects
 from contracts.v1 import Holding, OrderFilled, OrderRejected, OrdersReported, PortfolioValued, RebalanceDue
 from tests.unit.contracts.samples import STARTED_AT, STRATEGY, samples
@@ -252,3 +253,13 @@ def test_a_batch_of_order_outcomes_unpacks_into_the_events_each_leg_would_have_s
             reported.leg, reported.client_order_id, reported.fill, reported.error
         )
     assert filled.side == "sell" and rejected.order_type == "limit"
+
+
+def test_derived_ids_are_the_standard_uuid5_of_their_parts() -> None:
+    # Computed without uuid.UUID objects for speed: they must stay exactly uuid5, or every id
+    # (and every client order id already sent to an exchange) would change.
+    namespace = uuid.UUID("6f1c8a52-0b7e-4f55-9b8e-1d5c8e1e2a90")
+    for name in ("r/completed", "", "ü-ñ/42", "x" * 300):
+        assert uuid5_hex(namespace, name, dashed=True) == str(uuid.uuid5(namespace, name))
+        assert uuid5_hex(namespace, name, dashed=False) == uuid.uuid5(namespace, name).hex
+    assert derived_id("run", "order", 3, "filled") == str(uuid.uuid5(namespace, "run/order/3/filled"))
