@@ -44,10 +44,10 @@ def _dump(items: Iterable[Any]) -> list[Any]:
     return [i.model_dump(mode="json") for i in items]
 
 
-def _json(items: Sequence[Contract]) -> RawJson:
-    """A jsonb column's value serialized by pydantic directly: the same JSON as ``_dump`` and
-    ``json.dumps``, in half the time."""
-    return RawJson(pydantic_core.to_json(items).decode())
+def _json(value: Contract | Sequence[Contract]) -> RawJson:
+    """A jsonb column's value (a model or a list of them) serialized by pydantic directly: the
+    same JSON as ``model_dump`` and ``json.dumps``, in half the time."""
+    return RawJson(pydantic_core.to_json(value).decode())
 
 
 @dataclass
@@ -99,7 +99,7 @@ class Rows:
     def _due(self, e: RebalanceDue) -> None:
         s = e.strategy
         self.runs_started.append(
-            (*self._run_key(e), s.name, s.dry_run, s.quote_currency, s.exchange_id, RawJson(s.model_dump_json()))
+            (*self._run_key(e), s.name, s.dry_run, s.quote_currency, s.exchange_id, _json(s))
         )
         mode = " (dry run)" if s.dry_run else ""
         self._log(e, "rebalance_triggered", f"Rebalancing portfolio: {s.name}{mode}, triggered by {e.triggered_by}")
