@@ -182,9 +182,15 @@ class Executor:
         return [(row["done"], row["holder"]) for row in rows]
 
     async def _execute_orders(self, state: RunState) -> None:
+        if state.plan.strategy.dry_run:
+            await self._trade(state, None)
+            return
+        async with self.accounts.use(state.plan.strategy.connection_id) as exchange:
+            await self._trade(state, exchange)
+
+    async def _trade(self, state: RunState, exchange: ExchangePort | None) -> None:
+        """Place the plan's legs on ``exchange`` (sells, then buys), or simulate them (None)."""
         plan = state.plan
-        dry_run = plan.strategy.dry_run
-        exchange = None if dry_run else await self.accounts.exchange(plan.strategy.connection_id)
         markets = state.markets = await self._markets(plan)
         exchange_id = plan.strategy.exchange_id
         client_ids = {o.leg: client_order_id_for(exchange_id, plan.run_id, o.leg) for o in plan.orders}
@@ -619,9 +625,9 @@ class Executor:
         if plan.strategy.dry_run or not fills:
             totals = sizing.holdings_after({h.asset: h.total for h in plan.holdings}, fills)
             return [Holding(asset=a, free=totals.get(a, ZERO), total=totals.get(a, ZERO)) for a in assets]
-        exchange = await self.accounts.exchange(plan.strategy.connection_id)
         try:
-            balances = await exchange.fetch_balance()
+            async with self.accounts.use(plan.strategy.connection_id) as exchange:
+                balances = await exchange.fetch_balance()
         except RetryLater:
             totals = sizing.holdings_after({h.asset: h.total for h in plan.holdings}, fills)
             return [Holding(asset=a, free=totals.get(a, ZERO), total=totals.get(a, ZERO)) for a in assets]

@@ -23,8 +23,8 @@ async def reconcile_once(pool: asyncpg.Pool, accounts: ExchangeAccounts, *, olde
     resolved = 0
     for row in await intents.stale_sending(pool, older_than_seconds):
         try:
-            exchange = await accounts.exchange(row["connection_id"])
-            found = await exchange.fetch_order_by_client_id(row["symbol"], row["client_order_id"])
+            async with accounts.use(row["connection_id"]) as exchange:
+                found = await exchange.fetch_order_by_client_id(row["symbol"], row["client_order_id"])
         except ExchangeError as exc:
             log.warning("reconciler: cannot look up %s yet: %s", row["client_order_id"], exc)
             continue

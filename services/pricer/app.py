@@ -49,9 +49,9 @@ class Pricer:
     async def value(self, due: RebalanceDue) -> PortfolioValued:
         """Value one portfolio; raises ExchangeError / ValuationError."""
         connection_id = due.strategy.connection_id
-        exchange = await self.accounts.exchange(connection_id)
-        with metrics.time_exchange_call(exchange.exchange_id, "fetch_balance"):
-            balances = await exchange.fetch_balance()
+        async with self.accounts.use(connection_id) as exchange:
+            with metrics.time_exchange_call(exchange.exchange_id, "fetch_balance"):
+                balances = await exchange.fetch_balance()
         prices = await self.accounts.prices(connection_id)
         markets = await self.accounts.markets(connection_id)
         valuation = value_portfolio(due.strategy, balances, prices, markets)

@@ -136,9 +136,9 @@ async def test_a_rebalance_and_an_auth_failure_at_debug_leak_no_credentials(
         # The error as a caller of the exchange port receives it, with its whole chain.
         accounts = ExchangeAccounts(db_pool)
         try:
-            exchange = await accounts.exchange(refused.connection_id)
-            with pytest.raises(ExchangeError) as caught:
-                await exchange.fetch_balance()
+            async with accounts.use(refused.connection_id) as exchange:
+                with pytest.raises(ExchangeError) as caught:
+                    await exchange.fetch_balance()
             raised.append(exception_chain_text(caught.value))
             logging.getLogger("tests.secrets").exception("auth failure", exc_info=caught.value)
         finally:

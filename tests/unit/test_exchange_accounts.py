@@ -1,5 +1,6 @@
-"""ExchangeAccounts keeps at most ``max_open`` exchange instances, closing the least recently used
-after a grace period: memory stays bounded however many accounts a process serves."""
+"""ExchangeAccounts keeps at most ``max_open`` exchange instances idle: beyond that the least
+recently used one with no call in flight is closed at once, so memory stays bounded however many
+accounts a process serves, and an instance in use is never closed under its caller."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from services.common.exchanges.accounts import Connection, ExchangeAccounts
 
 
 class Recorder:
-    """Stands in for a ccxt instance: something to close."""
+    """Stands in for an exchange instance: something to close."""
 
-    def __init__(self, name: str, exchange_id: str = "kraken") -> None:
-        self.exchange_id = exchange_id
+    def __init__(self, name: str) -> None:
+        self.exchange_id = "kraken"
         self.name = name
         self.closed = False
 
@@ -26,46 +27,58 @@ class Accounts(ExchangeAccounts):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(pool=None, **kwargs)  # type: ignore[arg-type]
-        self.opened: dict[str, Recorder] = {}
+        self.opened: dict[str, list[Recorder]] = {}
 
     async def connection(self, connection_id: str) -> Connection:
-        return Connection(connection_id, "u", "paper", None, False, connection_id, None)
+        return Connection(connection_id, "u", "kraken", None, False, None, None)
 
     def _open(self, conn: Connection) -> Recorder:  # type: ignore[override]
-        self.opened[conn.id] = Recorder(conn.id, "paper" if conn.id.startswith("paper") else "kraken")
-        return self.opened[conn.id]
+        self.opened.setdefault(conn.id, []).append(Recorder(conn.id))
+        return self.opened[conn.id][-1]
+
+    async def touch(self, *connection_ids: str) -> None:
+        for connection_id in connection_ids:
+            async with self.use(connection_id):
+                pass
+        await asyncio.sleep(0)  # let scheduled closes run
+
+    def closed(self) -> set[str]:
+        return {r.name for instances in self.opened.values() for r in instances if r.closed}
 
 
-async def test_the_least_recently_used_instance_is_closed_beyond_the_cap() -> None:
-    accounts = Accounts(max_open=2, close_grace_seconds=0)
-    a = await accounts.exchange("a")
-    first_b = await accounts.exchange("b")
-    assert await accounts.exchange("a") is a  # touched: now b is the least recently used
-    await accounts.exchange("c")
+async def test_the_least_recently_used_idle_instance_is_closed_at_once_beyond_the_cap() -> None:
+    accounts = Accounts(max_open=2)
+    await accounts.touch("a", "b", "a")  # b is now the least recently used
+    await accounts.touch("c")
     assert accounts.open_count == 2
-    await asyncio.sleep(0.01)  # the grace period (0 here) passes
-    assert accounts.opened["b"].closed and not accounts.opened["a"].closed and not accounts.opened["c"].closed
+    assert accounts.closed() == {"b"}
     # An evicted account is opened afresh when it trades again.
-    b_again = await accounts.exchange("b")
-    assert b_again is not first_b and accounts.open_count == 2
+    await accounts.touch("b")
+    assert len(accounts.opened["b"]) == 2 and accounts.opened["b"][1] is not accounts.opened["b"][0]
+    assert accounts.open_count == 2 and accounts.closed() == {"b", "a"}
+    await accounts.close()
+    assert all(r.closed for instances in accounts.opened.values() for r in instances)
 
 
-async def test_an_evicted_instance_stays_open_during_its_grace_period() -> None:
-    accounts = Accounts(max_open=1, close_grace_seconds=60)
-    await accounts.exchange("a")
-    await accounts.exchange("b")
-    await asyncio.sleep(0.01)
-    assert not accounts.opened["a"].closed  # a call in flight on it may still finish
+async def test_an_instance_in_use_is_neither_closed_nor_duplicated_by_eviction() -> None:
+    accounts = Accounts(max_open=1)
+    async with accounts.use("a") as in_use:
+        await accounts.touch("b", "c")  # a is the least recently used, but busy
+        assert not in_use.closed  # type: ignore[attr-defined]
+        async with accounts.use("a") as again:
+            assert again is in_use  # the same instance (one rate limiter per account)
+        assert accounts.closed() == {"b"}  # the idle one went instead
+    # Once a's call ends, the next eviction may take it.
+    await accounts.touch("d")
+    assert accounts.closed() == {"a", "b", "c"} and accounts.open_count == 1
     await accounts.close()
 
 
-async def test_an_evicted_paper_account_is_dropped_at_once_with_nothing_left_waiting() -> None:
-    accounts = Accounts(max_open=1, close_grace_seconds=60)
-    for n in range(50):
-        await accounts.exchange(f"paper-{n}")
-    assert accounts.open_count == 1
-    assert len(accounts._closing) == 0  # no grace-period task per evicted paper account
-    await accounts.exchange("real")
-    await accounts.exchange("paper-again")  # evicts the real one
-    assert len(accounts._closing) == 1  # a real exchange instance still waits out its grace
+async def test_many_accounts_passing_through_leave_nothing_behind() -> None:
+    accounts = Accounts(max_open=3)
+    for n in range(200):
+        await accounts.touch(f"acct-{n}")
+        # Each evicted instance is closed as it goes, none is kept waiting out a grace period.
+        assert len(accounts.closed()) == max(0, n + 1 - 3)
+    assert accounts.open_count == 3
     await accounts.close()

@@ -1,6 +1,10 @@
 """Exchange accounts of one process: one exchange instance per connection (so each account has
 its own rate limiter and no account waits for another), and prices and market rules shared per
 exchange (thousands of portfolios on one exchange cost one ticker request, not thousands).
+
+Instances are used inside ``async with accounts.use(connection_id) as exchange``, which counts the
+calls in flight on each. Beyond ``max_open`` the least recently used instance with nothing in
+flight is closed at once; one in use is never closed under its caller, and never duplicated.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -17,6 +22,16 @@ from services.common.exchanges.ccxt_prices import SingleFlightCache
 from services.common.exchanges.port import ExchangePort, Market, RunFailed
 
 PAPER = "paper"
+
+
+class _Open:
+    """An open exchange instance and how many ``use`` blocks hold it now."""
+
+    __slots__ = ("exchange", "in_flight")
+
+    def __init__(self, exchange: ExchangePort) -> None:
+        self.exchange = exchange
+        self.in_flight = 0
 
 
 @dataclass(frozen=True)
@@ -47,15 +62,13 @@ class ExchangeAccounts:
         ticker_ttl: float = 2.0,
         markets_ttl: float = 300.0,
         max_open: int = 2000,
-        close_grace_seconds: float = 120.0,
     ) -> None:
         self.pool = pool
         # Least recently used first: a process serving many accounts keeps the busy ones open and
         # closes the rest, so memory stays bounded however many accounts pass through.
         self._connections: OrderedDict[str, Connection] = OrderedDict()
-        self._exchanges: OrderedDict[str, ExchangePort] = OrderedDict()
+        self._open_instances: OrderedDict[str, _Open] = OrderedDict()
         self.max_open = max_open
-        self.close_grace_seconds = close_grace_seconds
         self._closing: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self.prices_cache: SingleFlightCache[dict[str, Decimal]] = SingleFlightCache(ticker_ttl)
@@ -87,40 +100,56 @@ class ExchangeAccounts:
             self._connections.popitem(last=False)
         return conn
 
-    async def exchange(self, connection_id: str) -> ExchangePort:
-        existing = self._exchanges.get(connection_id)
-        if existing is not None:
-            self._exchanges.move_to_end(connection_id)
-            return existing
-        conn = await self.connection(connection_id)
-        async with self._lock:
-            existing = self._exchanges.get(connection_id)
-            if existing is None:
-                existing = self._exchanges[connection_id] = self._open(conn)
-                while len(self._exchanges) > self.max_open:
-                    _, idle = self._exchanges.popitem(last=False)
-                    self._close_later(idle)
-        return existing
+    @contextlib.asynccontextmanager
+    async def use(self, connection_id: str) -> AsyncIterator[ExchangePort]:
+        """The connection's exchange instance, held open until the block ends."""
+        held = await self._hold(connection_id)
+        try:
+            yield held.exchange
+        finally:
+            held.in_flight -= 1
 
-    def _close_later(self, exchange: ExchangePort) -> None:
-        """Close an evicted instance once calls already in flight on it have had time to end.
-        A paper account holds nothing to release: it is simply dropped (keeping thousands of
-        them waiting out the grace period would be the one thing here that grows with churn)."""
-        if exchange.exchange_id == PAPER:
+    async def _hold(self, connection_id: str) -> _Open:
+        """The connection's instance, counted in flight before anything else can evict it."""
+        held = self._open_instances.get(connection_id)
+        if held is None:
+            conn = await self.connection(connection_id)
+            async with self._lock:
+                held = self._open_instances.get(connection_id)
+                if held is None:
+                    held = self._open_instances[connection_id] = _Open(self._open(conn))
+        self._open_instances.move_to_end(connection_id)
+        held.in_flight += 1
+        self._evict_idle()
+        return held
+
+    def _evict_idle(self) -> None:
+        """Close the least recently used instances with nothing in flight, down to ``max_open``.
+        Instances in use stay (they are at most the calls in flight) until a later eviction."""
+        excess = len(self._open_instances) - self.max_open
+        if excess <= 0:
             return
+        for connection_id, held in list(self._open_instances.items()):
+            if excess <= 0:
+                break
+            if held.in_flight == 0:
+                del self._open_instances[connection_id]
+                self._close_soon(held.exchange)
+                excess -= 1
 
-        async def close() -> None:
-            await asyncio.sleep(self.close_grace_seconds)
-            with contextlib.suppress(Exception):
-                await exchange.close()
-
-        task = asyncio.create_task(close())
+    def _close_soon(self, exchange: ExchangePort) -> None:
+        task = asyncio.create_task(self._close_quietly(exchange))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    @staticmethod
+    async def _close_quietly(exchange: ExchangePort) -> None:
+        with contextlib.suppress(Exception):  # closing is best effort: nothing is in flight on it
+            await exchange.close()
+
     @property
     def open_count(self) -> int:
-        return len(self._exchanges)
+        return len(self._open_instances)
 
     def _open(self, conn: Connection) -> ExchangePort:
         if conn.exchange_id == PAPER:
@@ -136,23 +165,19 @@ class ExchangeAccounts:
     async def prices(self, connection_id: str) -> dict[str, Decimal]:
         """Last price of every market of the connection's exchange, shared across accounts."""
         conn = await self.connection(connection_id)
-        exchange = await self.exchange(connection_id)
-        return await self.prices_cache.get(conn.market_key, lambda: exchange.fetch_prices(None))
+        async with self.use(connection_id) as exchange:
+            return await self.prices_cache.get(conn.market_key, lambda: exchange.fetch_prices(None))
 
     async def markets(self, connection_id: str) -> dict[str, Market]:
         conn = await self.connection(connection_id)
-        exchange = await self.exchange(connection_id)
-        return await self.markets_cache.get(conn.market_key, exchange.load_markets)
-
-    def forget(self, connection_id: str) -> None:
-        """Drop a cached connection (its credentials or URL changed)."""
-        self._connections.pop(connection_id, None)
-        self._exchanges.pop(connection_id, None)
+        async with self.use(connection_id) as exchange:
+            return await self.markets_cache.get(conn.market_key, exchange.load_markets)
 
     async def close(self) -> None:
-        for task in list(self._closing):
-            task.cancel()
-        for exchange in self._exchanges.values():
-            with contextlib.suppress(Exception):  # closing is best effort at shutdown
-                await exchange.close()
-        self._exchanges.clear()
+        """Close every instance (at shutdown, when no call is in flight any more)."""
+        instances = [held.exchange for held in self._open_instances.values()]
+        self._open_instances.clear()
+        for exchange in instances:
+            await self._close_quietly(exchange)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
