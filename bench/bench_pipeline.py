@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -305,8 +305,13 @@ class Bench:
             await asyncio.sleep(1.1)  # backends report their transaction counts at most once a second
             counters_after = await counters(pool, js, settings.stream_name)
             per = max(len(batch), 1)
-            self.note("per portfolio", f"{(counters_after[0] - counters_before[0]) / per:.1f} PostgreSQL "
-                      f"transactions, {(counters_after[1] - counters_before[1]) / per:.1f} stream messages")
+            spent = counters_after - counters_before
+            self.note("per portfolio", f"{spent.transactions / per:.1f} PostgreSQL transactions, "
+                      f"{spent.stream_messages / per:.1f} stream messages")
+            # WAL is the write work itself, and unlike CPU time it does not vary with the machine's load.
+            self.note("WAL per portfolio", f"{spent.wal_records / per:.0f} records, "
+                      f"{spent.wal_bytes / per / 1024:.1f} KiB ({spent.wal_fpi / per:.1f} full-page images; "
+                      "the whole server's WAL)")
             self.note("machine busy during the run", f"{sampler.machine_busy_fraction:.0%} of {os.cpu_count()} cores"
                       " (see '(other processes)' below: CPU taken by jobs outside this benchmark)")
             self.summarise(result, len(batch))
@@ -422,12 +427,26 @@ async def wait_recorded_fast(pool: asyncpg.Pool, expected: int, timeout: float,
         await asyncio.sleep(0.005)
 
 
-async def counters(pool: asyncpg.Pool, js: nats.js.JetStreamContext, stream: str) -> tuple[int, int]:
-    """(transactions committed or rolled back in this database, messages in the stream)."""
-    transactions = await pool.fetchval("SELECT xact_commit + xact_rollback FROM pg_stat_database"
-                                       " WHERE datname = current_database()")
+@dataclass(frozen=True)
+class Counters:
+    transactions: int  # committed or rolled back in this database
+    stream_messages: int
+    wal_records: int  # the server's (embedded: only this benchmark writes)
+    wal_bytes: int
+    wal_fpi: int
+
+    def __sub__(self, before: Counters) -> Counters:
+        return Counters(*(getattr(self, f.name) - getattr(before, f.name) for f in fields(self)))
+
+
+async def counters(pool: asyncpg.Pool, js: nats.js.JetStreamContext, stream: str) -> Counters:
+    row = await pool.fetchrow(
+        "SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()) AS xacts,"
+        " wal_records, wal_bytes, wal_fpi FROM pg_stat_wal"
+    )
     info = await js.stream_info(stream)
-    return int(transactions), int(info.state.messages)
+    return Counters(int(row["xacts"]), int(info.state.messages), int(row["wal_records"]), int(row["wal_bytes"]),
+                    int(row["wal_fpi"]))
 
 
 async def delete_stream(nats_url: str, stream: str) -> None:

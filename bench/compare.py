@@ -1,0 +1,128 @@
+"""The pipeline benchmark side by side: this tree against another git revision, alternately.
+
+On a shared or noisy machine the same commit's throughput varies by a third from one run to the
+next, so a change is only measured against its baseline run in the same minutes. This checks the
+other revision out in a temporary git worktree, runs ``bench.bench_pipeline`` with the same
+arguments in each tree in turn (A, B, A, B, ...), and prints each pair and the medians: throughput,
+CPU milliseconds per portfolio of each process, and WAL per portfolio (where both trees print it).
+
+    .venv/bin/python -m bench.compare --against HEAD~1 --pairs 3 -- --portfolios 1000 --assets 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_THROUGHPUT = re.compile(r"^throughput\s+([\d.]+) portfolios/s", re.M)
+_WAL = re.compile(r"^WAL per portfolio\s+(\d+) records", re.M)
+# "executor#1    10.04    10.04    134.4 ..." : process, CPU s, CPU ms/portfolio
+_PROCESS = re.compile(r"^(\S[^\n]*?)\s{2,}([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s*$", re.M)
+
+
+@dataclass
+class Figures:
+    throughput: float
+    wal_records: float | None
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pipeline_cpu_ms(self) -> float:
+        """CPU per portfolio of the system itself: services, NATS and PostgreSQL."""
+        return sum(v for k, v in self.cpu_ms.items() if not k.startswith(("bench", "(other")))
+
+
+def parse(output: str) -> Figures:
+    """The figures of one ``bench.bench_pipeline`` table."""
+    throughput = _THROUGHPUT.search(output)
+    if throughput is None:
+        raise ValueError(f"no throughput in the benchmark's output:\n{output[-2000:]}")
+    wal = _WAL.search(output)
+    return Figures(
+        throughput=float(throughput.group(1)),
+        wal_records=float(wal.group(1)) if wal else None,
+        cpu_ms={m.group(1).strip(): float(m.group(3)) for m in _PROCESS.finditer(output)},
+    )
+
+
+def run_bench(tree: Path, bench_args: Sequence[str]) -> Figures:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bench_pipeline", *bench_args],
+        cwd=tree, capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the benchmark failed in {tree}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return parse(done.stdout)
+
+
+def median_figures(runs: Sequence[Figures]) -> Figures:
+    walls = [r.wal_records for r in runs if r.wal_records is not None]
+    names = [name for name in runs[0].cpu_ms if all(name in r.cpu_ms for r in runs)]
+    return Figures(
+        throughput=statistics.median(r.throughput for r in runs),
+        wal_records=statistics.median(walls) if len(walls) == len(runs) else None,
+        cpu_ms={name: statistics.median(r.cpu_ms[name] for r in runs) for name in names},
+    )
+
+
+def render(label_a: str, label_b: str, a: Figures, b: Figures) -> str:
+    """Two builds' figures, one line per measure, with B's change against A."""
+
+    def line(name: str, x: float | None, y: float | None, unit: str = "") -> str:
+        change = f"{(y - x) / x:+.0%}" if x and y is not None else ""
+        show = lambda v: "-" if v is None else f"{v:.2f}{unit}"  # noqa: E731
+        return f"  {name:<24} {show(x):>12} {show(y):>12} {change:>7}"
+
+    rows = [f"  {'':<24} {label_a[:12]:>12} {label_b[:12]:>12} {'change':>7}",
+            line("portfolios/s", a.throughput, b.throughput),
+            line("WAL records/portfolio", a.wal_records, b.wal_records),
+            line("CPU ms/portfolio (all)", a.pipeline_cpu_ms, b.pipeline_cpu_ms)]
+    rows += [line(f"  {name}", a.cpu_ms[name], b.cpu_ms.get(name)) for name in a.cpu_ms
+             if not name.startswith(("bench", "(other"))]
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--against", required=True, help="the git revision to compare this tree with (A)")
+    parser.add_argument("--pairs", type=int, default=3, help="A/B runs, alternating (default 3)")
+    parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then bench.bench_pipeline's arguments")
+    args = parser.parse_args(argv)
+    bench_args = [a for a in args.bench_args if a != "--"] or ["--portfolios", "1000", "--assets", "20"]
+    revision = subprocess.run(["git", "rev-parse", "--short", args.against], cwd=ROOT, capture_output=True,
+                              text=True, check=False)
+    if revision.returncode != 0:
+        print(f"error: --against {args.against!r} is not a git revision here", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as scratch:
+        other = Path(scratch) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(other), args.against],
+                       cwd=ROOT, check=True)
+        try:
+            runs: dict[str, list[Figures]] = {"A": [], "B": []}
+            for pair in range(1, args.pairs + 1):
+                runs["A"].append(run_bench(other, bench_args))
+                runs["B"].append(run_bench(ROOT, bench_args))
+                print(f"pair {pair}: A {runs['A'][-1].throughput:.0f}/s, B {runs['B'][-1].throughput:.0f}/s",
+                      flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=ROOT, check=False)
+    label_a, label_b = f"A {revision.stdout.strip()}", "B this tree"
+    print(f"\nbench.bench_pipeline {' '.join(bench_args)}; medians of {args.pairs} pairs")
+    print(render(label_a, label_b, median_figures(runs["A"]), median_figures(runs["B"])))
+    for pair, (a, b) in enumerate(zip(runs["A"], runs["B"], strict=True), start=1):
+        print(f"\npair {pair}")
+        print(render(label_a, label_b, a, b))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
