@@ -3,7 +3,7 @@
 On a shared or noisy machine the same commit's throughput varies by a third from one run to the
 next, so a change is only measured against its baseline run in the same minutes. This checks the
 other revision out in a temporary git worktree, runs ``bench.bench_pipeline`` with the same
-arguments in each tree in turn (A, B, A, B, ...), and prints each pair and the medians: throughput,
+arguments in each tree in turn (A B, B A, A B, ...), and prints each pair and the medians: throughput,
 CPU milliseconds per portfolio of each process, and WAL per portfolio (where both trees print it).
 
     .venv/bin/python -m bench.compare --against HEAD~1 --pairs 3 -- --portfolios 1000 --assets 20
@@ -108,9 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                        cwd=ROOT, check=True)
         try:
             runs: dict[str, list[Figures]] = {"A": [], "B": []}
+            trees = {"A": other, "B": ROOT}
             for pair in range(1, args.pairs + 1):
-                runs["A"].append(run_bench(other, bench_args))
-                runs["B"].append(run_bench(ROOT, bench_args))
+                # Which goes first alternates too: the first of two back-to-back runs fares differently.
+                for label in ("A", "B") if pair % 2 else ("B", "A"):
+                    runs[label].append(run_bench(trees[label], bench_args))
                 print(f"pair {pair}: A {runs['A'][-1].throughput:.0f}/s, B {runs['B'][-1].throughput:.0f}/s",
                       flush=True)
         finally:
