@@ -4,7 +4,9 @@ On a shared or noisy machine the same commit's throughput varies by a third from
 next, so a change is only measured against its baseline run in the same minutes. This checks the
 other revision out in a temporary git worktree, runs ``bench.bench_pipeline`` with the same
 arguments in each tree in turn (A B, B A, A B, ...), and prints each pair and the medians: throughput,
-CPU milliseconds per portfolio of each process, and WAL per portfolio (where both trees print it).
+CPU milliseconds per portfolio of each process, and WAL per portfolio. Both sides run this tree's
+benchmark code (``bench/``, copied over the other tree's), so only the system differs; with
+``--their-bench`` the other revision keeps its own.
 
     .venv/bin/python -m bench.compare --against HEAD~1 --pairs 3 -- --portfolios 1000 --assets 20
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -94,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", required=True, help="the git revision to compare this tree with (A)")
     parser.add_argument("--pairs", type=int, default=3, help="A/B runs, alternating (default 3)")
+    parser.add_argument("--their-bench", action="store_true",
+                        help="run the other revision's own bench/ code instead of this tree's")
     parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then bench.bench_pipeline's arguments")
     args = parser.parse_args(argv)
     bench_args = [a for a in args.bench_args if a != "--"] or ["--portfolios", "1000", "--assets", "20"]
@@ -106,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         other = Path(scratch) / "tree"
         subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(other), args.against],
                        cwd=ROOT, check=True)
+        if not args.their_bench:
+            for source in (ROOT / "bench").glob("*.py"):
+                shutil.copy2(source, other / "bench" / source.name)
         try:
             runs: dict[str, list[Figures]] = {"A": [], "B": []}
             trees = {"A": other, "B": ROOT}
