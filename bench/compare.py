@@ -26,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 _THROUGHPUT = re.compile(r"^throughput\s+([\d.]+) portfolios/s", re.M)
+# "latency due -> recorded  p50 12924 ms, p99 18167 ms" (or "one portfolio alone ..." in single mode)
+_LATENCY = re.compile(r"^(?:latency due -> recorded|one portfolio alone)\s+p50 (\d+) ms, p99 (\d+) ms", re.M)
 _WAL = re.compile(r"^WAL per portfolio\s+(\d+) records", re.M)
 # "executor#1    10.04    10.04    134.4 ..." : process, CPU s, CPU ms/portfolio
 _PROCESS = re.compile(r"^(\S[^\n]*?)\s{2,}([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s*$", re.M)
@@ -33,9 +35,11 @@ _PROCESS = re.compile(r"^(\S[^\n]*?)\s{2,}([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\
 
 @dataclass
 class Figures:
-    throughput: float
+    throughput: float | None  # none in single mode
     wal_records: float | None
     cpu_ms: dict[str, float] = field(default_factory=dict)
+    p50_ms: float | None = None
+    p99_ms: float | None = None
 
     @property
     def pipeline_cpu_ms(self) -> float:
@@ -46,13 +50,16 @@ class Figures:
 def parse(output: str) -> Figures:
     """The figures of one ``bench.bench_pipeline`` table."""
     throughput = _THROUGHPUT.search(output)
-    if throughput is None:
-        raise ValueError(f"no throughput in the benchmark's output:\n{output[-2000:]}")
+    latency = _LATENCY.search(output)
+    if throughput is None and latency is None:
+        raise ValueError(f"no throughput or latency in the benchmark's output:\n{output[-2000:]}")
     wal = _WAL.search(output)
     return Figures(
-        throughput=float(throughput.group(1)),
+        throughput=float(throughput.group(1)) if throughput else None,
         wal_records=float(wal.group(1)) if wal else None,
         cpu_ms={m.group(1).strip(): float(m.group(3)) for m in _PROCESS.finditer(output)},
+        p50_ms=float(latency.group(1)) if latency else None,
+        p99_ms=float(latency.group(2)) if latency else None,
     )
 
 
@@ -66,31 +73,42 @@ def run_bench(tree: Path, bench_args: Sequence[str]) -> Figures:
     return parse(done.stdout)
 
 
+def _median(values: Sequence[float | None]) -> float | None:
+    """The median, or None unless every run has the figure."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known and len(known) == len(values) else None
+
+
 def median_figures(runs: Sequence[Figures]) -> Figures:
-    walls = [r.wal_records for r in runs if r.wal_records is not None]
     names = [name for name in runs[0].cpu_ms if all(name in r.cpu_ms for r in runs)]
     return Figures(
-        throughput=statistics.median(r.throughput for r in runs),
-        wal_records=statistics.median(walls) if len(walls) == len(runs) else None,
+        throughput=_median([r.throughput for r in runs]),
+        wal_records=_median([r.wal_records for r in runs]),
         cpu_ms={name: statistics.median(r.cpu_ms[name] for r in runs) for name in names},
+        p50_ms=_median([r.p50_ms for r in runs]),
+        p99_ms=_median([r.p99_ms for r in runs]),
     )
 
 
 def render(label_a: str, label_b: str, a: Figures, b: Figures) -> str:
     """Two builds' figures, one line per measure, with B's change against A."""
 
-    def line(name: str, x: float | None, y: float | None, unit: str = "") -> str:
+    def line(name: str, x: float | None, y: float | None) -> str | None:
+        if x is None and y is None:
+            return None  # not a figure of this mode
         change = f"{(y - x) / x:+.0%}" if x and y is not None else ""
-        show = lambda v: "-" if v is None else f"{v:.2f}{unit}"  # noqa: E731
+        show = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         return f"  {name:<24} {show(x):>12} {show(y):>12} {change:>7}"
 
     rows = [f"  {'':<24} {label_a[:12]:>12} {label_b[:12]:>12} {'change':>7}",
             line("portfolios/s", a.throughput, b.throughput),
+            line("latency p50 ms", a.p50_ms, b.p50_ms),
+            line("latency p99 ms", a.p99_ms, b.p99_ms),
             line("WAL records/portfolio", a.wal_records, b.wal_records),
             line("CPU ms/portfolio (all)", a.pipeline_cpu_ms, b.pipeline_cpu_ms)]
     rows += [line(f"  {name}", a.cpu_ms[name], b.cpu_ms.get(name)) for name in a.cpu_ms
              if not name.startswith(("bench", "(other"))]
-    return "\n".join(rows)
+    return "\n".join(row for row in rows if row is not None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,8 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # Which goes first alternates too: the first of two back-to-back runs fares differently.
                 for label in ("A", "B") if pair % 2 else ("B", "A"):
                     runs[label].append(run_bench(trees[label], bench_args))
-                print(f"pair {pair}: A {runs['A'][-1].throughput:.0f}/s, B {runs['B'][-1].throughput:.0f}/s",
-                      flush=True)
+                print(f"pair {pair} done", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=ROOT, check=False)
     label_a, label_b = f"A {revision.stdout.strip()}", "B this tree"

@@ -28,6 +28,7 @@ bench (publish/poll)       1.30              1.30         136.6     139.7    139
 def test_the_benchmark_table_is_read_whole() -> None:
     figures = parse(TABLE)
     assert figures.throughput == 54
+    assert (figures.p50_ms, figures.p99_ms) == (12924, 18167)
     assert figures.wal_records == 123
     assert figures.cpu_ms == {"ledger#1": 4.65, "executor#1": 10.04, "nats-server": 1.73, "postgresql": 9.60,
                               "bench (publish/poll)": 1.30, "(other processes)": 1.87}
@@ -40,8 +41,15 @@ def test_an_older_table_without_wal_still_compares() -> None:
     assert figures.wal_records is None and figures.throughput == 54
 
 
+def test_single_mode_is_compared_by_latency() -> None:
+    figures = parse("mode   single\none portfolio alone             p50 48 ms, p99 68 ms, max 68 ms (n=50)\n")
+    assert (figures.throughput, figures.p50_ms, figures.p99_ms) == (None, 48, 68)
+    text = render("A", "B", figures, parse("one portfolio alone  p50 36 ms, p99 68 ms, max 70 ms (n=50)"))
+    assert "portfolios/s" not in text and "-25%" in text and "+0%" in text
+
+
 def test_a_failed_run_is_an_error_not_a_zero() -> None:
-    with pytest.raises(ValueError, match="no throughput"):
+    with pytest.raises(ValueError, match="no throughput or latency"):
         parse("Traceback (most recent call last): ...")
 
 
