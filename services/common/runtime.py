@@ -128,10 +128,11 @@ class Runtime:
     async def _after_start(self) -> None:
         self._tasks = [asyncio.create_task(fn(self.stop)) for fn in self._loops]
         log.info(
-            "%s started (stream %s, namespace %s)",
+            "%s started (stream %s, namespace %s, event loop %s)",
             self.service,
             self.settings.stream_name,
             self.settings.bus_namespace,
+            type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
 
     async def _shutdown(self) -> None:
@@ -171,6 +172,18 @@ class _LazyPool:
         return getattr(self._runtime.pool, name)
 
 
-def run(app: FastStream) -> None:
-    """Entry point of ``python -m services.<name>``."""
-    asyncio.run(app.run())
+def run(app: FastStream, settings: ServiceSettings | None = None) -> None:
+    """Entry point of ``python -m services.<name>``, on the event loop ``EVENT_LOOP`` names."""
+    with asyncio.Runner(loop_factory=_loop_factory((settings or ServiceSettings()).event_loop)) as runner:
+        runner.run(app.run())
+
+
+def _loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop if asked for and installed (not on Windows); None: asyncio's own."""
+    if event_loop != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
