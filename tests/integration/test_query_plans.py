@@ -16,6 +16,7 @@ import pytest
 
 from services.common.db import create_pool
 from services.common.exchanges import paper_batch
+from services.common.exchanges.accounts import READ_CONNECTIONS
 from services.common.exchanges.paper import READ_BALANCES
 from services.executor import intents
 
@@ -29,6 +30,7 @@ STATEMENTS = {
     "paper_write_batch": (paper_batch._WRITE_BATCH, "paper_balances"),
     "paper_read_accounts": (paper_batch.READ_ACCOUNTS, "paper_balances"),
     "paper_read_accounts_orders": (paper_batch.READ_ACCOUNTS, "paper_orders"),
+    "read_connections": (READ_CONNECTIONS, "exchange_connections"),
 }
 
 

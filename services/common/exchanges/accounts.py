@@ -12,16 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 import asyncpg
 
+from services.common.coalesce import Coalescer
 from services.common.exchanges.ccxt_prices import SingleFlightCache
 from services.common.exchanges.port import ExchangePort, Market, RunFailed
 
 PAPER = "paper"
+
+# One row per asked id, in order; an unknown id gets a row of NULLs.
+READ_CONNECTIONS = """
+SELECT c.id::text, c.user_id::text, c.exchange_id, c.api_url, c.sandbox, c.paper_account, c.credentials_enc
+FROM unnest($1::uuid[]) WITH ORDINALITY AS asked(id, position)
+LEFT JOIN exchange_connections c ON c.id = asked.id
+ORDER BY asked.position
+"""
 
 
 class _Open:
@@ -71,6 +80,8 @@ class ExchangeAccounts:
         self.max_open = max_open
         self._closing: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
+        # Runs of many new accounts starting together read their connections in one statement.
+        self._read_connection: Coalescer[str, asyncpg.Record | None] = Coalescer(self._read_connections)
         self.prices_cache: SingleFlightCache[dict[str, Decimal]] = SingleFlightCache(ticker_ttl)
         self.markets_cache: SingleFlightCache[dict[str, Market]] = SingleFlightCache(markets_ttl)
 
@@ -79,11 +90,7 @@ class ExchangeAccounts:
         if cached is not None:
             self._connections.move_to_end(connection_id)
             return cached
-        row = await self.pool.fetchrow(
-            "SELECT id::text, user_id::text, exchange_id, api_url, sandbox, paper_account, credentials_enc"
-            " FROM exchange_connections WHERE id = $1::uuid",
-            connection_id,
-        )
+        row = await self._read_connection(connection_id)
         if row is None:
             raise UnknownConnection(f"exchange connection {connection_id} does not exist")
         conn = Connection(
@@ -99,6 +106,10 @@ class ExchangeAccounts:
         while len(self._connections) > self.max_open:
             self._connections.popitem(last=False)
         return conn
+
+    async def _read_connections(self, connection_ids: Sequence[str]) -> list[asyncpg.Record | None]:
+        rows = await self.pool.fetch(READ_CONNECTIONS, connection_ids)
+        return [row if row["id"] is not None else None for row in rows]
 
     @contextlib.asynccontextmanager
     async def use(self, connection_id: str) -> AsyncIterator[ExchangePort]:
