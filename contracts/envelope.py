@@ -10,14 +10,16 @@ import hashlib
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import methodcaller
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 SCHEMA_VERSION: Literal[1] = 1
 
-# Decimal that serializes as a JSON string ("0.10000000"), never as a float.
-Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+# Decimal that serializes as a JSON string ("0.10000000"), never as a float nor in exponent form.
+# methodcaller, not a lambda: called for every Decimal of every message, without a Python frame.
+Money = Annotated[Decimal, PlainSerializer(methodcaller("__format__", "f"), return_type=str, when_used="json")]
 
 # A fixed namespace for uuid5 so that every service derives the same id for the same fact.
 _ID_NAMESPACE = uuid.UUID("6f1c8a52-0b7e-4f55-9b8e-1d5c8e1e2a90")

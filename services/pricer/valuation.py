@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from contracts.v1 import Holding, MarketRule, Strategy
 from services.common.exchanges.port import Balance, Market
@@ -58,7 +59,10 @@ def price_in(asset: str, quote: str, prices: Mapping[str, Decimal]) -> Decimal |
     return None
 
 
+@lru_cache(maxsize=4096)
 def market_rule(market: Market) -> MarketRule:
+    """The contract's view of a market (frozen both): built once per market and version of its
+    rules, not per portfolio, since every portfolio on an exchange shares its markets."""
     return MarketRule(
         symbol=market.symbol,
         base=market.base,

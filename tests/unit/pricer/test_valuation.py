@@ -4,7 +4,7 @@ import pytest
 
 from contracts.v1 import Strategy
 from services.common.exchanges.port import Balance, Market
-from services.pricer.valuation import MissingPrice, price_in, value_portfolio
+from services.pricer.valuation import MissingPrice, market_rule, price_in, value_portfolio
 
 
 def strategy(weights: dict[str, str], quote: str = "USD") -> Strategy:
@@ -50,3 +50,12 @@ def test_a_held_non_target_without_any_route_is_left_out_not_fatal() -> None:
     balances = {"USD": Balance(D("10"), D("10")), "AIRDROP": Balance(D("5"), D("5"))}
     v = value_portfolio(strategy({"USD": "100"}), balances, {}, {})
     assert v.unpriced == ["AIRDROP"] and v.total_value == D("10")
+
+
+def test_a_market_rule_is_built_once_per_market_and_anew_when_its_rules_change() -> None:
+    market = Market("BTC/USD", "BTC", "USD", min_amount=D("0.0001"), amount_step=D("0.00001"))
+    rule = market_rule(market)
+    assert (rule.symbol, rule.min_amount, rule.amount_step) == ("BTC/USD", D("0.0001"), D("0.00001"))
+    assert market_rule(Market("BTC/USD", "BTC", "USD", min_amount=D("0.0001"), amount_step=D("0.00001"))) is rule
+    changed = market_rule(Market("BTC/USD", "BTC", "USD", min_amount=D("0.001"), amount_step=D("0.00001")))
+    assert changed is not rule and changed.min_amount == D("0.001")
