@@ -16,7 +16,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import nats
 import pytest
 from cryptography.fernet import Fernet
 
@@ -24,6 +23,7 @@ from services.api.accounts import create_token, ensure_user
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.common.secrets import SecretBox
+from tests.support.pipeline import delete_stream
 
 pytestmark = pytest.mark.integration
 
@@ -98,16 +98,6 @@ def api_settings(database_url: str, nats_url: str, namespace: str, **extra: Any)
         db_pool_max=4,
         **extra,
     )
-
-
-async def delete_stream(nats_url: str, stream: str) -> None:
-    nc = await nats.connect(nats_url)
-    try:
-        await nc.jetstream().delete_stream(stream)
-    except nats.js.errors.NotFoundError:
-        pass
-    finally:
-        await nc.close()
 
 
 @pytest.fixture(name="api")

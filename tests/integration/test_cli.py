@@ -16,7 +16,8 @@ from cryptography.fernet import Fernet
 from services.api.app import create_app
 from services.api.cli import main
 from services.common.secrets import SecretBox
-from tests.integration.test_api_harness import api_settings, delete_stream, insert_run, insert_trade
+from tests.integration.test_api_harness import api_settings, insert_run, insert_trade
+from tests.support.pipeline import delete_stream
 
 pytestmark = pytest.mark.integration
 

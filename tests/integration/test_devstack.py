@@ -45,6 +45,7 @@ from services.stack.runner import StackOptions, run_stack
 from services.stack.seed import DEMO_EMAIL, DEMO_PAPER_ACCOUNT
 from services.stack.state import local_secret_keys
 from tests.infra import Infra
+from tests.support.pipeline import delete_stream
 
 pytestmark = pytest.mark.integration
 
@@ -266,6 +267,7 @@ async def stack_env(infra: Infra) -> AsyncIterator[dict[str, str]]:
     env = dict(os.environ, NATS_URL=infra.nats_url, DATABASE_URL=infra.dsn_for(name),
                BUS_NAMESPACE=f"t{uuid.uuid4().hex[:10]}", STREAM_NAME=f"T{uuid.uuid4().hex[:10]}")
     yield env
+    await delete_stream(infra.nats_url, env["STREAM_NAME"])  # the stack created it on the shared server
     admin = await asyncpg.connect(infra.admin_dsn)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
