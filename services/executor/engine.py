@@ -622,23 +622,23 @@ class Executor:
 
     async def _holdings_after(self, plan: PlanCreated, fills: list[tuple[PlannedOrder, OrderResult]]) -> list[Holding]:
         assets = [h.asset for h in plan.holdings]
-        if plan.strategy.dry_run or not fills:
-            totals = sizing.holdings_after({h.asset: h.total for h in plan.holdings}, fills)
-            return [Holding(asset=a, free=totals.get(a, ZERO), total=totals.get(a, ZERO)) for a in assets]
-        try:
-            async with self.accounts.use(plan.strategy.connection_id) as exchange:
-                balances = await exchange.fetch_balance()
-        except RetryLater:
-            totals = sizing.holdings_after({h.asset: h.total for h in plan.holdings}, fills)
-            return [Holding(asset=a, free=totals.get(a, ZERO), total=totals.get(a, ZERO)) for a in assets]
-        return [
-            Holding(
-                asset=a,
-                free=balances[a].free if a in balances else ZERO,
-                total=balances[a].total if a in balances else ZERO,
-            )
-            for a in assets
-        ]
+        if not plan.strategy.dry_run and fills:
+            try:
+                async with self.accounts.use(plan.strategy.connection_id) as exchange:
+                    balances = await exchange.fetch_balance()
+            except RetryLater:
+                pass  # computed from the plan and the fills below
+            else:
+                return [
+                    Holding(
+                        asset=a,
+                        free=balances[a].free if a in balances else ZERO,
+                        total=balances[a].total if a in balances else ZERO,
+                    )
+                    for a in assets
+                ]
+        totals = sizing.holdings_after({h.asset: h.total for h in plan.holdings}, fills)
+        return [Holding(asset=a, free=totals.get(a, ZERO), total=totals.get(a, ZERO)) for a in assets]
 
 
 def leg_error(order: PlannedOrder, code: str, message: str) -> RunError:
