@@ -172,9 +172,9 @@ class _LazyPool:
         return getattr(self._runtime.pool, name)
 
 
-def run(app: FastStream, settings: ServiceSettings | None = None) -> None:
+def run(app: FastStream) -> None:
     """Entry point of ``python -m services.<name>``, on the event loop ``EVENT_LOOP`` names."""
-    with asyncio.Runner(loop_factory=_loop_factory((settings or ServiceSettings()).event_loop)) as runner:
+    with asyncio.Runner(loop_factory=_loop_factory(ServiceSettings().event_loop)) as runner:
         runner.run(app.run())
 
 

@@ -76,23 +76,13 @@ class WantedIntents:
     sending: dict[int, Decimal] = field(default_factory=dict)
 
 
-async def ensure_intents(
-    pool: asyncpg.Pool,
-    plan: PlanCreated,
-    client_ids: dict[int, str],
-    sending: dict[int, Decimal] | None = None,
-) -> dict[int, Intent]:
-    """Store an intent per leg (once, in one statement) and return every leg's current intent.
-
-    Legs in ``sending`` (leg -> amount) are about to be sent in one batch: they are stored as
-    'sending' with that amount. Legs already stored (a resumed run) keep what they have.
-    """
-    [legs] = await ensure_intents_many(pool, [WantedIntents(plan, client_ids, sending or {})])
-    return legs
-
-
 async def ensure_intents_many(pool: asyncpg.Pool, runs: Sequence[WantedIntents]) -> list[dict[int, Intent]]:
-    """``ensure_intents`` for several runs in one statement, a result per run, in order."""
+    """Store an intent per leg of each run (once) and return every leg's current intent: several
+    runs in one statement, a result per run, in order.
+
+    A run's legs in ``sending`` (leg -> amount) are about to be sent in one batch: they are stored
+    as 'sending' with that amount. Legs already stored (a resumed run) keep what they have.
+    """
     run_ids = [str(uuid.UUID(wanted.plan.run_id)) for wanted in runs]
     if len(set(run_ids)) < len(run_ids):
         # A run's "fresh" legs would be claimed by both of its entries: the caller stores them

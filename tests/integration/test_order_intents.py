@@ -5,6 +5,7 @@ a phase's outcomes and its one event are written together, once."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -32,18 +33,26 @@ async def states(pool: asyncpg.Pool, plan: PlanCreated) -> list[tuple[int, str, 
     return [(r["leg"], r["state"], r["attempts"]) for r in rows]
 
 
+async def store_intents(
+    pool: asyncpg.Pool, plan: PlanCreated, ids: dict[int, str], sending: dict[int, Decimal] | None = None
+) -> dict[int, intents.Intent]:
+    """One run's intents, as the executor stores them (through the many-runs statement)."""
+    [legs] = await intents.ensure_intents_many(pool, [intents.WantedIntents(plan, ids, sending or {})])
+    return legs
+
+
 async def test_the_first_batch_is_stored_as_sending_and_a_resumed_run_keeps_what_was_stored(
     db_pool: asyncpg.Pool,
 ) -> None:
     plan = a_plan()
     ids = {o.leg: client_order_id_for("paper", plan.run_id, o.leg) for o in plan.orders}
     first = plan.orders[0]
-    legs = await intents.ensure_intents(db_pool, plan, ids, {first.leg: first.amount / 2})
+    legs = await store_intents(db_pool, plan, ids, {first.leg: first.amount / 2})
     assert [(i.state, i.fresh) for _, i in sorted(legs.items())] == [("sending", True), ("intent", True)]
     assert legs[first.leg].amount == first.amount / 2  # stored with the amount it is sent with
     assert await states(db_pool, plan) == [(0, "sending", 1), (1, "intent", 0)]
 
-    again = await intents.ensure_intents(db_pool, plan, ids, {o.leg: o.amount for o in plan.orders})
+    again = await store_intents(db_pool, plan, ids, {o.leg: o.amount for o in plan.orders})
     assert [(i.state, i.fresh) for _, i in sorted(again.items())] == [("sending", False), ("intent", False)]
     assert await states(db_pool, plan) == [(0, "sending", 1), (1, "intent", 0)]
 
@@ -54,7 +63,7 @@ async def test_several_runs_store_their_intents_in_one_statement_each_getting_it
     resumed, new = a_plan(), a_plan()
     resumed_ids = {o.leg: client_order_id_for("paper", resumed.run_id, o.leg) for o in resumed.orders}
     new_ids = {o.leg: client_order_id_for("paper", new.run_id, o.leg) for o in new.orders}
-    await intents.ensure_intents(db_pool, resumed, resumed_ids, {0: resumed.orders[0].amount})
+    await store_intents(db_pool, resumed, resumed_ids, {0: resumed.orders[0].amount})
 
     first_leg_sending = {0: new.orders[0].amount}
     both = await intents.ensure_intents_many(
@@ -81,7 +90,7 @@ async def test_one_run_twice_in_a_batch_is_refused_before_anything_is_stored(db_
 async def test_legs_a_batch_never_sent_go_back_to_intent_uncounted(db_pool: asyncpg.Pool) -> None:
     plan = a_plan()
     ids = {o.leg: client_order_id_for("paper", plan.run_id, o.leg) for o in plan.orders}
-    await intents.ensure_intents(db_pool, plan, ids)
+    await store_intents(db_pool, plan, ids)
     await intents.mark_sending_many(db_pool, [(ids[o.leg], o.amount) for o in plan.orders])
     assert await states(db_pool, plan) == [(0, "sending", 1), (1, "sending", 1)]
     await intents.unmark_unsent(db_pool, [ids[1]])
@@ -91,7 +100,7 @@ async def test_legs_a_batch_never_sent_go_back_to_intent_uncounted(db_pool: asyn
 async def test_a_phase_outcome_and_its_event_are_written_together_once(db_pool: asyncpg.Pool) -> None:
     plan = a_plan()
     ids = {o.leg: client_order_id_for("paper", plan.run_id, o.leg) for o in plan.orders}
-    await intents.ensure_intents(db_pool, plan, ids)
+    await store_intents(db_pool, plan, ids)
     event = OutboxMessage("t.evt.order.reported", f"orders-{plan.run_id}", b"{}")
     outcomes = [
         intents.Outcome(ids[0], "filled", {"exchange_order_id": "7", "filled": "1"}),

@@ -24,9 +24,10 @@ from services.common.exchanges.paper import (
     set_price,
 )
 from services.common.exchanges.paper_batch import (
+    AccountQuery,
     Placement,
     StaleMarkets,
-    read_account,
+    read_accounts,
     settle_in_order,
     write_batch,
 )
@@ -134,7 +135,7 @@ async def test_racing_batches_and_single_orders_never_overdraw_and_conserve_bala
 async def test_a_market_that_changed_since_it_was_read_makes_the_write_place_nothing(box: Sandbox) -> None:
     exchange = box.exchange()
     quotes, _ = await exchange._quotes([box.symbol], fresh=True)
-    account = await read_account(box.pool, box.account, ["USD", box.coin], [])
+    [account] = await read_accounts(box.pool, [AccountQuery(box.account, ["USD", box.coin], [])])
     [placement] = settle_in_order({box.symbol: quotes[box.symbol].market}, account.free, set(),
                                   [order(box.symbol, "buy", "0.01")])
     assert isinstance(placement, Placement)

@@ -207,7 +207,7 @@ class BalanceReader:
         return await self._reads(account)
 
     async def read_account(self, query: AccountQuery) -> AccountState:
-        """What settling a batch of orders needs of one account (``paper_batch.read_account``)."""
+        """What settling a batch of orders needs of one account (``paper_batch.read_accounts``)."""
         return await self._accounts(query)
 
     async def _read_many(self, accounts: Sequence[str]) -> list[dict[str, Balance]]:

@@ -1,8 +1,8 @@
 """Several orders of one paper account in two statements.
 
 ``settle_in_order`` is the pure part: each order is judged and filled against the balances the
-orders before it left, exactly as ``create_order`` called once per order would. ``read_account``
-reads the account's balances and open client ids (``read_accounts`` several accounts' at once);
+orders before it left, exactly as ``create_order`` called once per order would.
+``read_accounts`` reads accounts' balances and open client ids (several accounts' at once);
 ``write_batch`` writes every balance move and order row in one statement that first checks the
 markets are still the versions settled on. A batch costs two round trips however many orders it
 holds.
@@ -136,7 +136,7 @@ ORDER BY a.position
 
 
 async def read_accounts(pool: asyncpg.Pool, queries: Sequence[AccountQuery]) -> list[AccountState]:
-    """``read_account`` for several accounts in one round trip, a state per query, in order."""
+    """Each account's balances and open client ids, in one round trip, a state per query, in order."""
     rows = await pool.fetch(
         READ_ACCOUNTS,
         [q.account for q in queries],
@@ -149,13 +149,6 @@ async def read_accounts(pool: asyncpg.Pool, queries: Sequence[AccountQuery]) -> 
         free = {a: f for a, f in zip(row["assets"] or (), row["free"] or (), strict=True) if a in assets}
         states.append(AccountState(free, {c for c in row["open_ids"] or () if c in client_ids}))
     return states
-
-
-async def read_account(
-    pool: asyncpg.Pool, account: str, assets: Sequence[str], client_ids: Sequence[str]
-) -> AccountState:
-    [state] = await read_accounts(pool, [AccountQuery(account, assets, client_ids)])
-    return state
 
 
 # One statement, so atomic without a transaction of round trips. It writes only if every market
