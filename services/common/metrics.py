@@ -23,6 +23,7 @@ timestamp_seconds`` lets a query keep only the freshest replica's series.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -57,6 +58,9 @@ RUN_DURATION = Histogram(
     buckets=RUN_DURATION_BUCKETS,
 )
 ORDERS = Counter("rebalancer_orders", "Order events, by side and status", ["side", "status"])
+GC_SECONDS = Counter(
+    "rebalancer_gc_seconds", "Time the garbage collector held the process, by generation", ["generation"]
+)
 VALUE_TRADED = Counter("rebalancer_value_traded", "Value traded by finished runs, in the quote currency", ["quote"])
 FEES = Counter("rebalancer_fees", "Fees paid by finished runs, in the quote currency", ["quote"])
 
@@ -272,3 +276,27 @@ def exposed_names(registry: CollectorRegistry = REGISTRY) -> frozenset[str]:
         }.get(family.type, ("",))
         names.update(family.name + suffix for suffix in suffixes)
     return frozenset(names)
+
+
+class _CollectionTimer:
+    """A ``gc.callbacks`` entry adding each collection's duration to ``GC_SECONDS``: what
+    ``GC_THRESHOLD`` is tuned by (about a microsecond per collection)."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._by_generation = [GC_SECONDS.labels(generation=str(g)) for g in range(3)]
+
+    def __call__(self, phase: str, info: Mapping[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._by_generation[info["generation"]].inc(time.perf_counter() - self._started)
+
+
+_COLLECTION_TIMER = _CollectionTimer()
+
+
+def time_garbage_collections() -> None:
+    """Report the garbage collector's time in ``rebalancer_gc_seconds_total`` (once per process)."""
+    if _COLLECTION_TIMER not in gc.callbacks:
+        gc.callbacks.append(_COLLECTION_TIMER)

@@ -177,6 +177,7 @@ class _LazyPool:
 def run(app: FastStream) -> None:
     """Entry point of ``python -m services.<name>``, on the event loop ``EVENT_LOOP`` names."""
     settings = ServiceSettings()
+    metrics.time_garbage_collections()
     tune_gc(settings.gc_threshold)
     with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
         runner.run(app.run())

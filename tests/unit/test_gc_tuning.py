@@ -3,6 +3,7 @@ frozen out of every collection; a threshold below CPython's own default is refus
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -40,3 +41,19 @@ def test_the_default_and_a_threshold_below_cpythons_refused(monkeypatch: pytest.
     monkeypatch.setenv("GC_THRESHOLD", "100")
     with pytest.raises(pydantic.ValidationError, match="gc_threshold"):
         ServiceSettings()
+
+
+def test_collections_are_timed_per_generation_once_per_process() -> None:
+    from prometheus_client import REGISTRY
+
+    from services.common import metrics
+
+    def full_collections_seconds() -> float:
+        return REGISTRY.get_sample_value("rebalancer_gc_seconds_total", {"generation": "2"}) or 0.0
+
+    metrics.time_garbage_collections()
+    metrics.time_garbage_collections()  # a second call must not count each collection twice
+    assert gc.callbacks.count(metrics._COLLECTION_TIMER) == 1
+    before = full_collections_seconds()
+    gc.collect()
+    assert full_collections_seconds() > before
