@@ -440,7 +440,7 @@ def _orders(legs: list[Leg], quote: str, strategy: Strategy) -> list[PlannedOrde
 
     ordered = sorted(legs, key=rank)
     return [
-        PlannedOrder.model_construct(
+        PlannedOrder(
             leg=number,
             symbol=leg.market.symbol,
             base=leg.market.base,
@@ -464,7 +464,7 @@ def _drift_rows(valuation: Valuation) -> list[AssetDrift]:
         current = (pos.value / managed * HUNDRED).quantize(_WEIGHT_PLACES)
         target = (pos.target * HUNDRED).quantize(_WEIGHT_PLACES)
         rows.append(
-            AssetDrift.model_construct(
+            AssetDrift(
                 asset=asset,
                 value=pos.value.quantize(_VALUE_PLACES),
                 current_weight=current,
@@ -567,7 +567,7 @@ def _describe_drift(strategy: Strategy, pos: Position, deviation: Decimal, manag
 
 
 def _public(omissions: list[Omission]) -> list[LeftOutLeg]:
-    return [LeftOutLeg.model_construct(**o._asdict()) for o in omissions]
+    return [LeftOutLeg(**o._asdict()) for o in omissions]
 
 
 def _unpriced(holding: Balance, quote: str) -> Omission:
