@@ -7,13 +7,16 @@ import uvicorn
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.common.logs import setup_logging
+from services.common.runtime import prepare_process
 
 
 def main() -> None:
     settings = ApiSettings()
     setup_logging("api", fmt=settings.log_format, level=settings.log_level)
+    app = create_app(settings)
+    prepare_process(settings)
     uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False
+        app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False
     )
 
 

@@ -177,10 +177,16 @@ class _LazyPool:
 def run(app: FastStream) -> None:
     """Entry point of ``python -m services.<name>``, on the event loop ``EVENT_LOOP`` names."""
     settings = ServiceSettings()
-    metrics.time_garbage_collections()
-    tune_gc(settings.gc_threshold)
+    prepare_process(settings)
     with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
         runner.run(app.run())
+
+
+def prepare_process(settings: ServiceSettings) -> None:
+    """Once the app is built, before its event loop starts (every service, the API too): time
+    the garbage collector for ``/metrics`` and tune it."""
+    metrics.time_garbage_collections()
+    tune_gc(settings.gc_threshold)
 
 
 def tune_gc(young_threshold: int) -> None:

@@ -1,5 +1,6 @@
-"""The bus services collect garbage every GC_THRESHOLD net allocations, with start-up's objects
-frozen out of every collection; a threshold below CPython's own default is refused by name."""
+"""Every service process (the bus services and the API) collects garbage every GC_THRESHOLD net
+allocations, with start-up's objects frozen out of every collection, and times its collections
+for /metrics; a threshold below CPython's own default is refused by name."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from services.common.settings import ServiceSettings
 
-# In a child process: freezing and thresholds are process-wide, and the test process must keep its own.
+# In child processes: freezing and thresholds are process-wide, and the test process must keep its own.
 PROBE = """
 import gc, json, weakref
 from services.common.runtime import tune_gc
@@ -27,11 +28,16 @@ print(json.dumps({"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count
 """
 
 
+def run_probe(code: str) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    state: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return state
+
+
 def test_tune_gc_freezes_start_up_and_raises_the_young_threshold() -> None:
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True).stdout
-    state = json.loads(out)
+    state = run_probe(PROBE)
     assert state["threshold"] == [50_000, 10, 10]  # only the young generation's threshold moves
-    assert state["frozen"] > 10_000  # the imported modules' objects are out of every collection
+    assert isinstance(state["frozen"], int) and state["frozen"] > 10_000  # imported modules' objects
     assert state["freed"]  # collected before freezing: no garbage is kept for good
 
 
@@ -57,3 +63,23 @@ def test_collections_are_timed_per_generation_once_per_process() -> None:
     before = full_collections_seconds()
     gc.collect()
     assert full_collections_seconds() > before
+
+
+# The API's entry point, with uvicorn's server replaced by a report of the process's state.
+API_PROBE = """
+import gc, json, uvicorn
+from services.common import metrics
+uvicorn.run = lambda app, **_: print(json.dumps({
+    "threshold": gc.get_threshold(), "frozen": gc.get_freeze_count(),
+    "timed": metrics._COLLECTION_TIMER in gc.callbacks,
+}))
+from services.api.__main__ import main
+main()
+"""
+
+
+def test_the_api_process_is_prepared_like_the_bus_services() -> None:
+    state = run_probe(API_PROBE)
+    assert state["threshold"] == [50_000, 10, 10]
+    assert isinstance(state["frozen"], int) and state["frozen"] > 10_000
+    assert state["timed"] is True
