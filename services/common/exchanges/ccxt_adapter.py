@@ -40,6 +40,7 @@ from services.common.exchanges.ccxt_markets import (
     prices_from_tickers,
     spot_markets_from_ccxt,
 )
+from services.common.exchanges.ccxt_shared_markets import SHARED_MARKETS, SharedMarkets
 from services.common.exchanges.ccxt_urls import rewrite_api_urls
 from services.common.redact import register_secret
 from services.common.secrets import Credentials
@@ -118,10 +119,12 @@ class CcxtExchange:
         sandbox: bool = False,
         timeout_ms: int = 10_000,
         rate_limit_ms: int | None = None,
+        shared_markets: SharedMarkets = SHARED_MARKETS,
     ) -> None:
         self.exchange_id = exchange_id
         self.api_url = api_url
         self.sandbox = sandbox
+        self._shared_markets = shared_markets
         self._client = build_ccxt_client(
             exchange_id,
             credentials,
@@ -139,9 +142,24 @@ class CcxtExchange:
     def __repr__(self) -> str:
         return f"CcxtExchange({self.exchange_id!r}, api_url={self.api_url!r}, sandbox={self.sandbox})"
 
+    @property
+    def _market_key(self) -> tuple[str, str | None, bool]:
+        return (self.exchange_id, self.api_url, self.sandbox)
+
+    async def _ensure_markets(self) -> None:
+        """This client's markets, from the process's shared ones (``ccxt_shared_markets``), before
+        any call: ccxt would otherwise load its own copy first."""
+        if not self._client.markets:
+            await self._shared_markets.share_into(self._market_key, self._client, self._load_own_markets)
+
+    async def _load_own_markets(self) -> None:
+        await self._call("load_markets", self._client.load_markets)
+
     async def _call(
         self, operation: str, call: Callable[[], Awaitable[T]], *, placing_order: bool = False
     ) -> T:
+        if operation != "load_markets":
+            await self._ensure_markets()
         try:
             return await call()
         except asyncio.CancelledError:
@@ -160,16 +178,19 @@ class CcxtExchange:
             raise error from None
 
     async def load_markets(self, reload: bool = False) -> dict[str, port.Market]:
-        """Spot markets; ccxt keeps them after the first load unless ``reload``."""
-        markets = await self._call("load_markets", lambda: self._client.load_markets(reload))
-        return spot_markets_from_ccxt(markets, self._client.precisionMode)
+        """Spot markets: the shared ones, or (``reload``) loaded afresh and shared from now on."""
+        if reload:
+            await self._call("load_markets", lambda: self._client.load_markets(True))
+            self._shared_markets.publish(self._market_key, self._client)
+        else:
+            await self._ensure_markets()
+        return spot_markets_from_ccxt(self._client.markets, self._client.precisionMode)
 
     async def fetch_balance(self) -> dict[str, port.Balance]:
         balance = await self._call("fetch_balance", self._client.fetch_balance)
         return balances_from_ccxt(balance)
 
     async def fetch_prices(self, symbols: list[str] | None = None) -> dict[str, Decimal]:
-        await self._call("load_markets", self._client.load_markets)
         tickers = await self._call("fetch_tickers", lambda: self._client.fetch_tickers(symbols))
         prices = prices_from_tickers(tickers)
         return prices if symbols is None else {s: p for s, p in prices.items() if s in symbols}
@@ -181,7 +202,7 @@ class CcxtExchange:
     async def create_order(self, request: port.OrderRequest) -> port.OrderResult:
         client = self._client
         # Loading markets is not the order: failures here are ordinary retry-later/leg errors.
-        await self._call("load_markets", client.load_markets)
+        await self._ensure_markets()
         try:
             # Truncates to the market's step; raises when that leaves nothing.
             precise_amount = str(client.amount_to_precision(request.symbol, str(request.amount)))
@@ -259,7 +280,6 @@ class CcxtExchange:
         raise FeeNotDerivable(f"{self.exchange_id} offers no trade history through ccxt")
 
     async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> port.OrderResult | None:
-        await self._call("load_markets", self._client.load_markets)
         found = await self._find_by_client_id(symbol, client_order_id)
         if found is None:
             return None
