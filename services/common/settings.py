@@ -40,6 +40,9 @@ class ServiceSettings(BaseSettings):
     # Net new container objects between two young garbage collections (CPython's default: 700).
     # A service allocates thousands per message; at 700 the collector took 14-31 % of its CPU.
     gc_threshold: int = Field(50_000, ge=700)
+    # Exchange clients (one per account) a pricer or executor keeps open; beyond it the least
+    # recently used idle one is closed. A ccxt client holds ~0.3 MB besides the shared markets.
+    exchange_clients_max: int = Field(2000, ge=1)
     # Fault tests only: "<point>" makes the process SIGKILL itself when it reaches that point.
     crash_at: str = ""
 

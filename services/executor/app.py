@@ -37,7 +37,7 @@ def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream
 
     @runtime.on_startup
     async def _open() -> None:
-        accounts = ExchangeAccounts(runtime.pool)
+        accounts = ExchangeAccounts.from_settings(runtime.pool, settings)
         state["executor"] = Executor(
             runtime.pool, accounts, relay, runtime.subjects, poll_interval=settings.executor_poll_seconds
         )

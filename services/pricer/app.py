@@ -92,7 +92,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Runtime, FastStream]
 
     @runtime.on_startup
     async def _open() -> None:
-        state["pricer"] = Pricer(ExchangeAccounts(runtime.pool))
+        state["pricer"] = Pricer(ExchangeAccounts.from_settings(runtime.pool, settings))
 
     @runtime.on_shutdown
     async def _close() -> None:

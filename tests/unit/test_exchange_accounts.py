@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pydantic
+import pytest
+
 from services.common.exchanges.accounts import Connection, ExchangeAccounts
+from services.common.settings import ServiceSettings
 
 
 class Recorder:
@@ -82,3 +86,13 @@ async def test_many_accounts_passing_through_leave_nothing_behind() -> None:
         assert len(accounts.closed()) == max(0, n + 1 - 3)
     assert accounts.open_count == 3
     await accounts.close()
+
+
+def test_the_cap_is_the_exchange_clients_max_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EXCHANGE_CLIENTS_MAX", raising=False)
+    assert ExchangeAccounts.from_settings(None, ServiceSettings()).max_open == 2000  # type: ignore[arg-type]
+    monkeypatch.setenv("EXCHANGE_CLIENTS_MAX", "50")
+    assert ExchangeAccounts.from_settings(None, ServiceSettings()).max_open == 50  # type: ignore[arg-type]
+    monkeypatch.setenv("EXCHANGE_CLIENTS_MAX", "0")
+    with pytest.raises(pydantic.ValidationError, match="exchange_clients_max"):
+        ServiceSettings()

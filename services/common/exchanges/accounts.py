@@ -21,6 +21,7 @@ import asyncpg
 from services.common.coalesce import Coalescer
 from services.common.exchanges.ccxt_prices import SingleFlightCache
 from services.common.exchanges.port import ExchangePort, Market, RunFailed
+from services.common.settings import ServiceSettings
 
 PAPER = "paper"
 
@@ -84,6 +85,10 @@ class ExchangeAccounts:
         self._read_connection: Coalescer[str, asyncpg.Record | None] = Coalescer(self._read_connections)
         self.prices_cache: SingleFlightCache[dict[str, Decimal]] = SingleFlightCache(ticker_ttl)
         self.markets_cache: SingleFlightCache[dict[str, Market]] = SingleFlightCache(markets_ttl)
+
+    @classmethod
+    def from_settings(cls, pool: asyncpg.Pool, settings: ServiceSettings) -> ExchangeAccounts:
+        return cls(pool, max_open=settings.exchange_clients_max)
 
     async def connection(self, connection_id: str) -> Connection:
         cached = self._connections.get(connection_id)
