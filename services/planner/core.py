@@ -517,7 +517,7 @@ def _left_outside_band(
     quote = strategy.quote_currency
     total = sum(after.values(), ZERO)
     if total <= 0:
-        return []
+        return _reserve_takes_all(strategy, positions, after, reported)
     tolerance = total * _EDGE_TOLERANCE
     notes = []
     for asset, value in after.items():
@@ -547,6 +547,26 @@ def _left_outside_band(
             )
         )
     return notes
+
+
+def _reserve_takes_all(
+    strategy: Strategy, positions: dict[str, Position], after: dict[str, Decimal], reported: set[str]
+) -> list[Omission]:
+    """After the legs' fees the portfolio is worth no more than its cash reserve: the reserve takes
+    everything, and every target asset ends off its target. Said once per asset, never silent."""
+    quote = strategy.quote_currency
+    reserve = f"{money(strategy.cash_reserve)} {quote}"
+    return [
+        Omission(
+            asset=asset,
+            side="buy",
+            value=after[asset],
+            reason=f"{asset} ends at {money(after[asset])} {quote}: after fees the portfolio is not worth "
+            f"more than its cash reserve of {reserve}",
+        )
+        for asset, pos in positions.items()
+        if asset != quote and pos.in_targets and asset not in reported
+    ]
 
 
 def _describe_drift(strategy: Strategy, pos: Position, deviation: Decimal, managed: Decimal) -> str:

@@ -141,6 +141,24 @@ def test_cash_reserve_is_kept() -> None:
     assert D(1000) <= after["USD"] < D(1001)
 
 
+def test_a_portfolio_barely_above_its_reserve_says_the_reserve_takes_it_all() -> None:
+    # 50.01 USD of BTC, a 50 USD reserve: selling it all leaves 49.96 after the fee. No target can
+    # be met, and the plan says so instead of leaving BTC off target silently (found by Hypothesis).
+    plan = plan_rebalance(
+        strategy({"BTC": 100}, threshold=D("0.5"), cash_reserve=D(50)),
+        holdings({"BTC": "1000.2", "USD": 0}),
+        prices({"BTC": "0.05"}),
+        [market("BTC", min_cost=None, amount_step=None)],
+        scheduled=False,
+    )
+    assert [(o.symbol, o.side, o.amount) for o in plan.orders] == [("BTC/USD", "sell", D("1000.2"))]
+    [said] = plan.left_out
+    assert said.asset == "BTC"
+    assert said.reason == (
+        "BTC ends at 0 USD: after fees the portfolio is not worth more than its cash reserve of 50.00 USD"
+    )
+
+
 def test_a_direct_pair_replaces_two_legs_when_cheaper() -> None:
     pairs = [*ALL, market("ETH", "BTC", min_cost=None, amount_step=D("0.0001"), taker_fee=D("0.001"))]
     plan = plan_rebalance(
