@@ -15,6 +15,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from services.common.db import create_pool
+from services.common.exchanges.ccxt_shared_markets import SHARED_MARKETS
 from services.common.migrate import apply_migrations
 from tests.infra import Infra, start_infra
 
@@ -23,6 +24,13 @@ from tests.infra import Infra, start_infra
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_markets() -> None:
+    """Every test starts with no exchange's markets shared: fake servers come and go, and one may
+    get a port an earlier one had (the same API URL, other markets)."""
+    SHARED_MARKETS.clear()
 
 
 @pytest.fixture(scope="session")

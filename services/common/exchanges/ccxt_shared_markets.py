@@ -96,6 +96,10 @@ class SharedMarkets:
         finally:
             del self._loading[key]
 
+    def clear(self) -> None:
+        """Forget every exchange's markets (tests: a fake server on a reused port is another exchange)."""
+        self._sources.clear()
+
     def publish(self, key: Key, client: Any) -> None:
         """``client`` has just loaded ``key``'s markets: later clients take these."""
         self._sources[key] = _Source(market_source(client), self._clock())
