@@ -34,8 +34,8 @@ from services.common.exchanges.ccxt_markets import (
     price_from_ticker,
     step_from_precision,
 )
-from services.common.exchanges.ccxt_prices import SingleFlightCache
 from services.common.exchanges.ccxt_urls import iter_api_urls, rewrite_api_urls
+from services.common.exchanges.single_flight import SingleFlightCache
 from services.common.redact import register_secret
 
 # ------------------------------------------------------------------ client order ids
@@ -247,3 +247,26 @@ async def test_single_flight_cache_propagates_errors_and_retries_next_time():
         return 7
 
     assert await cache.get(("k", None), ok) == 7
+
+
+async def test_a_cancelled_loader_leaves_its_waiters_to_load_rather_than_cancelling_them():
+    cache: SingleFlightCache[int] = SingleFlightCache(ttl=5)
+    started = asyncio.Event()
+
+    async def never_answers() -> int:
+        started.set()
+        await asyncio.Event().wait()
+        return 0
+
+    async def answers() -> int:
+        return 7
+
+    loading = asyncio.create_task(cache.get(("k", None), never_answers))
+    await started.wait()
+    waiting = asyncio.create_task(cache.get(("k", None), answers))
+    await asyncio.sleep(0)
+    loading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loading
+    assert await waiting == 7  # loaded through its own loader, not cancelled with the other caller
+    assert cache.loads == 2

@@ -19,8 +19,8 @@ from decimal import Decimal
 import asyncpg
 
 from services.common.coalesce import Coalescer
-from services.common.exchanges.ccxt_prices import SingleFlightCache
 from services.common.exchanges.port import ExchangePort, Market, RunFailed
+from services.common.exchanges.single_flight import SingleFlightCache
 from services.common.settings import ServiceSettings
 
 PAPER = "paper"

@@ -7,61 +7,15 @@ expired entry share one in-flight request instead of each hitting the exchange.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Generic, TypeVar
 
 from services.common.exchanges import port
 from services.common.exchanges.ccxt_adapter import CcxtExchange
+from services.common.exchanges.single_flight import SingleFlightCache
 
-T = TypeVar("T")
 Key = tuple[str, str | None]
-
-
-@dataclass
-class _Entry(Generic[T]):
-    value: T
-    expires_at: float
-
-
-class SingleFlightCache(Generic[T]):
-    """A TTL cache where one loader call serves every concurrent caller of a key."""
-
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl = ttl
-        self._clock = clock
-        self._entries: dict[Key, _Entry[T]] = {}
-        self._in_flight: dict[Key, asyncio.Future[T]] = {}
-        self.loads = 0  # how many times a loader actually ran (for tests and metrics)
-
-    async def get(self, key: Key, loader: Callable[[], Awaitable[T]]) -> T:
-        entry = self._entries.get(key)
-        if entry is not None and entry.expires_at > self._clock():
-            return entry.value
-        pending = self._in_flight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
-        try:
-            self.loads += 1
-            value = await loader()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it, nobody else needs to
-            raise
-        else:
-            self._entries[key] = _Entry(value, self._clock() + self.ttl)
-            future.set_result(value)
-            return value
-        finally:
-            del self._in_flight[key]
-
-    def invalidate(self, key: Key) -> None:
-        self._entries.pop(key, None)
 
 
 class SharedTickerCache:

@@ -14,13 +14,13 @@ key may have been revoked) loads through its own client instead.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
+
+from services.common.exchanges.single_flight import SingleFlightCache
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,6 @@ _MARKET_ATTRIBUTES = (
 )
 
 
-@dataclass(frozen=True)
-class _Source:
-    markets: SimpleNamespace
-    loaded_at: float
-
-
 def market_source(client: Any) -> SimpleNamespace:
     """A client's loaded markets, detached from the client (its session and credentials)."""
     helpers = client.safe_list(client.options, "marketHelperProps", [])
@@ -56,45 +50,37 @@ def market_source(client: Any) -> SimpleNamespace:
 
 class SharedMarkets:
     def __init__(self, ttl: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl = ttl
-        self._clock = clock
-        self._sources: dict[Key, _Source] = {}
-        self._loading: dict[Key, asyncio.Future[None]] = {}
-        self.loads = 0  # loads actually sent to an exchange (for tests)
+        self._sources: SingleFlightCache[SimpleNamespace] = SingleFlightCache(ttl, clock)
+
+    @property
+    def loads(self) -> int:
+        """Loads actually sent to an exchange (for tests)."""
+        return self._sources.loads
 
     async def share_into(self, key: Key, client: Any, load_own: Callable[[], Awaitable[None]]) -> None:
         """Give ``client`` the markets of ``key``, loading them through it (``load_own``) when no
         fresh ones exist and no other client is loading them."""
+        loaded_here = False
+
+        async def load() -> SimpleNamespace:
+            nonlocal loaded_here
+            loaded_here = True
+            await load_own()
+            return market_source(client)
+
         while True:
-            source = self._sources.get(key)
-            if source is not None and self._clock() - source.loaded_at < self.ttl:
-                client.set_markets_from_exchange(source.markets)
-                return
-            loading = self._loading.get(key)
-            if loading is None:
-                await self._load(key, client, load_own)
-                return
             try:
-                await asyncio.shield(loading)
-            except Exception as exc:  # another account's load failed: this one loads through its own
+                source = await self._sources.get(key, load)
+            except Exception as exc:
+                if loaded_here:
+                    raise
+                # Another account's load failed (its key may be revoked): load through this one.
                 log.debug("%s markets: a shared load failed (%s); loading through this client", key[0],
                           type(exc).__name__)
-
-    async def _load(self, key: Key, client: Any, load_own: Callable[[], Awaitable[None]]) -> None:
-        loading: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._loading[key] = loading
-        try:
-            self.loads += 1
-            await load_own()
-        except BaseException as exc:
-            loading.set_exception(exc if isinstance(exc, Exception) else RuntimeError("markets load cancelled"))
-            loading.exception()  # retrieved: waiters load through their own clients
-            raise
-        else:
-            self.publish(key, client)
-            loading.set_result(None)
-        finally:
-            del self._loading[key]
+                continue
+            if not loaded_here:
+                client.set_markets_from_exchange(source)
+            return
 
     def clear(self) -> None:
         """Forget every exchange's markets (tests: a fake server on a reused port is another exchange)."""
@@ -102,7 +88,7 @@ class SharedMarkets:
 
     def publish(self, key: Key, client: Any) -> None:
         """``client`` has just loaded ``key``'s markets: later clients take these."""
-        self._sources[key] = _Source(market_source(client), self._clock())
+        self._sources.put(key, market_source(client))
 
 
 # One per process: every account's client of an exchange shares its markets.
