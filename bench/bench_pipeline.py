@@ -7,6 +7,7 @@ every delivery guarantee on (inbox, outbox, acks). Prints one table.
     .venv/bin/python -m bench.bench_pipeline --mode single --portfolios 20 --assets 20
     .venv/bin/python -m bench.bench_pipeline --mode baseline --portfolios 1000 --assets 20
     .venv/bin/python -m bench.bench_pipeline --quick
+    .venv/bin/python -m bench.bench_pipeline --portfolios 2000 --assets 20 --statements
 
 Embedded nats-server and PostgreSQL are started unless NATS_URL / DATABASE_URL are set; either
 way a throwaway database and a unique stream namespace are used and removed afterwards.
@@ -14,6 +15,10 @@ way a throwaway database and a unique stream namespace are used and removed afte
 "Recorded" is when the ledger's transaction wrote the run's completion: its inbox row
 (consumer ``ledger.events``, the completion's message id), ``processed_at = now()`` in that
 transaction. Latency is that minus the due event's ``started_at`` (set when it is published).
+
+After the process table come PostgreSQL's writes per portfolio by table (rows, and the index
+entries they cost at most), and with ``--statements`` (which loads ``pg_stat_statements`` into the
+embedded server) each statement's execution time, calls and WAL per portfolio.
 """
 
 from __future__ import annotations
@@ -36,6 +41,17 @@ import asyncpg
 import nats
 from nats.js.api import PubAck
 
+from bench.pg_profile import (
+    STATEMENTS_LIBRARY,
+    enable_statements,
+    read_statements,
+    read_table_writes,
+    settled_table_writes,
+    statements_since,
+    statements_table,
+    table_writes_since,
+    table_writes_table,
+)
 from bench.pipeline_procs import Sampler, ServiceProcess, dead_services, listener_pid, start_services, stop_services
 from bench.pipeline_seed import (
     SeededPortfolio,
@@ -89,6 +105,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-durable", action="store_true",
                    help="embedded PostgreSQL with fsync off (default: durable, as in production)")
     p.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    p.add_argument("--statements", action="store_true",
+                   help=f"load {STATEMENTS_LIBRARY} into the embedded PostgreSQL (or use a DATABASE_URL server's) "
+                        "and print each statement's share of the server's work")
     p.add_argument("--keep-logs", action="store_true", help="keep the services' logs (path printed)")
     p.add_argument("--quick", action="store_true", help="a small, fast run: 200 portfolios x 5 assets")
     args = p.parse_args(argv)
@@ -254,6 +273,7 @@ class Bench:
         self.report: list[tuple[str, str]] = []
         self.timeline: list[tuple[str, str]] = []
         self.single_events: list[RebalanceDue] = []
+        self.postgres_tables: list[str] = []  # printed after the process table
 
     def note(self, key: str, value: str) -> None:
         self.report.append((key, value))
@@ -287,11 +307,14 @@ class Bench:
                     sampler.add(name, pid, with_children=tree)
             sampler.add("bench (publish/poll)", os.getpid())
             subject = settings.subjects.rebalance_due
+            statements_unavailable = await enable_statements(pool) if args.statements else None
 
             # Warm-up: imports, market caches and pools, so the figures are of the steady state.
             await publish_due(js, subject, [warmup], None)
             await wait_recorded(pool, 1, 120.0, services, progress=False)
             counters_before = await counters(pool, js, settings.stream_name)
+            tables_before = await read_table_writes(pool)
+            statements_before = await read_statements(pool) if args.statements and not statements_unavailable else {}
             sampler.mark_start()
             sampler.start()
 
@@ -326,6 +349,13 @@ class Bench:
                           f"busiest process {busiest} alone caps at {single:.0f}/s (one core)")
             if args.mode == "baseline":
                 await self.baseline(js, subject, pool, extra, services, result)
+            # Stopped services' connections report their last statistics as they close.
+            stop_services(services)
+            writes = table_writes_since(tables_before, await settled_table_writes(pool))
+            self.postgres_tables.append("\n".join(table_writes_table(writes, len(batch))))
+            if args.statements:
+                self.postgres_tables.append(statements_unavailable or "\n".join(statements_table(
+                    statements_since(statements_before, await read_statements(pool)), len(batch))))
             self.print_table(usages, len(batch))
         finally:
             stop_services(services)
@@ -416,6 +446,9 @@ class Bench:
         print()
         print("\n".join(usage_table(usages, portfolios)))
         print()
+        for table in self.postgres_tables:
+            print(table)
+            print()
 
 
 async def wait_recorded_fast(pool: asyncpg.Pool, expected: int, timeout: float,
@@ -466,7 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     os.chmod(state_dir, 0o755)  # the embedded PostgreSQL runs as an unprivileged user
     try:
-        with resolve_infra(state_dir, durable=not args.no_durable, log=lambda m: print(m, file=sys.stderr)) as infra:
+        pg_settings = {"shared_preload_libraries": STATEMENTS_LIBRARY} if args.statements else None
+        with resolve_infra(state_dir, durable=not args.no_durable, log=lambda m: print(m, file=sys.stderr),
+                           pg_settings=pg_settings) as infra:
             embedded = ", ".join(
                 name for name, flag in (("embedded nats-server", infra.nats_embedded),
                                         ("embedded PostgreSQL" + (" (fsync off)" if args.no_durable else ""),

@@ -29,8 +29,10 @@ _THROUGHPUT = re.compile(r"^throughput\s+([\d.]+) portfolios/s", re.M)
 # "latency due -> recorded  p50 12924 ms, p99 18167 ms" (or "one portfolio alone ..." in single mode)
 _LATENCY = re.compile(r"^(?:latency due -> recorded|one portfolio alone)\s+p50 (\d+) ms, p99 (\d+) ms", re.M)
 _WAL = re.compile(r"^WAL per portfolio\s+(\d+) records", re.M)
-# "executor#1    10.04    10.04    134.4 ..." : process, CPU s, CPU ms/portfolio
+# "executor#1    10.04    10.04    134.4 ..." : process, CPU s, CPU ms/portfolio; read only in the
+# process table (from its header to the next blank line), not in the tables printed after it.
 _PROCESS = re.compile(r"^(\S[^\n]*?)\s{2,}([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s*$", re.M)
+_PROCESS_TABLE = re.compile(r"^process\s+CPU s[^\n]*\n(.*?)(?:\n\s*\n|\Z)", re.M | re.S)
 
 
 @dataclass
@@ -57,10 +59,15 @@ def parse(output: str) -> Figures:
     return Figures(
         throughput=float(throughput.group(1)) if throughput else None,
         wal_records=float(wal.group(1)) if wal else None,
-        cpu_ms={m.group(1).strip(): float(m.group(3)) for m in _PROCESS.finditer(output)},
+        cpu_ms={m.group(1).strip(): float(m.group(3)) for m in _PROCESS.finditer(_process_table(output))},
         p50_ms=float(latency.group(1)) if latency else None,
         p99_ms=float(latency.group(2)) if latency else None,
     )
+
+
+def _process_table(output: str) -> str:
+    table = _PROCESS_TABLE.search(output)
+    return table.group(1) if table else ""
 
 
 def run_bench(tree: Path, bench_args: Sequence[str]) -> Figures:

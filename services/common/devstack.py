@@ -312,13 +312,14 @@ class PostgresControl:
     def is_running(self) -> bool:
         return self.run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
 
-    def start(self, port: int, durable: bool) -> None:
+    def start(self, port: int, durable: bool, settings: Mapping[str, str] | None = None) -> None:
         # TCP only: no unix socket, so no socket-path length limit and no clash with a system
         # server's /var/run/postgresql.
         options = [f"-p {port}", "-c listen_addresses=127.0.0.1", "-c unix_socket_directories=''",
                    "-c max_connections=200"]
         if not durable:  # tests only: a crash loses nothing worth keeping
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        options += [f"-c {name}={value}" for name, value in (settings or {}).items()]
         self.run("pg_ctl", "start", "-w", "-t", str(int(_START_TIMEOUT_S)), "-D", str(self.data_dir),
                  "-l", str(self.log_file), "-o", " ".join(options))
 
@@ -327,16 +328,18 @@ class PostgresControl:
 
 
 @contextmanager
-def embedded_postgres(data_dir: Path, *, durable: bool = True, log: Log = _stderr_log) -> Iterator[str]:
+def embedded_postgres(data_dir: Path, *, durable: bool = True, log: Log = _stderr_log,
+                      settings: Mapping[str, str] | None = None) -> Iterator[str]:
     """Run PostgreSQL on ``data_dir`` (initialised on first use, reused after); yield an admin
     DSN to its ``postgres`` database; ``pg_ctl stop -m fast`` on exit.
 
-    ``durable=False`` turns fsync off: for throwaway test clusters only.
+    ``durable=False`` turns fsync off: for throwaway test clusters only. ``settings`` are more
+    server settings (``-c name=value``), e.g. a benchmark's ``shared_preload_libraries``.
     """
     control = PostgresControl(data_dir.resolve(), log)
     control.prepare()
     port = free_port()
-    control.start(port, durable)
+    control.start(port, durable, settings)
     dsn = f"postgresql://{PG_SUPERUSER}@127.0.0.1:{port}/postgres"
     try:
         _wait_until(lambda: answers(dsn, timeout=0.2), None, "postgres", control.log_file)
@@ -375,9 +378,10 @@ def _redact(url: str) -> str:
 
 @contextmanager
 def resolve_infra(state_dir: Path, *, durable: bool, environ: Mapping[str, str] | None = None,
-                  log: Log = _stderr_log) -> Iterator[ResolvedInfra]:
+                  log: Log = _stderr_log, pg_settings: Mapping[str, str] | None = None) -> Iterator[ResolvedInfra]:
     """NATS and PostgreSQL for this process: from the environment, or embedded under
-    ``state_dir`` (``nats/`` and ``pg/``) for the duration of the ``with`` block."""
+    ``state_dir`` (``nats/`` and ``pg/``) for the duration of the ``with`` block
+    (``pg_settings``: more settings for an embedded PostgreSQL)."""
     env = os.environ if environ is None else environ
     nats_url = _from_environment("NATS_URL", env)
     database_url = _from_environment("DATABASE_URL", env)
@@ -388,7 +392,7 @@ def resolve_infra(state_dir: Path, *, durable: bool, environ: Mapping[str, str] 
             log(f"embedded NATS JetStream at {nats_url}")
         if database_url is None:
             database_url = stack.enter_context(
-                embedded_postgres(state_dir / "pg" / "data", durable=durable, log=log))
+                embedded_postgres(state_dir / "pg" / "data", durable=durable, log=log, settings=pg_settings))
             log(f"embedded PostgreSQL at {database_url}")
         yield ResolvedInfra(nats_url=nats_url, database_url=database_url,
                             nats_embedded=nats_embedded, postgres_embedded=postgres_embedded)

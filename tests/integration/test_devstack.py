@@ -139,7 +139,7 @@ def test_embedded_nats_stops_a_server_left_running_on_its_store_by_a_killed_run(
 
 async def test_embedded_postgres_runs_unprivileged_serves_and_leaves_no_process(state_dir: Path) -> None:
     data_dir = state_dir / "pg" / "data"
-    with embedded_postgres(data_dir, durable=False) as dsn:
+    with embedded_postgres(data_dir, durable=False, settings={"work_mem": "7MB"}) as dsn:
         pid = _postmaster_pid(data_dir)
         assert _process_alive(pid)
         if os.geteuid() == 0:
@@ -148,6 +148,7 @@ async def test_embedded_postgres_runs_unprivileged_serves_and_leaves_no_process(
         try:
             assert await conn.fetchval("SELECT 1 + 1") == 2
             assert await conn.fetchval("SHOW fsync") == "off"
+            assert await conn.fetchval("SHOW work_mem") == "7MB"  # a caller's own server settings
         finally:
             await conn.close()
     assert not _process_alive(pid)
