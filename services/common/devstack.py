@@ -16,6 +16,7 @@ import grp
 import importlib.util
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -47,11 +48,51 @@ def _stderr_log(message: str) -> None:
 # ---------------------------------------------------------------------------- probing
 
 
+# Ports handed out below the kernel's ephemeral range start here (above the usual servers' ports).
+_PORTS_FROM = 15000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+_random = random.SystemRandom()  # not the module's generator, which a test may seed
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    """A TCP port that was free a moment ago, never the same one twice in a process.
+
+    Chosen below the kernel's ephemeral range where there is one: the OS gives ports in that range
+    to outgoing connections, and one of those can take the port between this probe and the
+    caller's bind (seen: a service's metrics port taken by a connection to the database).
+    """
+    below = _ephemeral_range_start()
+    if below - _PORTS_FROM >= 1000:
+        for _ in range(100):
+            port = _random.randrange(_PORTS_FROM, below)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
+    while True:  # no room below the ephemeral range: the OS picks
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _bindable(port: int) -> bool:
+    # On every address: free there, it is free on 127.0.0.1 too.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
 
 
 def _endpoints(url: str) -> list[tuple[str, int]]:
