@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import free_port
+from services.common.devstack import free_port
 
 
 class FakeCoinbase:

@@ -12,7 +12,6 @@ Standing conditions: ``insufficient_funds``, ``partial_fill(ratio)``, ``reject_a
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.common.devstack import free_port
 from tests.fakes.engine import ExchangeState, FakeOrder
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -40,12 +40,6 @@ class _Fault:
     kind: str  # timeout|http_500|rate_limit|drop
     remaining: int
     path: str | None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class FakeExchangeServer:

@@ -203,7 +203,7 @@ async def test_check_connection_passes_with_good_credentials_and_names_bad_ones(
 
 
 async def test_check_connection_reports_an_unreachable_exchange():
-    from tests.fakes.server import free_port
+    from services.common.devstack import free_port
 
     exchange = CcxtExchange(
         "kraken", Credentials("k" * 20, "c2VjcmV0"), api_url=f"http://127.0.0.1:{free_port()}", timeout_ms=500

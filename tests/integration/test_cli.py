@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from cryptography.fernet import Fernet
 
 from services.api.app import create_app
 from services.api.cli import main
+from services.common.devstack import free_port
 from services.common.secrets import SecretBox
 from tests.integration.test_api_harness import api_settings, insert_run, insert_trade
 from tests.support.pipeline import delete_stream
@@ -22,16 +22,10 @@ from tests.support.pipeline import delete_stream
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def api_url(database_url: str, nats_url: str, namespace: str) -> AsyncIterator[str]:
     settings = api_settings(database_url, nats_url, namespace)
-    port = _free_port()
+    port = free_port()
     app = create_app(settings, secret_box=SecretBox([Fernet.generate_key()]))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
