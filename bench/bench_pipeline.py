@@ -33,7 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,6 +65,7 @@ from bench.pipeline_seed import (
 )
 from bench.pipeline_stats import (
     ProcessUsage,
+    counted_since,
     cpu_ceiling,
     exchange_lower_bound,
     key_values,
@@ -473,7 +474,7 @@ class Counters:
     wal_fpi: int
 
     def __sub__(self, before: Counters) -> Counters:
-        return Counters(*(getattr(self, f.name) - getattr(before, f.name) for f in fields(self)))
+        return counted_since(self, before)
 
 
 async def counters(pool: asyncpg.Pool, js: nats.js.JetStreamContext, stream: str) -> Counters:

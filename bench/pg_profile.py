@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from bench.pipeline_stats import counted_since
+
 STATEMENTS_LIBRARY = "pg_stat_statements"
 STATEMENT_TEXT_WIDTH = 100
 
@@ -27,12 +29,6 @@ class TableWrites:
     hot_updated: int  # updates that wrote no index entry (heap-only tuples)
     deleted: int
     indexes: int
-
-    def minus(self, before: TableWrites | None) -> TableWrites:
-        if before is None:
-            return self
-        return TableWrites(self.table, self.inserted - before.inserted, self.updated - before.updated,
-                           self.hot_updated - before.hot_updated, self.deleted - before.deleted, self.indexes)
 
     @property
     def index_entries(self) -> int:
@@ -56,22 +52,16 @@ class StatementUse:
     wal_records: int
     text: str
 
-    def minus(self, before: StatementUse | None) -> StatementUse:
-        if before is None:
-            return self
-        return StatementUse(self.query_id, self.calls - before.calls, self.exec_ms - before.exec_ms,
-                            self.rows - before.rows, self.wal_records - before.wal_records, self.text)
-
 
 def table_writes_since(before: Mapping[str, TableWrites], after: Mapping[str, TableWrites]) -> list[TableWrites]:
     """Each table's writes between the snapshots, most rows first; tables not written are left out."""
-    spent = [now.minus(before.get(name)) for name, now in after.items()]
+    spent = [counted_since(now, before.get(name), keep=("table", "indexes")) for name, now in after.items()]
     return sorted((t for t in spent if t.rows_written), key=lambda t: (-t.rows_written, t.table))
 
 
 def statements_since(before: Mapping[int, StatementUse], after: Mapping[int, StatementUse]) -> list[StatementUse]:
     """Each statement's use between the snapshots, most execution time first; unused ones left out."""
-    spent = [now.minus(before.get(query_id)) for query_id, now in after.items()]
+    spent = [counted_since(now, before.get(query_id), keep=("query_id", "text")) for query_id, now in after.items()]
     return sorted((s for s in spent if s.calls), key=lambda s: (-s.exec_ms, s.query_id))
 
 
@@ -96,16 +86,18 @@ def table_writes_table(writes: Sequence[TableWrites], portfolios: int) -> list[s
 def statements_table(uses: Sequence[StatementUse], portfolios: int, top: int = 12) -> list[str]:
     per = max(portfolios, 1)
     total_ms = sum(s.exec_ms for s in uses)
-    head = f"{'calls':>8}{'exec ms':>9}{'share':>7}{'rows':>8}{'WAL':>8}  statement (per portfolio)"
-    lines = [head, "-" * (len(head) + STATEMENT_TEXT_WIDTH - 25)]
+    title = "statement (per portfolio)"
+    head = f"{'calls':>8}{'exec ms':>9}{'share':>7}{'rows':>8}{'WAL':>8}  {title}"
+    lines = [head, "-" * (len(head) - len(title) + STATEMENT_TEXT_WIDTH)]
     for s in uses[:top]:
         share = s.exec_ms / total_ms if total_ms > 0 else 0.0
         lines.append(f"{s.calls / per:>8.2f}{s.exec_ms / per:>9.3f}{share:>7.0%}{s.rows / per:>8.1f}"
                      f"{s.wal_records / per:>8.1f}  {_one_line(s.text)}")
     rest = uses[top:]
     if rest:
-        lines.append(f"{sum(s.calls for s in rest) / per:>8.2f}{sum(s.exec_ms for s in rest) / per:>9.3f}"
-                     f"{sum(s.exec_ms for s in rest) / total_ms if total_ms > 0 else 0.0:>7.0%}"
+        rest_ms = sum(s.exec_ms for s in rest)
+        lines.append(f"{sum(s.calls for s in rest) / per:>8.2f}{rest_ms / per:>9.3f}"
+                     f"{rest_ms / total_ms if total_ms > 0 else 0.0:>7.0%}"
                      f"{sum(s.rows for s in rest) / per:>8.1f}{sum(s.wal_records for s in rest) / per:>8.1f}"
                      f"  ({len(rest)} other statements)")
     lines.append(f"{'':>8}{total_ms / per:>9.3f}{'100%':>7}{'':>8}{'':>8}  all statements (execution time: "

@@ -3,9 +3,16 @@ seed's sequential baseline, and the printed table. No I/O here."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+C = TypeVar("C", bound="DataclassInstance")
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -15,6 +22,17 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def counted_since(now: C, before: C | None, *, keep: Sequence[str] = ()) -> C:
+    """A dataclass of cumulative counters minus an earlier snapshot of it, field by field; the
+    fields in ``keep`` (names, sizes) are taken as they are now. No snapshot: ``now`` itself."""
+    if before is None:
+        return now
+    changes: dict[str, Any] = {f.name: getattr(now, f.name) - getattr(before, f.name)
+                               for f in dataclasses.fields(now)
+                               if f.name not in keep}
+    return dataclasses.replace(now, **changes)
 
 
 def sequential_calls_seconds(calls: int, latency_s: float, rate_per_second: float | None) -> float:
