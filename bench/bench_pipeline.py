@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,14 +46,15 @@ from bench.pg_profile import (
     enable_statements,
     read_statements,
     read_table_writes,
-    settled_table_writes,
     statements_since,
     statements_table,
     table_writes_since,
     table_writes_table,
 )
+from bench.pg_window import OwnReads, read_counters, wait_until_gone
 from bench.pipeline_procs import Sampler, ServiceProcess, dead_services, listener_pid, start_services, stop_services
 from bench.pipeline_seed import (
+    POOL_APPLICATION,
     SeededPortfolio,
     assets_for,
     completion_id,
@@ -65,7 +66,6 @@ from bench.pipeline_seed import (
 )
 from bench.pipeline_stats import (
     ProcessUsage,
-    counted_since,
     cpu_ceiling,
     exchange_lower_bound,
     key_values,
@@ -192,12 +192,15 @@ async def publish_due(js: nats.js.JetStreamContext, subject: str, portfolios: Se
     return first, events
 
 
-async def wait_recorded(pool: asyncpg.Pool, expected: int, timeout: float, services: Sequence[ServiceProcess],
+RecordedCount = Callable[[], Awaitable[int]]  # how many runs the ledger has finished recording
+
+
+async def wait_recorded(recorded: RecordedCount, expected: int, timeout: float, services: Sequence[ServiceProcess],
                         progress: bool) -> None:
     deadline = time.monotonic() + timeout
     last_print = time.monotonic()
     while True:
-        done = await pool.fetchval("SELECT count(*) FROM rebalance_runs WHERE status <> 'running'")
+        done = await recorded()
         if done >= expected:
             return
         dead = dead_services(services)
@@ -273,7 +276,6 @@ class Bench:
         self.db_name = self.namespace
         self.report: list[tuple[str, str]] = []
         self.timeline: list[tuple[str, str]] = []
-        self.single_events: list[RebalanceDue] = []
         self.postgres_tables: list[str] = []  # printed after the process table
 
     def note(self, key: str, value: str) -> None:
@@ -284,6 +286,8 @@ class Bench:
         log_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-logs-"))
         database_url = await create_database(self.admin_url, self.db_name)
         pool = await open_pool(database_url)
+        admin = await asyncpg.connect(self.admin_url)  # reads the server-wide counters from another database
+        own = await OwnReads.open(database_url)
         nc = await nats.connect(self.nats_url)
         settings = ServiceSettings(nats_url=self.nats_url, database_url=database_url,
                                    bus_namespace=self.namespace, stream_name=self.namespace.upper())
@@ -312,29 +316,43 @@ class Bench:
 
             # Warm-up: imports, market caches and pools, so the figures are of the steady state.
             await publish_due(js, subject, [warmup], None)
-            await wait_recorded(pool, 1, 120.0, services, progress=False)
-            counters_before = await counters(pool, js, settings.stream_name)
-            tables_before = await read_table_writes(pool)
-            statements_before = await read_statements(pool) if args.statements and not statements_unavailable else {}
+            await wait_recorded(own.recorded, 1, 120.0, services, progress=False)
+            baseline = (await self.one_at_a_time(js, subject, own.recorded, extra, services)
+                        if args.mode == "baseline" else None)
+            # The window: only the services and ``own`` use the database until it ends. The pool's
+            # connections (seeding) report their counts as they close, before the snapshots.
+            await pool.close()
+            await wait_until_gone(admin, self.db_name, keep_pid=own.pid, application_name=POOL_APPLICATION)
+            already = await own.recorded()
+            tables_before = await read_table_writes(own.connection)
+            statements_before = (await read_statements(own.connection)
+                                 if args.statements and not statements_unavailable else {})
+            await own.start_counting()
+            counters_before = await read_counters(admin, self.db_name, await stream_messages(js, settings))
             sampler.mark_start()
             sampler.start()
 
             if args.mode == "single":
-                result = await self.one_at_a_time(js, subject, pool, batch, services)
-                self.timeline = await stage_timeline(pool, self.single_events)
+                first, events = await self.one_at_a_time(js, subject, own.recorded, batch, services)
             else:
                 first, events = await publish_due(js, subject, batch, args.rate)
                 self.note("published", f"{len(events)} due events in {time.time() - first:.2f} s"
                           + (f" (paced at {args.rate:g}/s)" if args.rate else " (one burst)"))
-                await wait_recorded(pool, 1 + len(events), args.timeout, services, progress=True)
-                result = await read_results(pool, events, first)
-                self.timeline = await stage_timeline(pool, events)
+                await wait_recorded(own.recorded, already + len(events), args.timeout, services, progress=True)
             usages = sampler.stop()
-            await asyncio.sleep(1.1)  # backends report their transaction counts at most once a second
-            counters_after = await counters(pool, js, settings.stream_name)
+            # Every service's connection reports its last counts as it closes.
+            stop_services(services)
+            await wait_until_gone(admin, self.db_name, keep_pid=own.pid)
+            await own.report()
+            spent = await read_counters(admin, self.db_name, await stream_messages(js, settings)) - counters_before
+
+            pool = await open_pool(database_url)
+            result = await read_results(pool, events, first)
+            self.timeline = await stage_timeline(pool, events)
             per = max(len(batch), 1)
-            spent = counters_after - counters_before
-            self.note("per portfolio", f"{spent.transactions / per:.1f} PostgreSQL transactions, "
+            transactions = (f"{(spent.transactions - own.transactions) / per:.1f}" if own.can_report
+                            else "n/a (needs PostgreSQL 15)")
+            self.note("per portfolio", f"{transactions} PostgreSQL transactions, "
                       f"{spent.stream_messages / per:.1f} stream messages")
             # WAL is the write work itself, and unlike CPU time it does not vary with the machine's load.
             self.note("WAL per portfolio", f"{spent.wal_records / per:.0f} records, "
@@ -348,11 +366,9 @@ class Bench:
                 self.note("CPU-bound ceiling (measured CPU)",
                           f"{whole:.0f} portfolios/s on {os.cpu_count()} idle cores; "
                           f"busiest process {busiest} alone caps at {single:.0f}/s (one core)")
-            if args.mode == "baseline":
-                await self.baseline(js, subject, pool, extra, services, result)
-            # Stopped services' connections report their last statistics as they close.
-            stop_services(services)
-            writes = table_writes_since(tables_before, await settled_table_writes(pool))
+            if baseline:
+                await self.baseline(pool, *baseline, result)
+            writes = table_writes_since(tables_before, await read_table_writes(pool))
             self.postgres_tables.append("\n".join(table_writes_table(writes, len(batch))))
             if args.statements:
                 self.postgres_tables.append(statements_unavailable or "\n".join(statements_table(
@@ -362,6 +378,8 @@ class Bench:
             stop_services(services)
             await nc.close()
             await pool.close()
+            await own.close()
+            await admin.close()
             with contextlib.suppress(Exception):
                 await drop_database(self.admin_url, self.db_name)
             if not self.embedded:
@@ -372,24 +390,25 @@ class Bench:
             else:
                 shutil.rmtree(log_dir, ignore_errors=True)
 
-    async def one_at_a_time(self, js: nats.js.JetStreamContext, subject: str, pool: asyncpg.Pool,
-                            portfolios: Sequence[SeededPortfolio], services: Sequence[ServiceProcess]) -> RunResult:
-        """Each portfolio alone: published after the previous one is recorded."""
+    async def one_at_a_time(self, js: nats.js.JetStreamContext, subject: str, recorded: RecordedCount,
+                            portfolios: Sequence[SeededPortfolio],
+                            services: Sequence[ServiceProcess]) -> tuple[float, list[RebalanceDue]]:
+        """Each portfolio alone: published after the previous one is recorded. Returns the wall
+        time of the first publish and the events."""
         events: list[RebalanceDue] = []
         first = time.time()
-        done = await pool.fetchval("SELECT count(*) FROM rebalance_runs WHERE status <> 'running'")
+        done = await recorded()
         for portfolio in portfolios:
             _, published = await publish_due(js, subject, [portfolio], None)
             events.extend(published)
             done += 1
-            await wait_recorded_fast(pool, done, self.args.timeout, services)
-        self.single_events = events
-        return await read_results(pool, events, first)
+            await wait_recorded_fast(recorded, done, self.args.timeout, services)
+        return first, events
 
-    async def baseline(self, js: nats.js.JetStreamContext, subject: str, pool: asyncpg.Pool,
-                       sample: Sequence[SeededPortfolio], services: Sequence[ServiceProcess],
+    async def baseline(self, pool: asyncpg.Pool, first: float, sample: Sequence[RebalanceDue],
                        pipeline: RunResult) -> None:
-        alone = await self.one_at_a_time(js, subject, pool, sample, services)
+        """The seed's way, from ``sample`` run one at a time before the measured window."""
+        alone = await read_results(pool, sample, first)
         work = sum(alone.latencies) / len(alone.latencies)
         orders = alone.orders_executed / max(len(alone.latencies), 1)
         n = self.args.portfolios
@@ -452,12 +471,12 @@ class Bench:
             print()
 
 
-async def wait_recorded_fast(pool: asyncpg.Pool, expected: int, timeout: float,
+async def wait_recorded_fast(recorded: RecordedCount, expected: int, timeout: float,
                              services: Sequence[ServiceProcess]) -> None:
     """Like wait_recorded with a short poll: a lone run's latency is read from the database,
     but the next one starts only when this notices the last one finished."""
     deadline = time.monotonic() + timeout
-    while await pool.fetchval("SELECT count(*) FROM rebalance_runs WHERE status <> 'running'") < expected:
+    while await recorded() < expected:
         if dead_services(services):
             raise RuntimeError(f"service(s) died: {dead_services(services)}")
         if time.monotonic() > deadline:
@@ -465,26 +484,8 @@ async def wait_recorded_fast(pool: asyncpg.Pool, expected: int, timeout: float,
         await asyncio.sleep(0.005)
 
 
-@dataclass(frozen=True)
-class Counters:
-    transactions: int  # committed or rolled back in this database
-    stream_messages: int
-    wal_records: int  # the server's (embedded: only this benchmark writes)
-    wal_bytes: int
-    wal_fpi: int
-
-    def __sub__(self, before: Counters) -> Counters:
-        return counted_since(self, before)
-
-
-async def counters(pool: asyncpg.Pool, js: nats.js.JetStreamContext, stream: str) -> Counters:
-    row = await pool.fetchrow(
-        "SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()) AS xacts,"
-        " wal_records, wal_bytes, wal_fpi FROM pg_stat_wal"
-    )
-    info = await js.stream_info(stream)
-    return Counters(int(row["xacts"]), int(info.state.messages), int(row["wal_records"]), int(row["wal_bytes"]),
-                    int(row["wal_fpi"]))
+async def stream_messages(js: nats.js.JetStreamContext, settings: ServiceSettings) -> int:
+    return int((await js.stream_info(settings.stream_name)).state.messages)
 
 
 async def delete_stream(nats_url: str, stream: str) -> None:

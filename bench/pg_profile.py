@@ -7,7 +7,6 @@ portfolios run. The formatting is pure; ``read_*`` are the two queries.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -124,25 +123,10 @@ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AN
 """
 
 
-async def read_table_writes(pool: asyncpg.Pool) -> dict[str, TableWrites]:
-    rows = await pool.fetch(TABLE_WRITES)
+async def read_table_writes(db: asyncpg.Pool | asyncpg.Connection) -> dict[str, TableWrites]:
+    rows = await db.fetch(TABLE_WRITES)
     return {r["table"]: TableWrites(r["table"], r["n_tup_ins"], r["n_tup_upd"], r["n_tup_hot_upd"], r["n_tup_del"],
                                     r["indexes"]) for r in rows}
-
-
-async def settled_table_writes(pool: asyncpg.Pool, *, timeout: float = 15.0) -> dict[str, TableWrites]:
-    """The table counters once they stop moving: a backend reports its counts to the server's
-    statistics when a transaction ends at most once a second, and an idle one within 10 s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last = await read_table_writes(pool)
-    while loop.time() < deadline:
-        await asyncio.sleep(1.0)
-        now = await read_table_writes(pool)
-        if now == last:
-            break
-        last = now
-    return last
 
 
 async def enable_statements(pool: asyncpg.Pool) -> str | None:
@@ -155,7 +139,7 @@ async def enable_statements(pool: asyncpg.Pool) -> str | None:
     return None
 
 
-async def read_statements(pool: asyncpg.Pool) -> dict[int, StatementUse]:
-    rows = await pool.fetch(STATEMENT_USE)
+async def read_statements(db: asyncpg.Pool | asyncpg.Connection) -> dict[int, StatementUse]:
+    rows = await db.fetch(STATEMENT_USE)
     return {r["queryid"]: StatementUse(r["queryid"], r["calls"], r["total_exec_time"], r["rows"], r["wal_records"],
                                        r["query"]) for r in rows}

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -139,5 +139,17 @@ def completion_id(run_id: str) -> str:
     return derived_id(run_id, "completed")
 
 
+# The benchmark's pool connects under this name, so that the measured window can wait for its
+# connections to be gone (see bench/pg_window.py).
+POOL_APPLICATION = "bench-pipeline"
+
+
+def with_application_name(url: str, name: str) -> str:
+    """The URL with ``application_name`` set (asyncpg passes unknown query keys as server settings)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query)) | {"application_name": name}
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 async def open_pool(url: str) -> asyncpg.Pool:
-    return await db.create_pool(url, min_size=1, max_size=4)
+    return await db.create_pool(with_application_name(url, POOL_APPLICATION), min_size=1, max_size=4)
