@@ -51,7 +51,7 @@ from bench.pg_profile import (
     table_writes_since,
     table_writes_table,
 )
-from bench.pg_window import OwnReads, read_counters, wait_until_gone
+from bench.pg_window import REPORTED_WITHIN_S, OwnReads, read_counters, wait_until_gone
 from bench.pipeline_procs import Sampler, ServiceProcess, dead_services, listener_pid, start_services, stop_services
 from bench.pipeline_seed import (
     POOL_APPLICATION,
@@ -320,9 +320,10 @@ class Bench:
             baseline = (await self.one_at_a_time(js, subject, own.recorded, extra, services)
                         if args.mode == "baseline" else None)
             # The window: only the services and ``own`` use the database until it ends. The pool's
-            # connections (seeding) report their counts as they close, before the snapshots.
+            # connections report their counts as they close; the services' within a few seconds.
             await pool.close()
             await wait_until_gone(admin, self.db_name, keep_pid=own.pid, application_name=POOL_APPLICATION)
+            await asyncio.sleep(REPORTED_WITHIN_S)
             already = await own.recorded()
             tables_before = await read_table_writes(own.connection)
             statements_before = (await read_statements(own.connection)
