@@ -17,7 +17,7 @@ from hypothesis import settings as hypothesis_settings
 from services.common.db import create_pool
 from services.common.exchanges.ccxt_shared_markets import SHARED_MARKETS
 from services.common.migrate import apply_migrations
-from tests.infra import Infra, start_infra
+from tests.infra import Infra, database_name, start_infra
 
 # CI runs property tests on a fixed sequence of examples, so a run is repeatable; locally each run
 # explores new random examples.
@@ -58,7 +58,7 @@ async def _migrated_database(infra: Infra) -> str:
 
 
 async def _drop_database(infra: Infra, dsn: str) -> None:
-    name = dsn.rsplit("/", 1)[1].split("?")[0]
+    name = database_name(dsn)
     admin = await asyncpg.connect(infra.admin_dsn)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -18,6 +18,11 @@ from urllib.parse import urlsplit, urlunsplit
 from services.common.devstack import resolve_infra
 
 
+def database_name(dsn: str) -> str:
+    """The database a DSN names."""
+    return urlsplit(dsn).path.lstrip("/")
+
+
 @dataclass(frozen=True)
 class Infra:
     nats_url: str
