@@ -40,7 +40,7 @@ from services.common.exchanges.ccxt_markets import (
     prices_from_tickers,
     spot_markets_from_ccxt,
 )
-from services.common.exchanges.ccxt_shared_markets import SHARED_MARKETS, SharedMarkets
+from services.common.exchanges.ccxt_shared_markets import SHARED_MARKETS, Key, SharedMarkets
 from services.common.exchanges.ccxt_urls import rewrite_api_urls
 from services.common.redact import register_secret
 from services.common.secrets import Credentials
@@ -143,7 +143,7 @@ class CcxtExchange:
         return f"CcxtExchange({self.exchange_id!r}, api_url={self.api_url!r}, sandbox={self.sandbox})"
 
     @property
-    def _market_key(self) -> tuple[str, str | None, bool]:
+    def _market_key(self) -> Key:
         return (self.exchange_id, self.api_url, self.sandbox)
 
     async def _ensure_markets(self) -> None:
