@@ -22,6 +22,7 @@ from services.common.runtime import Runtime
 from services.common.settings import ServiceSettings
 from services.ledger.records import Rows
 from services.ledger.store import write_rows
+from services.ledger.views import PlanView, ValuedView
 
 log = logging.getLogger("services.ledger")
 SERVICE = "ledger"
@@ -32,7 +33,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[Runtime, FastStream]
     settings = settings or ServiceSettings()
     runtime = Runtime(SERVICE, settings, description="Persists every run, order, trade, snapshot and activity.")
     s = runtime.subjects
-    models = event_models(s)
+    # The two largest events are read through the ledger's own views: what it stores, no more.
+    models: dict[str, type[RunStage]] = {**event_models(s), s.portfolio_valued: ValuedView, s.plan_created: PlanView}
 
     async def handle(batch: list[Incoming[RunStage]]) -> None:
         async with runtime.pool.acquire() as conn, conn.transaction():

@@ -27,6 +27,7 @@ from contracts.v1 import (
 )
 from contracts.v1.messages import ORDER_EVENTS, OrderFacts
 from services.common.db import RawJson
+from services.ledger.views import JsonObject, PlanView, ValuedView
 
 # What each order event says of its leg, as ``OrdersReported`` names it.
 ORDER_OUTCOMES: dict[type[OrderEvent], OrderOutcome] = {event: outcome for outcome, event in ORDER_EVENTS.items()}
@@ -44,9 +45,10 @@ def _dump(items: Iterable[Any]) -> list[Any]:
     return [i.model_dump(mode="json") for i in items]
 
 
-def _json(value: Contract | Sequence[Contract]) -> RawJson:
-    """A jsonb column's value (a model or a list of them) serialized by pydantic directly: the
-    same JSON as ``model_dump`` and ``json.dumps``, in half the time."""
+def _json(value: Contract | Sequence[Contract] | Sequence[JsonObject]) -> RawJson:
+    """A jsonb column's value (a model, a list of them, or JSON objects as they arrived)
+    serialized by pydantic directly: the same JSON as ``model_dump`` and ``json.dumps``, in half
+    the time."""
     return RawJson(pydantic_core.to_json(value).decode())
 
 
@@ -64,9 +66,9 @@ class Rows:
     def add(self, event: RunStage) -> None:
         if isinstance(event, RebalanceDue):
             self._due(event)
-        elif isinstance(event, PortfolioValued):
+        elif isinstance(event, (ValuedView, PortfolioValued)):
             self._valued(event)
-        elif isinstance(event, PlanCreated):
+        elif isinstance(event, (PlanView, PlanCreated)):
             self._plan(event)
         elif isinstance(event, OrderEvent):
             self._order(event, event, ORDER_OUTCOMES.get(type(event), "submitted"), event.message_id, event.occurred_at)
@@ -104,7 +106,7 @@ class Rows:
         mode = " (dry run)" if s.dry_run else ""
         self._log(e, "rebalance_triggered", f"Rebalancing portfolio: {s.name}{mode}, triggered by {e.triggered_by}")
 
-    def _valued(self, e: PortfolioValued) -> None:
+    def _valued(self, e: ValuedView | PortfolioValued) -> None:
         quote = e.strategy.quote_currency
         self.runs_valued.append((*self._run_key(e), e.total_value))
         self.snapshots.append(
@@ -122,7 +124,7 @@ class Rows:
         )
         self._log(e, "portfolio_valued", f"Portfolio value calculated: {money(e.total_value, quote)}")
 
-    def _plan(self, e: PlanCreated) -> None:
+    def _plan(self, e: PlanView | PlanCreated) -> None:
         planned = len(e.orders) if e.decision == "rebalance" else 0
         self.runs_planned.append(
             (
