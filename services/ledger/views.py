@@ -1,12 +1,13 @@
 """What the ledger reads of the two largest events of a run, as tolerant readers (DESIGN.md:
 consumers ignore unknown fields).
 
-The ledger stores a valuation's holdings, prices and total, and a plan's drift and orders as the
-JSON they arrived as. Validating the whole contract first (a valuation's market rules and the
-rest of its strategy, every Decimal of every planned order) only to serialize it back was over a
-tenth of the ledger's CPU. These views declare only what the ledger reads: every column it fills
-is validated as the contract says; drift and orders are kept as plain JSON objects, their values
-untouched, and the planner and executor hold them to the contract.
+Of a valuation the ledger stores the holdings' totals, the prices and the total; of a plan its
+decision and value, and its drift and orders as JSON. Validating the whole contracts first (a
+valuation's market rules and the rest of its strategy, every Decimal of every planned order) only
+to serialize drift and orders back was over a tenth of the ledger's CPU. These views declare
+only what the ledger reads: every value it stores as a column is validated as the contract says;
+drift and orders are kept as the JSON objects they arrived as, digits untouched (the executor
+validates the same plan whole before it trades).
 """
 
 from __future__ import annotations
