@@ -67,8 +67,5 @@ class SingleFlightCache(Generic[T]):
         """``value`` is the freshest for ``key`` (loaded outside ``get``, by an explicit reload)."""
         self._entries[key] = _Entry(value, self._clock() + self.ttl)
 
-    def invalidate(self, key: Hashable) -> None:
-        self._entries.pop(key, None)
-
     def clear(self) -> None:
         self._entries.clear()
