@@ -45,14 +45,18 @@ def nats_url(infra: Infra) -> str:
     return infra.nats_url
 
 
-async def _migrated_database(infra: Infra) -> str:
+async def _empty_database(infra: Infra) -> str:
     name = f"rb_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(infra.admin_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    dsn = infra.dsn_for(name)
+    return infra.dsn_for(name)
+
+
+async def _migrated_database(infra: Infra) -> str:
+    dsn = await _empty_database(infra)
     await apply_migrations(dsn)
     return dsn
 
@@ -79,6 +83,14 @@ async def own_database_url(infra: Infra) -> AsyncIterator[str]:
     """A fresh, migrated database for one test that must see no other test's rows (a scheduler
     that claims every due portfolio, a key rotation over every connection)."""
     dsn = await _migrated_database(infra)
+    yield dsn
+    await _drop_database(infra, dsn)
+
+
+@pytest.fixture
+async def empty_database_url(infra: Infra) -> AsyncIterator[str]:
+    """A fresh database with no migration applied (to test an upgrade), dropped afterwards."""
+    dsn = await _empty_database(infra)
     yield dsn
     await _drop_database(infra, dsn)
 

@@ -22,8 +22,9 @@ def migration_files() -> list[Path]:
     return sorted(p for p in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
 
 
-async def apply_migrations(dsn: str) -> list[str]:
-    """Apply every pending migration; return the names applied now."""
+async def apply_migrations(dsn: str, *, through: str | None = None) -> list[str]:
+    """Apply every pending migration (or those up to the version ``through``, to test an
+    upgrade from it); return the names applied now."""
     conn = await asyncpg.connect(dsn)
     applied_now: list[str] = []
     try:
@@ -40,6 +41,8 @@ async def apply_migrations(dsn: str) -> list[str]:
                 await conn.execute(path.read_text())
                 await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", path.stem)
             applied_now.append(path.stem)
+            if path.stem == through:
+                break
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
         await conn.close()

@@ -203,13 +203,7 @@ class Rows:
                     f.fee_known,
                 )
             )
-            self._log(
-                run,
-                "order_filled",
-                f"Order executed successfully: {e.side} {f.filled} {base} at "
-                f"{f.average_price} {quote}{' (simulated)' if e.dry_run else ''}",
-                said=said,
-            )
+            # No activity row: the activity feed reads a fill from its trade row (migration 008).
         elif error:
             self._log(
                 run,

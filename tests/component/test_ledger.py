@@ -30,8 +30,10 @@ COUNTS = {
     "orders": "SELECT count(*) FROM orders WHERE run_id = $1::uuid",
     "trades": "SELECT count(*) FROM trades WHERE run_id = $1::uuid",
     "snapshots": "SELECT count(*) FROM portfolio_snapshots WHERE run_id = $1::uuid",
-    "activity": "SELECT count(*) FROM activity_log WHERE run_id = $1::uuid",
+    "activity": "SELECT count(*) FROM activity_log WHERE run_id = $1::uuid",  # fills are not logged twice
+    "feed": "SELECT count(*) FROM activity_feed WHERE run_id = $1::uuid",  # ... but are in the feed
 }
+ROWS = {"runs": 1, "orders": 2, "trades": 2, "snapshots": 2, "activity": 4, "feed": 6}
 
 
 def run_events(subjects: Subjects) -> list[tuple[str, Envelope]]:
@@ -109,15 +111,23 @@ async def test_a_run_becomes_its_history_rows(namespace: str, database_url: str,
     assert run["decision"] == "rebalance" and run["portfolio_name"] == "Component"
     assert (run["orders_planned"], run["orders_executed"], run["orders_failed"]) == (2, 2, 0)
     assert run["portfolio_value"] == Decimal("10000") and run["duration_ms"] == 2000
-    assert await counts(db_pool, run_id) == {"runs": 1, "orders": 2, "trades": 2, "snapshots": 2, "activity": 6}
+    assert await counts(db_pool, run_id) == ROWS
     trades = await db_pool.fetch("SELECT asset, side, dry_run FROM trades WHERE run_id = $1::uuid ORDER BY asset",
                                  run_id)
     assert [(t["asset"], t["side"], t["dry_run"]) for t in trades] == [("BTC", "buy", True), ("ETH", "buy", True)]
-    kinds = await db_pool.fetch("SELECT event_type FROM activity_log WHERE run_id = $1::uuid ORDER BY id", run_id)
-    assert [k["event_type"] for k in kinds] == [
+    feed = await db_pool.fetch(
+        "SELECT event_type, description FROM activity_feed WHERE run_id = $1::uuid ORDER BY created_at, id", run_id
+    )
+    assert [k["event_type"] for k in feed] == [
         "rebalance_triggered", "portfolio_valued", "plan_created", "order_filled", "order_filled",
         "rebalance_succeeded",
     ]
+    fills = {e.symbol: e for _s, e in events if isinstance(e, OrderFilled)}
+    assert sorted(k["description"] for k in feed if k["event_type"] == "order_filled") == sorted(
+        f"Order executed successfully: buy {f.fill.filled} {symbol.split('/')[0]} at {f.fill.average_price}"
+        f" {symbol.split('/')[1]} (simulated)"
+        for symbol, f in fills.items()
+    )
 
 
 async def test_every_event_delivered_twice_writes_its_rows_once(
@@ -177,12 +187,10 @@ async def test_batched_order_outcomes_write_the_same_history_as_single_events_on
         for subject, event in batched(single, runtime.subjects):
             await runtime.bus.publish_event(subject, event)
 
-    assert await counts(db_pool, run_id) == {"runs": 1, "orders": 2, "trades": 2, "snapshots": 2, "activity": 6}
-    activity = await db_pool.fetch(
-        "SELECT message_id, event_type FROM activity_log WHERE run_id = $1::uuid AND event_type = 'order_filled'"
-        " ORDER BY message_id", run_id)
-    fills = sorted(e.message_id for _s, e in single if isinstance(e, OrderFilled))
-    assert [(a["message_id"], a["event_type"]) for a in activity] == [(f, "order_filled") for f in fills]
+    assert await counts(db_pool, run_id) == ROWS
+    fills = await db_pool.fetchval(
+        "SELECT count(*) FROM activity_feed WHERE run_id = $1::uuid AND event_type = 'order_filled'", run_id)
+    assert fills == sum(isinstance(e, OrderFilled) for _s, e in single)
 
 
 async def test_a_completion_that_arrives_first_still_ends_the_run(
@@ -198,7 +206,7 @@ async def test_a_completion_that_arrives_first_still_ends_the_run(
     run = await db_pool.fetchrow("SELECT status, decision, portfolio_name FROM rebalance_runs WHERE id = $1::uuid",
                                  run_id)
     assert (run["status"], run["decision"], run["portfolio_name"]) == ("succeeded", "rebalance", "Component")
-    assert await counts(db_pool, run_id) == {"runs": 1, "orders": 2, "trades": 2, "snapshots": 2, "activity": 6}
+    assert await counts(db_pool, run_id) == ROWS
 
 
 async def test_the_ledger_ignores_commands_outside_the_event_subjects(
@@ -210,5 +218,4 @@ async def test_the_ledger_ignores_commands_outside_the_event_subjects(
     async with serving(runtime, db_pool):
         await runtime.bus.publish_event(runtime.subjects.rebalance_request, start)
 
-    assert await counts(db_pool, start.correlation_id) == {"runs": 0, "orders": 0, "trades": 0, "snapshots": 0,
-                                                         "activity": 0}
+    assert await counts(db_pool, start.correlation_id) == dict.fromkeys(COUNTS, 0)

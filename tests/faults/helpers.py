@@ -173,7 +173,7 @@ async def assert_rebalanced_once(pool: asyncpg.Pool, seeded: Seeded, *, legs: in
     assert orders == legs
 
     activity = Counter(r["event_type"] for r in await pool.fetch(
-        "SELECT event_type FROM activity_log WHERE run_id = $1", run_id))
+        "SELECT event_type FROM activity_feed WHERE run_id = $1", run_id))
     for event_type in ("rebalance_triggered", "portfolio_valued", "plan_created", "rebalance_succeeded"):
         assert activity[event_type] == 1, activity
     assert activity["order_filled"] == legs, activity

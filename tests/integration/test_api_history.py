@@ -130,8 +130,24 @@ async def test_trades_snapshots_activity(api: Api) -> None:
     snapshots = (await user.get(f"/api/v1/portfolios/{pid}/snapshots")).json()
     assert snapshots["snapshots"][0]["holdings"] == {"BTC": "0.01"}
     activity = (await user.get(f"/api/v1/portfolios/{pid}/activity")).json()
-    assert activity["activity"][0]["eventType"] == "rebalance.completed"
-    assert activity["activity"][0]["runId"] == str(runs[1])
+    # The logged entry (written now) and, older, one entry per trade, read from the trade itself.
+    entries = activity["activity"]
+    assert activity["total"] == 3
+    assert [(a["eventType"], a["runId"]) for a in entries] == [
+        ("rebalance.completed", str(runs[1])), ("order_filled", str(runs[2])), ("order_filled", str(runs[1]))
+    ]
+    assert [a["description"] for a in entries[1:]] == [
+        "Order executed successfully: sell 1.5 ETH at 3000 USD",
+        "Order executed successfully: buy 0.015 BTC at 50000.5 USD",
+    ]
+    assert entries[2]["createdAt"] == (DAY0 + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    assert len({a["id"] for a in entries}) == 3
+    # Filters and pages run over both sources as over one table.
+    second_fill = (await user.get(f"/api/v1/portfolios/{pid}/activity", eventType="order_filled", limit=1,
+                                  offset=1)).json()
+    assert second_fill["total"] == 2 and [a["runId"] for a in second_fill["activity"]] == [str(runs[1])]
+    old = (await user.get(f"/api/v1/portfolios/{pid}/activity", to=(DAY0 + timedelta(days=2)).isoformat())).json()
+    assert [a["runId"] for a in old["activity"]] == [str(runs[1])]
 
 
 async def test_trades_csv_export(api: Api) -> None:

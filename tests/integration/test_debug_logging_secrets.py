@@ -93,7 +93,7 @@ def exception_chain_text(exc: BaseException) -> str:
 async def stored_texts(pool: asyncpg.Pool, run_ids: list[str]) -> list[str]:
     """History rows and bus messages the runs wrote, as text."""
     rows = await pool.fetch(
-        "SELECT description || ' ' || details::text AS t FROM activity_log WHERE run_id = ANY($1::uuid[])"
+        "SELECT description || ' ' || details::text AS t FROM activity_feed WHERE run_id = ANY($1::uuid[])"
         " UNION ALL SELECT reason || ' ' || errors::text || ' ' || strategy::text FROM rebalance_runs"
         "  WHERE id = ANY($1::uuid[])"
         " UNION ALL SELECT coalesce(error::text, '') FROM orders WHERE run_id = ANY($1::uuid[])"

@@ -1,3 +1,6 @@
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import asyncpg
 import pytest
 
@@ -39,3 +42,52 @@ async def test_large_outbox_payloads_and_run_plans_are_stored_with_lz4(database_
         await conn.close()
     assert bytes(stored) == payload and method == "lz4"
     assert {r["attname"] for r in plan_columns} == {"drift", "left_out", "orders", "errors", "strategy"}
+
+
+async def test_fills_logged_before_the_feed_read_trades_are_shown_once(empty_database_url: str) -> None:
+    """Up to migration 007 the ledger logged each fill as an activity row as well as a trade. After
+    the upgrade the feed shows every fill once: the old ones as they were logged, the new ones from
+    their trades (also when a ledger of the previous version still logs one), and no id twice."""
+    versions = [p.stem for p in migration_files()]
+    assert await apply_migrations(empty_database_url, through="007_lz4_toast") == versions[:7]
+    user, portfolio, run = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def trade(conn: asyncpg.Connection, key: str, asset: str, minute: int, dry_run: bool = False) -> None:
+        await conn.execute(
+            "INSERT INTO trades (client_order_id, run_id, portfolio_id, user_id, exchange_id, symbol, asset, quote,"
+            " side, quantity, price, value, dry_run, executed_at)"
+            " VALUES ($1, $2, $3, $4, 'paper', $5 || '/USD', $5, 'USD', 'buy', 2, 50.5, 101, $6, $7)",
+            key, run, portfolio, user, asset, dry_run, start + timedelta(minutes=minute),
+        )
+
+    async def logged(conn: asyncpg.Connection, key: str, event_type: str, text: str, minute: int) -> None:
+        await conn.execute(
+            "INSERT INTO activity_log (message_id, user_id, portfolio_id, run_id, event_type, description,"
+            " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            key, user, portfolio, run, event_type, text, start + timedelta(minutes=minute),
+        )
+
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        # Before the upgrade: a fill logged twice (trade and activity row), and the run's end.
+        await trade(conn, "rb-old", "BTC", 1)
+        await logged(conn, "m-old-fill", "order_filled", "Order executed successfully: buy 2 BTC at 50.5 USD", 1)
+        await logged(conn, "m-old-done", "rebalance_succeeded", "old run done", 2)
+        assert await apply_migrations(empty_database_url) == versions[7:]
+        # After it: the ledger writes the trade only; a ledger of the previous version still both.
+        await trade(conn, "rb-new", "ETH", 3, dry_run=True)
+        await logged(conn, "m-new-done", "rebalance_succeeded", "new run done", 4)
+        await trade(conn, "rb-straggler", "SOL", 5)
+        await logged(conn, "m-straggler", "order_filled", "Order executed successfully: buy 2 SOL at 50.5 USD", 5)
+        feed = await conn.fetch("SELECT id, event_type, description FROM activity_feed ORDER BY created_at, id")
+    finally:
+        await conn.close()
+    assert [(f["event_type"], f["description"]) for f in feed] == [
+        ("order_filled", "Order executed successfully: buy 2 BTC at 50.5 USD"),
+        ("rebalance_succeeded", "old run done"),
+        ("order_filled", "Order executed successfully: buy 2 ETH at 50.5 USD (simulated)"),
+        ("rebalance_succeeded", "new run done"),
+        ("order_filled", "Order executed successfully: buy 2 SOL at 50.5 USD"),
+    ]
+    assert len({f["id"] for f in feed}) == len(feed)

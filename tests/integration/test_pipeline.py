@@ -51,7 +51,7 @@ async def test_a_run_rebalances_the_paper_account_and_records_its_history(
         "SELECT kind FROM portfolio_snapshots WHERE run_id = $1::uuid", due.run_id)}
     assert kinds == {"before", "after"}
     events = {r["event_type"] for r in await db_pool.fetch(
-        "SELECT event_type FROM activity_log WHERE run_id = $1::uuid", due.run_id)}
+        "SELECT event_type FROM activity_feed WHERE run_id = $1::uuid", due.run_id)}
     assert {"rebalance_triggered", "portfolio_valued", "plan_created", "order_filled", "rebalance_succeeded"} <= events
 
     # The paper account is back at target within the threshold.
@@ -78,7 +78,7 @@ async def test_every_message_of_a_run_delivered_twice_changes_nothing(
 
     async def counts() -> dict[str, int]:
         out = {}
-        for table in ("rebalance_runs", "orders", "trades", "portfolio_snapshots", "activity_log"):
+        for table in ("rebalance_runs", "orders", "trades", "portfolio_snapshots", "activity_log", "activity_feed"):
             key = "id" if table == "rebalance_runs" else "run_id"
             out[table] = await db_pool.fetchval(f"SELECT count(*) FROM {table} WHERE {key} = $1::uuid", due.run_id)
         out["paper_orders"] = len(await account_orders(db_pool, seeded.account))

@@ -29,6 +29,8 @@ USER_TABLES = (
     "portfolio_snapshots",
     "activity_log",
 )
+# Views over those tables, read with the reader's rights: the tables' policies apply to them.
+USER_VIEWS = ("activity_feed",)
 
 
 async def _two_users_with_history(api: Api):
@@ -89,7 +91,7 @@ async def _as_api_role(pool: asyncpg.Pool, user_id: uuid.UUID | None, sql: str, 
 
 async def test_sql_as_api_role_sees_only_own_rows(api: Api) -> None:
     alice, bob, portfolio = await _two_users_with_history(api)
-    for table in USER_TABLES:
+    for table in USER_TABLES + USER_VIEWS:
         column = "id" if table == "users" else "user_id"
         rows = await _as_api_role(api.pool, alice.id, f"SELECT {column} FROM {table} WHERE {column} = $1", bob.id)
         assert rows == [], table

@@ -280,7 +280,8 @@ async def run_history(pool: asyncpg.Pool, run_id: str) -> RunHistory:
     orders = await pool.fetch("SELECT * FROM orders WHERE run_id = $1::uuid ORDER BY leg", run_id)
     trades = await pool.fetch("SELECT * FROM trades WHERE run_id = $1::uuid ORDER BY id", run_id)
     activity = await pool.fetch(
-        "SELECT event_type, description, details FROM activity_log WHERE run_id = $1::uuid ORDER BY id", run_id
+        "SELECT event_type, description, details FROM activity_feed WHERE run_id = $1::uuid ORDER BY created_at, id",
+        run_id,
     )
     dead = await pool.fetch("SELECT * FROM dead_letters WHERE position(convert_to($1, 'UTF8') in payload) > 0", run_id)
     return RunHistory(run, list(intents), list(orders), list(trades), list(activity), list(dead))

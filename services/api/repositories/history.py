@@ -116,8 +116,10 @@ async def snapshots(conn: asyncpg.Connection, filters: Filters) -> tuple[list[di
 
 
 async def activity(conn: asyncpg.Connection, filters: Filters) -> tuple[list[dict[str, Any]], int]:
+    """The activity feed: the activity log's entries and one per trade (``activity_feed``, migration
+    008), newest first."""
     return await _page(
-        conn, "activity_log", ACTIVITY_COLUMNS, "created_at", frozenset({"event_type"}), filters
+        conn, "activity_feed", ACTIVITY_COLUMNS, "created_at", frozenset({"event_type"}), filters
     )
 
 
