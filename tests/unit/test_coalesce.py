@@ -81,3 +81,80 @@ async def test_a_batch_returning_the_wrong_number_of_results_fails_its_callers()
     coalesced = Coalescer(short)
     results = await asyncio.gather(coalesced(1), coalesced(2), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+class Gate:
+    """A batch function that holds each batch until released, to see what queues meanwhile."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, items: Sequence[int]) -> list[int]:
+        self.batches.append(list(items))
+        await self.release.wait()
+        return [item * 2 for item in items]
+
+
+async def test_calls_made_while_a_batch_is_in_flight_go_together_when_it_ends() -> None:
+    run = Gate()
+    double = Coalescer(run)
+    first = asyncio.ensure_future(double(1))
+    await asyncio.sleep(0.01)  # the first batch is in flight
+    later = [asyncio.ensure_future(double(i)) for i in (2, 3)]
+    await asyncio.sleep(0)
+    more = asyncio.ensure_future(double(4))  # a later loop turn: still the same next batch
+    await asyncio.sleep(0.01)
+    assert run.batches == [[1]]
+    run.release.set()
+    assert await asyncio.gather(first, *later, more) == [2, 4, 6, 8]
+    assert run.batches == [[1], [2, 3, 4]]
+
+
+async def test_a_full_batch_starts_even_while_another_is_in_flight() -> None:
+    run = Gate()
+    double = Coalescer(run, max_batch=2)
+    calls = [asyncio.ensure_future(double(i)) for i in range(5)]
+    await asyncio.sleep(0.01)
+    assert run.batches == [[0, 1], [2, 3]]  # two full ones at once; 4 waits for one of them
+    run.release.set()
+    assert await asyncio.gather(*calls) == [0, 2, 4, 6, 8]
+    assert run.batches == [[0, 1], [2, 3], [4]]
+
+
+async def test_more_batches_in_flight_when_allowed() -> None:
+    run = Gate()
+    double = Coalescer(run, max_in_flight=2)
+    first = asyncio.ensure_future(double(1))
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(double(2))
+    await asyncio.sleep(0.01)
+    third = asyncio.ensure_future(double(3))
+    await asyncio.sleep(0.01)
+    assert run.batches == [[1], [2]]
+    run.release.set()
+    assert list(await asyncio.gather(first, second, third)) == [2, 4, 6]
+    assert run.batches == [[1], [2], [3]]
+
+
+async def test_calls_waiting_behind_a_failed_batch_still_run() -> None:
+    failing = asyncio.Event()
+    batches: list[list[int]] = []
+
+    async def fails_first(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        if len(batches) == 1:
+            await failing.wait()
+            raise ConnectionResetError("database gone")
+        return [item * 2 for item in items]
+
+    coalesced = Coalescer(fails_first)
+    first = asyncio.ensure_future(coalesced(1))
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(coalesced(2))
+    await asyncio.sleep(0.01)
+    failing.set()
+    with pytest.raises(ConnectionResetError):
+        await first
+    assert await asyncio.wait_for(second, 1) == 4
+    assert batches == [[1], [2]]
