@@ -160,5 +160,14 @@ async def test_service_role_sees_everything(api: Api) -> None:
         await conn.execute("SET LOCAL ROLE rebalancer_service")
         count = await conn.fetchval("SELECT count(*) FROM trades WHERE user_id = $1", bob.id)
         users = await conn.fetchval("SELECT count(*) FROM users")
+        # The ledger's write as this role: a trade's id comes from the activity sequence (migration 008).
+        run_id = await conn.fetchval("SELECT run_id FROM trades WHERE user_id = $1", bob.id)
+        trade_id = await conn.fetchval(
+            "INSERT INTO trades (client_order_id, run_id, portfolio_id, user_id, exchange_id, symbol, asset, quote,"
+            " side, quantity, price, value, executed_at) SELECT 'svc-' || gen_random_uuid(), run_id, portfolio_id,"
+            " user_id, exchange_id, symbol, asset, quote, side, quantity, price, value, now()"
+            " FROM trades WHERE user_id = $1 RETURNING id", bob.id)
+        fed = await conn.fetchval("SELECT count(*) FROM activity_feed WHERE id = $1 AND run_id = $2", trade_id, run_id)
     assert count == 1
     assert users >= 2
+    assert fed == 1
