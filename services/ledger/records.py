@@ -154,7 +154,6 @@ class Rows:
             "failed": "failed",
         }.get(outcome, "submitted")
         error = e.error.model_dump(mode="json") if e.error else None
-        said = (message_id, occurred_at)
         self.orders.append(
             (
                 e.client_order_id,
@@ -209,7 +208,7 @@ class Rows:
                 run,
                 f"order_{status}",
                 f"Order {status}: {e.side} {e.amount} {base}: {e.error.message if e.error else ''}",
-                said=said,
+                said=(message_id, occurred_at),
             )
 
     def _completed(self, e: RebalanceCompleted) -> None:
