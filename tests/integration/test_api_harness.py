@@ -150,7 +150,7 @@ async def insert_run(
 
 
 async def insert_trade(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool | asyncpg.Connection,
     user_id: uuid.UUID,
     portfolio_id: str,
     run_id: uuid.UUID,
@@ -160,12 +160,13 @@ async def insert_trade(
     side: str = "buy",
     quantity: str = "0.015",
     price: str = "50000.5",
+    dry_run: bool = False,
 ) -> None:
     quantity_d, price_d = Decimal(quantity), Decimal(price)
     await pool.execute(
         "INSERT INTO trades (client_order_id, run_id, portfolio_id, user_id, exchange_id, symbol, asset,"
-        " quote, side, quantity, price, value, fee, fee_currency, exchange_order_id, executed_at)"
-        " VALUES ($1, $2, $3, $4, 'paper', $5, $6, 'USD', $7, $8, $9, $10, $11, 'USD', $12, $13)",
+        " quote, side, quantity, price, value, fee, fee_currency, exchange_order_id, executed_at, dry_run)"
+        " VALUES ($1, $2, $3, $4, 'paper', $5, $6, 'USD', $7, $8, $9, $10, $11, 'USD', $12, $13, $14)",
         f"rb-{uuid.uuid4().hex[:16]}",
         run_id,
         uuid.UUID(portfolio_id),
@@ -179,6 +180,7 @@ async def insert_trade(
         Decimal("0.75"),
         f"ex-{uuid.uuid4().hex[:8]}",
         executed_at or datetime.now(UTC),
+        dry_run,
     )
 
 

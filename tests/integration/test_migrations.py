@@ -5,6 +5,7 @@ import asyncpg
 import pytest
 
 from services.common.migrate import apply_migrations, migration_files
+from tests.integration.test_api_harness import insert_trade
 
 
 async def test_migrations_are_applied_once_and_recorded(database_url: str) -> None:
@@ -53,13 +54,9 @@ async def test_fills_logged_before_the_feed_read_trades_are_shown_once(empty_dat
     user, portfolio, run = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     start = datetime(2026, 1, 1, tzinfo=UTC)
 
-    async def trade(conn: asyncpg.Connection, key: str, asset: str, minute: int, dry_run: bool = False) -> None:
-        await conn.execute(
-            "INSERT INTO trades (client_order_id, run_id, portfolio_id, user_id, exchange_id, symbol, asset, quote,"
-            " side, quantity, price, value, dry_run, executed_at)"
-            " VALUES ($1, $2, $3, $4, 'paper', $5 || '/USD', $5, 'USD', 'buy', 2, 50.5, 101, $6, $7)",
-            key, run, portfolio, user, asset, dry_run, start + timedelta(minutes=minute),
-        )
+    async def trade(conn: asyncpg.Connection, asset: str, minute: int, dry_run: bool = False) -> None:
+        await insert_trade(conn, user, str(portfolio), run, executed_at=start + timedelta(minutes=minute),
+                           asset=asset, quantity="2", price="50.5", dry_run=dry_run)
 
     async def logged(conn: asyncpg.Connection, key: str, event_type: str, text: str, minute: int) -> None:
         await conn.execute(
@@ -71,14 +68,14 @@ async def test_fills_logged_before_the_feed_read_trades_are_shown_once(empty_dat
     conn = await asyncpg.connect(empty_database_url)
     try:
         # Before the upgrade: a fill logged twice (trade and activity row), and the run's end.
-        await trade(conn, "rb-old", "BTC", 1)
+        await trade(conn, "BTC", 1)
         await logged(conn, "m-old-fill", "order_filled", "Order executed successfully: buy 2 BTC at 50.5 USD", 1)
         await logged(conn, "m-old-done", "rebalance_succeeded", "old run done", 2)
         assert await apply_migrations(empty_database_url) == versions[7:]
         # After it: the ledger writes the trade only; a ledger of the previous version still both.
-        await trade(conn, "rb-new", "ETH", 3, dry_run=True)
+        await trade(conn, "ETH", 3, dry_run=True)
         await logged(conn, "m-new-done", "rebalance_succeeded", "new run done", 4)
-        await trade(conn, "rb-straggler", "SOL", 5)
+        await trade(conn, "SOL", 5)
         await logged(conn, "m-straggler", "order_filled", "Order executed successfully: buy 2 SOL at 50.5 USD", 5)
         feed = await conn.fetch("SELECT id, event_type, description FROM activity_feed ORDER BY created_at, id")
     finally:
