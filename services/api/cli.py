@@ -42,6 +42,10 @@ TRADE_COLUMNS = [
     ("executedAt", "DATE"), ("asset", "ASSET"), ("side", "SIDE"), ("quantity", "QUANTITY"), ("price", "PRICE"),
     ("value", "VALUE"), ("fee", "FEE"), ("exchangeId", "EXCHANGE"),
 ]
+ORDER_COLUMNS = [
+    ("createdAt", "DATE"), ("symbol", "SYMBOL"), ("side", "SIDE"), ("amount", "AMOUNT"), ("status", "STATUS"),
+    ("filled", "FILLED"), ("fee", "FEE"), ("problem", "ERROR"), ("runId", "RUN"),
+]
 CONNECTION_COLUMNS = [
     ("id", "ID"), ("exchangeId", "EXCHANGE"), ("label", "LABEL"), ("apiKeyHint", "KEY"),
     ("paperAccount", "PAPER ACCOUNT"), ("sandbox", "SANDBOX"),
@@ -129,7 +133,16 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
         "from": getattr(args, "date_from", None),
         "to": getattr(args, "date_to", None),
         "success": "true" if getattr(args, "success", False) else None,
+        "status": getattr(args, "status", None),
+        "runId": getattr(args, "run", None),
     }
+
+
+def _orders_table(orders: list[dict[str, Any]]) -> str:
+    """Orders with a failed or rejected one's error as ``code: message``."""
+    rows = [{**o, "problem": f"{o['error']['code']}: {o['error']['message']}" if o.get("error") else None}
+            for o in orders]
+    return table(rows, ORDER_COLUMNS)
 
 
 def run_command(args: argparse.Namespace) -> str:
@@ -152,6 +165,9 @@ def run_command(args: argparse.Namespace) -> str:
     if args.group == "history":
         page = client.call("GET", "/api/v1/history", params=_filters(args))
         return table(page["runs"], RUN_COLUMNS) + f"\n{len(page['runs'])} of {page['total']} run(s)"
+    if args.group == "orders":
+        page = client.call("GET", "/api/v1/orders", params=_filters(args))
+        return _orders_table(page["orders"]) + f"\n{len(page['orders'])} of {page['total']} order(s)"
     if args.group == "trades":
         if args.action == "export":
             if not args.csv:
@@ -275,10 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     groups.add_parser("preview", help="the plan a portfolio would execute now").add_argument("id")
 
     history = groups.add_parser("history", help="rebalance runs, newest first")
+    orders = groups.add_parser("orders", help="orders whatever became of them, with errors, newest first")
+    orders.add_argument("--status", help="submitted, filled, partially_filled, rejected, failed or canceled")
+    orders.add_argument("--run", help="one run's orders")
     trades = groups.add_parser("trades", help="trades; `trades export --csv FILE` for tax")
     trades.add_argument("action", nargs="?", choices=["list", "export"], default="list")
     trades.add_argument("--csv")
-    for p in (history, trades):
+    for p in (history, orders, trades):
         p.add_argument("--portfolio")
         p.add_argument("--limit", type=int, default=20)
         p.add_argument("--from", dest="date_from")

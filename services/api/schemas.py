@@ -330,6 +330,32 @@ class RunOut(CamelModel):
     exchange_id: str
 
 
+class OrderOut(CamelModel):
+    """An order as the ledger recorded it: its latest state, and why it failed if it did."""
+
+    client_order_id: str
+    run_id: UUID
+    portfolio_id: UUID
+    leg: int
+    created_at: datetime
+    updated_at: datetime
+    exchange_id: str
+    symbol: str
+    side: str
+    order_type: str
+    amount: Money
+    status: str = Field(description="submitted, open, filled, partially_filled, rejected, failed or canceled")
+    filled: Money
+    average_price: Money | None
+    cost: Money
+    fee: Money
+    fee_currency: str | None
+    fee_known: bool
+    exchange_order_id: str | None
+    dry_run: bool
+    error: dict[str, Any] | None = Field(description="stage, code, message and leg of a failed or rejected order")
+
+
 class TradeOut(CamelModel):
     id: int
     run_id: UUID
@@ -382,6 +408,10 @@ class Page(CamelModel):
 
 class RunPage(Page):
     runs: list[RunOut]
+
+
+class OrderPage(Page):
+    orders: list[OrderOut]
 
 
 class TradePage(Page):

@@ -144,6 +144,10 @@ async def test_a_seed_portfolio_created_and_triggered_through_the_api_is_rebalan
     trades = (await client.call("GET", f"/api/v1/portfolios/{portfolio_id}/trades"))["trades"]
     assert sorted(t["asset"] for t in trades) == ["ADA", "BTC", "ETH", "SOL"]
     assert all(Decimal(t["fee"]) > 0 for t in trades)
+    orders = (await client.call("GET", f"/api/v1/portfolios/{portfolio_id}/orders"))["orders"]
+    assert sorted(o["leg"] for o in orders) == [0, 1, 2, 3] and {o["status"] for o in orders} == {"filled"}
+    assert {o["clientOrderId"] for o in orders} == {t["clientOrderId"] for t in trades}
+    assert all(o["runId"] == run["id"] and o["error"] is None for o in orders)
     snapshots = (await client.call("GET", f"/api/v1/portfolios/{portfolio_id}/snapshots"))["snapshots"]
     assert sorted(s["kind"] for s in snapshots) == ["after", "before"]
     activity = (await client.call("GET", f"/api/v1/portfolios/{portfolio_id}/activity"))["activity"]

@@ -23,6 +23,7 @@ from services.api.accounts import create_token, ensure_user
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.common.secrets import SecretBox
+from services.ledger.store import UPSERT_ORDER
 from tests.support.pipeline import delete_stream
 
 pytestmark = pytest.mark.integration
@@ -182,6 +183,36 @@ async def insert_trade(
         executed_at or datetime.now(UTC),
         dry_run,
     )
+
+
+async def insert_order(
+    pool: asyncpg.Pool,
+    user_id: uuid.UUID,
+    portfolio_id: str,
+    run_id: uuid.UUID,
+    *,
+    leg: int,
+    status: str,
+    created_at: datetime,
+    symbol: str = "BTC/USD",
+    side: str = "buy",
+    amount: str = "0.5",
+    filled: str = "0",
+    error: dict[str, Any] | None = None,
+    client_order_id: str | None = None,
+) -> str:
+    """An order written with the ledger's own statement (a second call moves it forward, as the
+    ledger does); ``created_at`` is then set, as if it had been recorded then."""
+    client_order_id = client_order_id or f"rb-{uuid.uuid4().hex[:16]}"
+    price = Decimal("50000") if Decimal(filled) else None
+    await pool.execute(
+        UPSERT_ORDER,
+        client_order_id, run_id, uuid.UUID(portfolio_id), user_id, leg, "paper", symbol, side, "market",
+        Decimal(amount), status, Decimal(filled), price, Decimal(filled) * (price or 0), Decimal("0.1"), "USD",
+        f"ex-{uuid.uuid4().hex[:8]}" if status != "failed" else None, False, error, True,
+    )
+    await pool.execute("UPDATE orders SET created_at = $2 WHERE client_order_id = $1", client_order_id, created_at)
+    return client_order_id
 
 
 async def insert_snapshot_and_activity(

@@ -1,5 +1,5 @@
-"""History, trades, snapshots, activity and statistics from rows written as the ledger writes
-them; filters, pagination and the CSV export; exchange connections (keys write-only)."""
+"""History, orders, trades, snapshots, activity and statistics from rows written as the ledger
+writes them; filters, pagination and the CSV export; exchange connections (keys write-only)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services.api.csv_export import CSV_COLUMNS
 from tests.integration.test_api_harness import (
     Api,
     api_fixture,  # noqa: F401
+    insert_order,
     insert_run,
     insert_snapshot_and_activity,
     insert_trade,
@@ -148,6 +149,53 @@ async def test_trades_snapshots_activity(api: Api) -> None:
     assert second_fill["total"] == 2 and [a["runId"] for a in second_fill["activity"]] == [str(runs[1])]
     old = (await user.get(f"/api/v1/portfolios/{pid}/activity", to=(DAY0 + timedelta(days=2)).isoformat())).json()
     assert [a["runId"] for a in old["activity"]] == [str(runs[1])]
+
+
+async def test_orders_whatever_became_of_them(api: Api) -> None:
+    user, pid, runs = await _seeded(api)
+    first, second = runs[1], runs[2]
+    day1, day2 = DAY0 + timedelta(days=1), DAY0 + timedelta(days=2)
+    a0 = await insert_order(api.pool, user.id, pid, first, leg=0, status="filled", created_at=day1, side="sell",
+                            symbol="ETH/USD", filled="0.5")
+    a1 = await insert_order(api.pool, user.id, pid, first, leg=1, status="filled", created_at=day1, filled="0.5")
+    b0 = await insert_order(api.pool, user.id, pid, second, leg=0, status="filled", created_at=day2, side="sell",
+                            symbol="ETH/USD", filled="0.5")
+    funds = {"stage": "executor", "code": "insufficient_funds", "message": "balance too low", "leg": 1}
+    b1 = await insert_order(api.pool, user.id, pid, second, leg=1, status="failed", created_at=day2, error=funds)
+    # Reported as submitted first and rejected later: the ledger keeps the latest state.
+    b2 = await insert_order(api.pool, user.id, pid, second, leg=2, status="submitted", created_at=day2,
+                            symbol="SOL/USD")
+    rejected = {"stage": "executor", "code": "rejected", "message": "below the minimum", "leg": 2}
+    await insert_order(api.pool, user.id, pid, second, leg=2, status="rejected", created_at=day2, symbol="SOL/USD",
+                       error=rejected, client_order_id=b2)
+
+    page = (await user.get(f"/api/v1/portfolios/{pid}/orders")).json()
+    assert page["total"] == 5
+    # Newest run first, its legs in order.
+    assert [o["clientOrderId"] for o in page["orders"]] == [b0, b1, b2, a0, a1]
+    assert [o["status"] for o in page["orders"]] == ["filled", "failed", "rejected", "filled", "filled"]
+    failed, refused = page["orders"][1], page["orders"][2]
+    assert failed["error"] == funds and failed["filled"] == "0" and failed["averagePrice"] is None
+    assert refused["error"] == rejected and refused["symbol"] == "SOL/USD"
+    filled = page["orders"][0]
+    assert filled["error"] is None and filled["filled"] == "0.5" and filled["averagePrice"] == "50000"
+    assert filled["runId"] == str(second) and filled["leg"] == 0 and filled["side"] == "sell"
+    assert filled["createdAt"] == day2.isoformat().replace("+00:00", "Z")
+
+    problems = (await user.get("/api/v1/orders", status="failed")).json()
+    assert [(o["clientOrderId"], o["error"]["code"]) for o in problems["orders"]] == [(b1, "insufficient_funds")]
+    one_run = (await user.get("/api/v1/orders", runId=str(first))).json()
+    assert [o["clientOrderId"] for o in one_run["orders"]] == [a0, a1]
+    sells = (await user.get(f"/api/v1/portfolios/{pid}/orders", side="sell")).json()
+    assert [o["clientOrderId"] for o in sells["orders"]] == [b0, a0]
+    page2 = (await user.get("/api/v1/orders", portfolioId=pid, limit=2, offset=2)).json()
+    assert page2["total"] == 5 and [o["clientOrderId"] for o in page2["orders"]] == [b2, a0]
+    older = (await user.get("/api/v1/orders", to=day2.isoformat())).json()
+    assert [o["clientOrderId"] for o in older["orders"]] == [a0, a1]
+
+    for params, field in (({"status": "lost"}, "status"), ({"runId": "run-1"}, "runId")):
+        response = await user.get("/api/v1/orders", **params)
+        assert response.status_code == 422 and field in response.json()["fields"], response.text
 
 
 async def test_trades_csv_export(api: Api) -> None:

@@ -16,7 +16,7 @@ from services.api.app import create_app
 from services.api.cli import main
 from services.common.devstack import free_port
 from services.common.secrets import SecretBox
-from tests.integration.test_api_harness import api_settings, insert_run, insert_trade
+from tests.integration.test_api_harness import api_settings, insert_order, insert_run, insert_trade
 from tests.support.pipeline import delete_stream
 
 pytestmark = pytest.mark.integration
@@ -93,6 +93,16 @@ async def test_cli_end_to_end(api_url: str, database_url: str, db_pool, capsys, 
     assert code == 0 and str(run_id) in out and "1 of 1 run(s)" in out
     code, out, _ = await cli(capsys, *base, "trades")
     assert "BTC" in out and "0.015" in out
+    failure = {"stage": "executor", "code": "insufficient_funds", "message": "balance too low", "leg": 1}
+    for leg, status in ((0, "filled"), (1, "failed")):
+        await insert_order(db_pool, user_id, portfolio_id, run_id, leg=leg, status=status,
+                           created_at=datetime(2026, 2, 1, tzinfo=UTC), error=failure if leg else None)
+    code, out, _ = await cli(capsys, *base, "orders", "--status", "failed")
+    assert code == 0 and "insufficient_funds: balance too low" in out and "1 of 1 order(s)" in out, out
+    code, out, _ = await cli(capsys, *base, "orders", "--run", str(run_id))
+    assert code == 0 and "filled" in out and "2 of 2 order(s)" in out, out
+    code, _, err = await cli(capsys, *base, "orders", "--status", "lost")
+    assert code == 1 and "status" in err, err
     target = tmp_path / "trades.csv"
     code, out, _ = await cli(capsys, *base, "trades", "export", "--csv", str(target))
     assert code == 0 and "wrote 1 trade(s)" in out

@@ -56,10 +56,11 @@ async def test_api_isolates_users(api: Api) -> None:
     assert (await alice.get("/api/portfolios/manage")).json()["portfolios"] == []
     assert (await alice.get("/api/portfolios/manage", id=pid)).status_code == 404
     assert (await alice.get(f"/api/v1/portfolios/{pid}")).status_code == 404
-    for sub in ("history", "trades", "snapshots", "activity"):
+    for sub in ("history", "orders", "trades", "snapshots", "activity"):
         assert (await alice.get(f"/api/v1/portfolios/{pid}/{sub}")).status_code == 404, sub
     assert (await alice.get("/api/v1/history")).json()["total"] == 0
     assert (await alice.get("/api/v1/trades")).json()["total"] == 0
+    assert (await alice.get("/api/v1/orders")).json()["total"] == 0
     assert (await alice.get("/api/v1/stats")).json()["runs"] == 0
     assert (await alice.get("/api/v1/trades/export")).text.count("\n") == 1  # the header only
     connections = (await alice.get("/api/v1/connections")).json()["connections"]
@@ -80,6 +81,8 @@ async def test_api_isolates_users(api: Api) -> None:
     assert own.status_code == 422 and own.json()["fields"] == ["connectionId"]
     assert (await bob.get(f"/api/v1/portfolios/{pid}")).json()["name"] == "Bob's"
     assert (await bob.get(f"/api/v1/portfolios/{pid}/trades")).json()["total"] == 1
+    assert (await bob.get(f"/api/v1/portfolios/{pid}/orders")).json()["total"] == 1
+    assert (await bob.get("/api/v1/orders")).json()["total"] == 1
 
 
 async def _as_api_role(pool: asyncpg.Pool, user_id: uuid.UUID | None, sql: str, *args):

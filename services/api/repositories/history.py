@@ -1,4 +1,5 @@
-"""History reads (the ledger writes these tables): runs, trades, snapshots, activity, aggregates.
+"""History reads (the ledger writes these tables): runs, orders, trades, snapshots, activity,
+aggregates.
 
 The seed's history queries map onto one filtered, paginated query per table: the last 10 runs of
 a portfolio (``portfolio_id``, ``limit=10``), successful runs (``success=True``), runs in a date
@@ -27,6 +28,8 @@ class Filters:
     side: str | None = None
     asset: str | None = None
     event_type: str | None = None
+    status: str | None = None  # an order's
+    run_id: UUID | None = None
     limit: int = 50
     offset: int = 0
 
@@ -58,6 +61,10 @@ def where_clause(filters: Filters, time_column: str, allowed: frozenset[str]) ->
         add("asset = ?", filters.asset)
     if "event_type" in allowed and filters.event_type is not None:
         add("event_type = ?", filters.event_type)
+    if "status" in allowed and filters.status is not None:
+        add("status = ?", filters.status)
+    if "run_id" in allowed and filters.run_id is not None:
+        add("run_id = ?", filters.run_id)
     return (" WHERE " + " AND ".join(conditions)) if conditions else "", params
 
 
@@ -68,12 +75,15 @@ async def _page(
     time_column: str,
     allowed: frozenset[str],
     filters: Filters,
+    *,
+    tie_break: str = "id DESC",
 ) -> tuple[list[dict[str, Any]], int]:
+    """Newest first; ``tie_break`` orders rows of the same time (unique, so pages never overlap)."""
     where, params = where_clause(filters, time_column, allowed)
     total: int = await conn.fetchval(f"SELECT count(*) FROM {table}{where}", *params)
     n = len(params)
     rows = await conn.fetch(
-        f"SELECT {columns} FROM {table}{where} ORDER BY {time_column} DESC, id DESC"
+        f"SELECT {columns} FROM {table}{where} ORDER BY {time_column} DESC, {tie_break}"
         f" LIMIT ${n + 1} OFFSET ${n + 2}",
         *params,
         filters.limit,
@@ -87,6 +97,11 @@ RUN_COLUMNS = (
     " value_after, orders_planned, orders_executed, orders_failed, total_value_traded, orders, errors,"
     " triggered_by, duration_ms AS duration, status, decision, reason, drift, left_out, fees,"
     " quote_currency, exchange_id"
+)
+ORDER_COLUMNS = (
+    "client_order_id, run_id, portfolio_id, leg, created_at, updated_at, exchange_id, symbol, side,"
+    " order_type, amount, status, filled, average_price, cost, fee, fee_currency, fee_known,"
+    " exchange_order_id, dry_run, error"
 )
 TRADE_COLUMNS = (
     "id, run_id, portfolio_id, executed_at, exchange_id, symbol, asset, quote, side, quantity, price,"
@@ -102,6 +117,15 @@ async def runs(conn: asyncpg.Connection, filters: Filters) -> tuple[list[dict[st
     return await _page(
         conn, "rebalance_runs", RUN_COLUMNS, "executed_at",
         frozenset({"success", "triggered_by", "dry_run"}), filters,
+    )
+
+
+async def orders(conn: asyncpg.Connection, filters: Filters) -> tuple[list[dict[str, Any]], int]:
+    """Every order the executor reported, whatever became of it (filled, failed, rejected, ...),
+    with its error; a run's legs in leg order."""
+    return await _page(
+        conn, "orders", ORDER_COLUMNS, "created_at", frozenset({"dry_run", "side", "status", "run_id"}), filters,
+        tie_break="run_id DESC, leg",
     )
 
 

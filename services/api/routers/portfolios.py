@@ -16,11 +16,13 @@ from services.api.context import ApiContext, get_context
 from services.api.errors import ERROR_RESPONSES
 from services.api.repositories import history
 from services.api.repositories.history import Filters
-from services.api.routers.queries import history_filters
+from services.api.routers.queries import history_filters, order_filters
 from services.api.schemas import (
     ActivityOut,
     ActivityPage,
     ErrorBody,
+    OrderOut,
+    OrderPage,
     PortfolioCreate,
     PortfolioFields,
     PortfolioOut,
@@ -141,6 +143,21 @@ async def portfolio_history(
     rows, total = await _portfolio_rows(ctx, who, portfolio_id, filters, history.runs)
     return RunPage(
         runs=[RunOut.model_validate(r) for r in rows], total=total, limit=filters.limit, offset=filters.offset
+    )
+
+
+@router.get("/{portfolio_id}/orders", response_model=OrderPage)
+async def portfolio_orders(
+    portfolio_id: UUID,
+    filters: Filters = Depends(order_filters),
+    who: Principal = Depends(current_principal),
+    ctx: ApiContext = Depends(get_context),
+) -> OrderPage:
+    """Every order of the portfolio's runs, filled or not, newest first (``status``, ``runId``,
+    ``side``, ``dryRun``, ``from``/``to`` filter them)."""
+    rows, total = await _portfolio_rows(ctx, who, portfolio_id, filters, history.orders)
+    return OrderPage(
+        orders=[OrderOut.model_validate(r) for r in rows], total=total, limit=filters.limit, offset=filters.offset
     )
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from fastapi import Query
+from fastapi import Depends, Query
 
 from services.api.repositories.history import Filters
 
 TriggeredBy = Literal["scheduler", "manual", "threshold", "api"]
+OrderStatus = Literal["submitted", "open", "filled", "partially_filled", "rejected", "failed", "canceled"]
 
 
 def history_filters(
@@ -39,3 +41,12 @@ def history_filters(
         limit=limit,
         offset=offset,
     )
+
+
+def order_filters(
+    filters: Filters = Depends(history_filters),
+    status: OrderStatus | None = Query(None),
+    run_id: UUID | None = Query(None, alias="runId"),
+) -> Filters:
+    """The history filters plus an order's status and its run."""
+    return dataclasses.replace(filters, status=status, run_id=run_id)

@@ -1,4 +1,5 @@
-"""Across all the user's portfolios: runs, trades (with the CSV export for tax) and statistics."""
+"""Across all the user's portfolios: runs, orders, trades (with the CSV export for tax) and
+statistics."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from services.api.csv_export import trades_csv
 from services.api.errors import ERROR_RESPONSES
 from services.api.repositories import history
 from services.api.repositories.history import Filters
-from services.api.routers.queries import history_filters
-from services.api.schemas import RunOut, RunPage, StatsOut, TradeOut, TradePage
+from services.api.routers.queries import history_filters, order_filters
+from services.api.schemas import OrderOut, OrderPage, RunOut, RunPage, StatsOut, TradeOut, TradePage
 
 router = APIRouter(prefix="/api/v1", tags=["history"], responses=ERROR_RESPONSES)
 
@@ -27,6 +28,20 @@ async def all_runs(
         rows, total = await history.runs(conn, filters)
     return RunPage(
         runs=[RunOut.model_validate(r) for r in rows], total=total, limit=filters.limit, offset=filters.offset
+    )
+
+
+@router.get("/orders", response_model=OrderPage)
+async def all_orders(
+    filters: Filters = Depends(order_filters),
+    who: Principal = Depends(current_principal),
+    ctx: ApiContext = Depends(get_context),
+) -> OrderPage:
+    """Every order, filled or not (``status=failed`` lists what went wrong, with each error)."""
+    async with ctx.tx(who.user_id) as conn:
+        rows, total = await history.orders(conn, filters)
+    return OrderPage(
+        orders=[OrderOut.model_validate(r) for r in rows], total=total, limit=filters.limit, offset=filters.offset
     )
 
 
