@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 from pydantic import (
@@ -34,6 +34,7 @@ ThresholdKind = Literal["absolute", "relative", "value"]
 RebalanceMode = Literal["target", "band"]
 OrderType = Literal["market", "limit"]
 TriggeredBy = Literal["scheduler", "manual", "threshold", "api"]
+OrderStatus = Literal["submitted", "open", "filled", "partially_filled", "rejected", "failed", "canceled"]
 
 
 class CamelModel(BaseModel):
@@ -344,7 +345,7 @@ class OrderOut(CamelModel):
     side: str
     order_type: str
     amount: Money
-    status: str = Field(description="submitted, open, filled, partially_filled, rejected, failed or canceled")
+    status: str = Field(description=" | ".join(get_args(OrderStatus)))
     filled: Money
     average_price: Money | None
     cost: Money

@@ -10,9 +10,7 @@ from uuid import UUID
 from fastapi import Depends, Query
 
 from services.api.repositories.history import Filters
-
-TriggeredBy = Literal["scheduler", "manual", "threshold", "api"]
-OrderStatus = Literal["submitted", "open", "filled", "partially_filled", "rejected", "failed", "canceled"]
+from services.api.schemas import OrderStatus, TriggeredBy
 
 
 def history_filters(
