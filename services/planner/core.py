@@ -26,7 +26,7 @@ from services.planner.funding import fund_buys, limit_orders, spend_change
 from services.planner.legs import DEFAULT_STEP, Leg, MarketIndex, Omission, fee_rate, fit_leg, money, quantity
 from services.planner.routing import route_direct
 from services.planner.settling import holdings_after, merge_legs
-from services.planner.targets import desired_values, inner_band
+from services.planner.targets import desired_values, inner_band, shared_targets
 from services.planner.valuation import (
     HUNDRED,
     ONE,
@@ -238,7 +238,8 @@ def _plan_trades(
         desired = desired_values(
             strategy.mode, strategy.threshold_kind, positions, quote, managed - fees, frozen, margins
         )
-        trades = _trades_towards(desired, strategy, positions, index, managed - fees, margins, saving_pairs)
+        targets = shared_targets(positions, managed - fees, frozen)
+        trades = _trades_towards(desired, targets, strategy, positions, index, managed - fees, margins, saving_pairs)
         if not trades.stuck <= frozen:
             why_frozen += [leg for leg in trades.left_out if leg.asset in trades.stuck - frozen]
             frozen |= trades.stuck
@@ -287,6 +288,7 @@ def _step_value(market: MarketRule | None, price: Decimal) -> Decimal:
 
 def _trades_towards(
     desired: dict[str, Decimal],
+    targets: dict[str, Decimal],
     strategy: Strategy,
     positions: dict[str, Position],
     index: MarketIndex,
@@ -294,7 +296,8 @@ def _trades_towards(
     margins: dict[str, Decimal],
     saving_pairs: bool,
 ) -> _Trades:
-    """Legs from the current values to ``desired``, with the idle change spent."""
+    """Legs from the current values to ``desired``, with the idle change spent. A sell may go deeper
+    than ``desired``, never below the asset's target, when the buys need its proceeds."""
     quote, order_type = strategy.quote_currency, strategy.order_type
     noise = investable * _NOISE  # differences this small are rounding, not trades
     sells: dict[str, Decimal] = {}  # base amounts
@@ -362,11 +365,24 @@ def _trades_towards(
                 f"at most {strategy.max_orders} orders per rebalance",
             )
         )
-    legs, unfunded = fund_buys(legs, spendable, quote, order_type)
+    legs, unfunded = fund_buys(legs, spendable, quote, order_type, _sell_rooms(legs, targets, positions, quote))
     left_out += unfunded
     _spend_idle_change(legs, desired, positions, quote, investable, margins)
     traded = {leg.sold for leg in legs} | {leg.bought for leg in legs}
     return _Trades(legs, left_out, sum((leg.fee for leg in legs), ZERO), frozenset(stuck - traded), desired)
+
+
+def _sell_rooms(
+    legs: list[Leg], targets: dict[str, Decimal], positions: dict[str, Position], quote: str
+) -> dict[str, Decimal]:
+    """The value each sell into the quote may still add: down to its asset's target, within its free balance."""
+    rooms = {}
+    for leg in legs:
+        if leg.bought == quote and leg.side == "sell":
+            pos = positions[leg.sold]
+            above_target = pos.value - leg.value - targets.get(leg.sold, ZERO)
+            rooms[leg.sold] = min(above_target, (pos.free - leg.amount) * pos.price)
+    return rooms
 
 
 def _spend_idle_change(
@@ -526,8 +542,12 @@ def _left_outside_band(
             continue
         deviation = value - pos.target * total
         band = band_of(strategy, pos.target, total) if pos.in_targets else ZERO
-        # Off target by design: it takes the share of an asset that cannot be traded (reported).
-        if abs(deviation) <= band + tolerance or abs(value - goals.get(asset, value)) <= band + tolerance:
+        if abs(deviation) <= band + tolerance:
+            continue
+        # Off target by design: its goal takes the share of an asset that cannot be traded (reported),
+        # and it ends within the band around that goal. A goal inside the band is no excuse.
+        goal = goals.get(asset, value)
+        if abs(goal - pos.target * total) > band + tolerance and abs(value - goal) <= band + tolerance:
             continue
         side: Side = "sell" if deviation > 0 else "buy"
         market = index.get(asset, quote)

@@ -1,13 +1,15 @@
 """Order limits and funding: keep the orders that matter most, and never spend money not there.
 
 Buys through the quote are paid from the spendable quote plus what the sells bring in after their
-fees, with each buy's own fee on top. When that falls short, every buy is scaled down by the same
-factor, buys that become too small are dropped, and the change is handed back step by step.
+fees, with each buy's own fee on top. When that falls short, the planned sells first sell deeper,
+whole steps at a time, where their asset still lies above its target; what remains short scales every
+buy down by the same factor, buys that become too small are dropped, and the change is handed back
+step by step.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from contracts.v1.strategy import OrderType
 from services.planner.legs import DEFAULT_STEP, Leg, Omission, fit_leg, money
@@ -49,14 +51,26 @@ def _drift_removed(leg: Leg, funds: Decimal, quote: str) -> Decimal:
 
 
 def fund_buys(
-    legs: list[Leg], spendable: Decimal, quote: str, order_type: OrderType
+    legs: list[Leg],
+    spendable: Decimal,
+    quote: str,
+    order_type: OrderType,
+    sell_rooms: dict[str, Decimal],
 ) -> tuple[list[Leg], list[Omission]]:
-    """The legs with quote-funded buys scaled to what can be paid, and what scaling left out."""
+    """The legs with quote-funded buys paid for, and what scaling them down left out.
+
+    ``sell_rooms`` caps, per asset, the value its sell may still add (down to its target, within its
+    free balance). A shortfall of a fraction of a step would otherwise cost a buy a whole step, more
+    than the margin inside its band that absorbs truncation, and leave it outside the band.
+    """
     buys = [leg for leg in legs if leg.sold == quote]
     if not buys:
         return legs, []
     available = spendable + sum((leg.value * (ONE - leg.fee_rate) for leg in legs if leg.bought == quote), ZERO)
-    if sum((_cost(leg) for leg in buys), ZERO) <= available:
+    cost = sum((_cost(leg) for leg in buys), ZERO)
+    if cost > available and sell_rooms:
+        available += sell_deeper(legs, cost - available, sell_rooms, quote)
+    if cost <= available:
         return legs, []
 
     left_out: list[Omission] = []
@@ -134,3 +148,29 @@ def spend_change(legs: list[Leg], change: Decimal, rooms: dict[str, Decimal], qu
             leg.amount += extra
             leg.value = leg.amount * leg.base_price
             change -= extra * unit_cost
+
+
+def sell_deeper(legs: list[Leg], shortfall: Decimal, rooms: dict[str, Decimal], quote: str) -> Decimal:
+    """Add whole steps to the sells into the quote until their proceeds cover ``shortfall``.
+
+    Each sell grows only within its asset's room, largest room first; returns the proceeds added
+    (after fees), which fall short of ``shortfall`` when the rooms do.
+    """
+    sells = [leg for leg in legs if leg.bought == quote and leg.side == "sell"]
+    added = ZERO
+    for leg in sorted(sells, key=lambda leg: -rooms.get(leg.sold, ZERO)):
+        if added >= shortfall:
+            break
+        step = leg.market.amount_step or DEFAULT_STEP
+        step_value = step * leg.base_price
+        net = step_value * (ONE - leg.fee_rate)
+        if net <= 0:
+            continue
+        fits = rooms.get(leg.sold, ZERO) // step_value
+        needed = ((shortfall - added) / net).to_integral_value(rounding=ROUND_CEILING)
+        steps = min(fits, needed)
+        if steps > 0:
+            leg.amount += steps * step
+            leg.value = leg.amount * leg.base_price
+            added += steps * net
+    return added

@@ -31,7 +31,7 @@ def desired_values(
     the other targets share what they hold above or below their own, so that a stuck asset
     neither leaves cash idle nor has sells made for buys that cannot happen.
     """
-    targets = _shared_targets(positions, investable, frozen)
+    targets = shared_targets(positions, investable, frozen)
     if mode == "target":
         return {
             a: (p.value if a in frozen else targets[a] if p.in_targets else ZERO)
@@ -80,7 +80,8 @@ def inner_band(band: Decimal, margin: Decimal) -> Decimal:
     return max(band * (ONE - _BAND_SLACK) - margin, ZERO)
 
 
-def _shared_targets(positions: dict[str, Position], investable: Decimal, frozen: frozenset[str]) -> dict[str, Decimal]:
+def shared_targets(positions: dict[str, Position], investable: Decimal, frozen: frozenset[str]) -> dict[str, Decimal]:
+    """Each asset's target value, with what the ``frozen`` ones hold above or below theirs shared by the rest."""
     targets = {a: p.target * investable for a, p in positions.items()}
     if not frozen:
         return targets

@@ -187,6 +187,34 @@ def test_buys_are_scaled_down_together_when_locked_funds_fall_short() -> None:
     assert any("locked in open orders" in leg.reason for leg in plan.left_out)
 
 
+def test_band_mode_sells_a_step_deeper_rather_than_leave_a_buy_short_of_its_band() -> None:
+    # 2,205 USD of ADA (outside the targets) and 10,800 of DOT, to 30 % DOT / 70 % ETH within
+    # ±5 USD. The sells' proceeds fall 0.3 USD short of the ETH buy aimed inside its band: scaled
+    # down, the buy lost a whole 0.28 USD step and ETH ended 5.03 USD below target. One more DOT
+    # step pays for it, and DOT, still above its target, stays in its band.
+    eth = market("ETH", min_cost=D(1), amount_step=D(1), taker_fee=D("0.0026"))
+    ada = market("ADA", min_cost=None, amount_step=None, taker_fee=D("0.001"))
+    dot = market("DOT", min_cost=None, amount_step=D(1), taker_fee=D(0))
+    rules = [eth, ada, dot]
+    quoted = prices({"ADA": "0.49", "DOT": "0.48", "ETH": "0.28"})
+    band = strategy({"DOT": 30, "ETH": 70}, threshold=D(5), threshold_kind="value", mode="band")
+    held = holdings({"ADA": 4500, "DOT": 22500, "USD": 0})
+    plan = plan_rebalance(band, held, quoted, rules, scheduled=False)
+    assert [(o.symbol, o.side, o.amount) for o in plan.orders] == [
+        ("DOT/USD", "sell", D(14379)),
+        ("ADA/USD", "sell", D(4500)),
+        ("ETH/USD", "buy", D(32432)),
+    ]
+    assert plan.left_out == []
+    after = apply_plan(plan, {h.asset: h.total for h in held}, rules)
+    values = {a: q * quoted.get(a, D(1)) for a, q in after.items()}
+    total = sum(values.values(), D(0))
+    assert 0 < values["DOT"] - D("0.3") * total <= 5
+    assert -5 <= values["ETH"] - D("0.7") * total < 0
+    assert 0 <= after["USD"] < D("0.28") * (1 + eth.taker_fee)  # less than one more ETH step
+    assert plan_rebalance(band, as_holdings(after), quoted, rules).decision == "skip"
+
+
 def test_missing_price_for_a_target_skips_with_the_reason() -> None:
     plan = plan_rebalance(strategy({"BTC": 50, "XYZ": 50}), holdings({"USD": 100}), SEED_PRICES, ALL)
     assert plan.decision == "skip" and plan.reason == "no price for XYZ in USD"
