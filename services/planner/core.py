@@ -375,13 +375,18 @@ def _trades_towards(
 def _sell_rooms(
     legs: list[Leg], targets: dict[str, Decimal], positions: dict[str, Position], quote: str
 ) -> dict[str, Decimal]:
-    """The value each sell into the quote may still add: down to its asset's target, within its free balance."""
+    """The value each sell into the quote may still add: down to its asset's target, within its free
+    balance, after every leg that gives the asset up (a direct pair may spend it too)."""
+    given_up: dict[str, Decimal] = {}
+    for leg in legs:
+        spent = leg.value if leg.side == "sell" else leg.value * (ONE + leg.fee_rate)
+        given_up[leg.sold] = given_up.get(leg.sold, ZERO) + spent
     rooms = {}
     for leg in legs:
         if leg.bought == quote and leg.side == "sell":
             pos = positions[leg.sold]
-            above_target = pos.value - leg.value - targets.get(leg.sold, ZERO)
-            rooms[leg.sold] = min(above_target, (pos.free - leg.amount) * pos.price)
+            left = pos.value - given_up[leg.sold]
+            rooms[leg.sold] = min(left - targets.get(leg.sold, ZERO), left - (pos.total - pos.free) * pos.price)
     return rooms
 
 

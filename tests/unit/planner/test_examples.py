@@ -215,6 +215,28 @@ def test_band_mode_sells_a_step_deeper_rather_than_leave_a_buy_short_of_its_band
     assert plan_rebalance(band, as_holdings(after), quoted, rules).decision == "skip"
 
 
+def test_a_sell_goes_deeper_only_with_what_the_direct_pairs_leave_of_the_asset() -> None:
+    # 1,001 ADA: half buys BTC through BTC/ADA, half is sold for the DOT buy, on a 1 ADA step. The
+    # ADA/USD sell truncates to 500 ADA, 0.25 USD short of the DOT buy; one ADA deeper would make
+    # 1,001.5 ADA given up in all. The buy is scaled down instead, and nothing is oversold.
+    rules = [
+        market("ADA", min_cost=None, amount_step=D(1), taker_fee=D(0)),
+        market("DOT", min_cost=None, amount_step=D("0.01"), taker_fee=D(0)),
+        market("BTC", "ADA", min_cost=None, amount_step=None, taker_fee=D(0)),
+    ]
+    held = holdings({"ADA": 1001, "USD": 0})
+    quoted = prices({"ADA": "0.5", "DOT": 5, "BTC": 50000})
+    plan = plan_rebalance(strategy({"DOT": 50, "BTC": 50}), held, quoted, rules, scheduled=False)
+    assert [(o.symbol, o.side, o.amount) for o in plan.orders] == [
+        ("ADA/USD", "sell", D(500)),
+        ("BTC/ADA", "buy", D("0.005005")),
+        ("DOT/USD", "buy", D(50)),
+    ]
+    after = apply_plan(plan, {h.asset: h.total for h in held}, rules)
+    assert after["ADA"] == D("0.5") and after["USD"] == 0
+    assert {(leg.asset, leg.side) for leg in plan.left_out} == {("DOT", "buy"), ("ADA", "sell")}
+
+
 def test_missing_price_for_a_target_skips_with_the_reason() -> None:
     plan = plan_rebalance(strategy({"BTC": 50, "XYZ": 50}), holdings({"USD": 100}), SEED_PRICES, ALL)
     assert plan.decision == "skip" and plan.reason == "no price for XYZ in USD"

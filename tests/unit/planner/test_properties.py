@@ -112,6 +112,7 @@ FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 @FAST
 @given(cases())
 def test_every_order_obeys_its_market(case: Case) -> None:
+    note(repr(case))
     plan = case.plan(scheduled=False)
     rules = {m.symbol: m for m in case.markets}
     for number, order in enumerate(plan.orders):
@@ -134,6 +135,7 @@ def test_every_order_obeys_its_market(case: Case) -> None:
 @FAST
 @given(cases())
 def test_no_balance_goes_negative_and_the_reserve_is_kept(case: Case) -> None:
+    note(repr(case))
     plan = case.plan(scheduled=False)
     after = apply_plan(plan, case.balances, case.markets)
     tolerance = D("1e-12") * (1 + plan.portfolio_value)
@@ -146,6 +148,7 @@ def test_no_balance_goes_negative_and_the_reserve_is_kept(case: Case) -> None:
 @FAST
 @given(cases())
 def test_turnover_is_at_most_the_minimal_turnover(case: Case) -> None:
+    note(repr(case))
     plan = case.plan(scheduled=False)
     if plan.decision == "skip":
         return
@@ -168,6 +171,7 @@ def test_turnover_is_at_most_the_minimal_turnover(case: Case) -> None:
 @FAST
 @given(cases())
 def test_direct_pairs_never_cost_more_than_the_quote_route(case: Case) -> None:
+    note(repr(case))
     plan = case.plan(scheduled=False)
     rules = {(m.base, m.quote): m for m in case.markets}
     for order in plan.orders:
