@@ -367,6 +367,9 @@ def _trades_towards(
         )
     legs, unfunded = fund_buys(legs, spendable, quote, order_type, _sell_rooms(legs, targets, positions, quote))
     left_out += unfunded
+    # A buy that funding drops is as stuck as one below the minimums: its share goes to the other
+    # targets rather than sells being made for it that pay for nothing (or cannot be made at all).
+    stuck.update(omission.asset for omission in unfunded)
     _spend_idle_change(legs, desired, positions, quote, investable, margins)
     traded = {leg.sold for leg in legs} | {leg.bought for leg in legs}
     return _Trades(legs, left_out, sum((leg.fee for leg in legs), ZERO), frozenset(stuck - traded), desired)

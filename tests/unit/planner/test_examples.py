@@ -237,6 +237,32 @@ def test_a_sell_goes_deeper_only_with_what_the_direct_pairs_leave_of_the_asset()
     assert {(leg.asset, leg.side) for leg in plan.left_out} == {("DOT", "buy"), ("ADA", "sell")}
 
 
+def test_a_buy_no_cash_can_reach_is_stuck_and_its_share_goes_to_the_other_targets() -> None:
+    # Only ADA is held. BTC and SOL are bought with it through direct pairs; ETH only for USD, and
+    # selling 100 USD of ADA is below ADA/USD's 200 USD minimum, so no USD can pay for ETH. ETH's
+    # 10 % is shared by the others, as for an asset below the minimums, instead of staying in ADA
+    # and leaving it out of band for every later run to try again.
+    rules = [
+        market("ETH", min_cost=None, taker_fee=D(0)),
+        market("ADA", min_cost=D(200), taker_fee=D(0)),
+        market("BTC", "ADA", min_cost=None, taker_fee=D(0)),
+        market("SOL", "ADA", min_cost=None, taker_fee=D(0)),
+    ]
+    quoted = prices({"ADA": "0.5", "ETH": 2500, "BTC": 50000, "SOL": 100})
+    held = holdings({"ADA": 2000, "USD": 0})
+    targets = strategy({"BTC": 10, "ETH": 10, "SOL": 10, "ADA": 70})
+    plan = plan_rebalance(targets, held, quoted, rules, scheduled=False)
+    assert [(o.symbol, o.side, o.amount) for o in plan.orders] == [
+        ("BTC/ADA", "buy", D("0.00222")),
+        ("SOL/ADA", "buy", D("1.11111")),
+    ]
+    eth = next(leg for leg in plan.left_out if leg.asset == "ETH")
+    assert eth.value == 100 and "not enough USD for every buy" in eth.reason
+    after = apply_plan(plan, {h.asset: h.total for h in held}, rules)
+    assert after["ADA"] * quoted["ADA"] == D("777.889")  # 70 / 90 of the 1,000 USD
+    assert plan_rebalance(targets, as_holdings(after), quoted, rules).decision == "skip"
+
+
 def test_missing_price_for_a_target_skips_with_the_reason() -> None:
     plan = plan_rebalance(strategy({"BTC": 50, "XYZ": 50}), holdings({"USD": 100}), SEED_PRICES, ALL)
     assert plan.decision == "skip" and plan.reason == "no price for XYZ in USD"
