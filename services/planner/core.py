@@ -379,16 +379,14 @@ def _sell_rooms(
     legs: list[Leg], targets: dict[str, Decimal], positions: dict[str, Position], quote: str
 ) -> dict[str, Decimal]:
     """The value each sell into the quote may still add: down to its asset's target, within its free
-    balance, after every leg that gives the asset up (a direct pair may spend it too)."""
-    given_up: dict[str, Decimal] = {}
-    for leg in legs:
-        spent = leg.value if leg.side == "sell" else leg.value * (ONE + leg.fee_rate)
-        given_up[leg.sold] = given_up.get(leg.sold, ZERO) + spent
+    balance, after every leg that gives the asset up (a direct pair may spend it too; a plan never
+    buys what it sells, so nothing received counts)."""
+    after = _values_after(legs, positions)
     rooms = {}
     for leg in legs:
         if leg.bought == quote and leg.side == "sell":
             pos = positions[leg.sold]
-            left = pos.value - given_up[leg.sold]
+            left = after[leg.sold]
             rooms[leg.sold] = min(left - targets.get(leg.sold, ZERO), left - (pos.total - pos.free) * pos.price)
     return rooms
 
