@@ -235,10 +235,10 @@ def _plan_trades(
     margins = {a: _step_value(index.get(a, quote), p.price) for a, p in positions.items() if a != quote}
     fees = _fee_estimate(strategy, positions, managed, index, margins)
     for _ in range(_FEE_ROUNDS + len(positions)):
-        desired = desired_values(
-            strategy.mode, strategy.threshold_kind, positions, quote, managed - fees, frozen, margins
-        )
         targets = shared_targets(positions, managed - fees, frozen)
+        desired = desired_values(
+            strategy.mode, strategy.threshold_kind, positions, quote, managed - fees, targets, frozen, margins
+        )
         trades = _trades_towards(desired, targets, strategy, positions, index, managed - fees, margins, saving_pairs)
         if not trades.stuck <= frozen:
             why_frozen += [leg for leg in trades.left_out if leg.asset in trades.stuck - frozen]
@@ -270,7 +270,10 @@ def _fee_estimate(
     a start for the fee fixed point that is off only by rounding and the fees' own fees, so that it
     converges in two rounds instead of four."""
     quote = strategy.quote_currency
-    desired = desired_values(strategy.mode, strategy.threshold_kind, positions, quote, managed, frozenset(), margins)
+    targets = shared_targets(positions, managed, frozenset())
+    desired = desired_values(
+        strategy.mode, strategy.threshold_kind, positions, quote, managed, targets, frozenset(), margins
+    )
     fees = ZERO
     for asset, goal in desired.items():
         market = index.get(asset, quote)

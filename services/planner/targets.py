@@ -18,10 +18,12 @@ def desired_values(
     positions: dict[str, Position],
     quote: str,
     investable: Decimal,
+    targets: dict[str, Decimal],
     frozen: frozenset[str] = frozenset(),
     margins: dict[str, Decimal] | None = None,
 ) -> dict[str, Decimal]:
-    """The value every asset but the quote should hold after the rebalance.
+    """The value every asset but the quote should hold after the rebalance, given each asset's
+    ``targets`` value (``shared_targets`` of the same ``investable`` and ``frozen``).
 
     In band mode assets stop inside their band's edge by ``margins`` (one amount step, the most
     that truncating an order leaves short), so that rounding never leaves an asset out of its band
@@ -31,7 +33,6 @@ def desired_values(
     the other targets share what they hold above or below their own, so that a stuck asset
     neither leaves cash idle nor has sells made for buys that cannot happen.
     """
-    targets = shared_targets(positions, investable, frozen)
     if mode == "target":
         return {
             a: (p.value if a in frozen else targets[a] if p.in_targets else ZERO)
