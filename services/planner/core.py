@@ -48,6 +48,8 @@ _EDGE_TOLERANCE = Decimal("1e-6")
 # Differences this small, relative to the managed value, are rounding, not trades.
 _NOISE = Decimal("1e-9")
 _VALUE_PLACES = Decimal("1e-8")
+# Said of an asset the plan cannot trade: it keeps what it holds and the others share the rest.
+_RESCALED = "{asset} stays as held and the other targets share what is left"
 
 
 @dataclass(frozen=True)
@@ -248,10 +250,14 @@ def _plan_trades(
         if abs(trades.fees - fees) <= managed * _NOISE:
             break
         fees = trades.fees
-    # A frozen asset's shortfall, at the fees the plan converged on (not those of the round that froze it).
+    # A frozen asset's shortfall, at the fees the plan converged on (not those of the round that froze
+    # it). Its reason also says that the other targets moved, or a reader sees them bought past theirs.
     investable = managed - fees
     trades.left_out = [
-        leg._replace(value=abs(positions[leg.asset].target * investable - positions[leg.asset].value))
+        leg._replace(
+            value=abs(positions[leg.asset].target * investable - positions[leg.asset].value),
+            reason=f"{leg.reason}; {_RESCALED.format(asset=leg.asset)}",
+        )
         if leg.asset in positions
         else leg
         for leg in why_frozen

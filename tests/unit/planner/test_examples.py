@@ -104,6 +104,7 @@ def test_a_leg_below_the_exchange_minimum_is_left_out_and_named() -> None:
     ada = [leg for leg in plan.left_out if leg.asset == "ADA"]
     assert len(ada) == 1 and ada[0].side == "buy"
     assert "is below the exchange minimum of 10 USD" in ada[0].reason
+    assert ada[0].reason.endswith("ADA stays as held and the other targets share what is left")
     assert all(o.base != "ADA" for o in plan.orders)
 
 
@@ -258,6 +259,8 @@ def test_a_buy_no_cash_can_reach_is_stuck_and_its_share_goes_to_the_other_target
     ]
     eth = next(leg for leg in plan.left_out if leg.asset == "ETH")
     assert eth.value == 100 and "not enough USD for every buy" in eth.reason
+    # The reason says the other targets moved: BTC and SOL end above their own 10 %.
+    assert eth.reason.endswith("; ETH stays as held and the other targets share what is left")
     after = apply_plan(plan, {h.asset: h.total for h in held}, rules)
     assert after["ADA"] * quoted["ADA"] == D("777.889")  # 70 / 90 of the 1,000 USD
     assert plan_rebalance(targets, as_holdings(after), quoted, rules).decision == "skip"
