@@ -70,15 +70,21 @@ def below_minimum(order: PlannedOrder, amount: Decimal, market: Market | None) -
     if market.min_amount and amount < market.min_amount * MIN_MARGIN:
         return (
             f"{order.base} {order.side} of {amount} is below the exchange minimum amount of "
-            f"{market.min_amount} after sizing to the {order.quote} on hand"
+            f"{market.min_amount}{_margin(amount, market.min_amount)} after sizing to the {order.quote} on hand"
         )
     cost = amount * order.price
     if market.min_cost and cost < market.min_cost * MIN_MARGIN:
         return (
             f"{order.base} {order.side} of {cost:.2f} {order.quote} is below the exchange minimum of "
-            f"{market.min_cost} {order.quote} after sizing to the {order.quote} on hand"
+            f"{market.min_cost} {order.quote}{_margin(cost, market.min_cost)} after sizing to the {order.quote} on hand"
         )
     return None
+
+
+def _margin(size: Decimal, minimum: Decimal) -> str:
+    """Why a size at or just above the minimum is dropped: the price may move before the fill."""
+    kept = ((MIN_MARGIN - 1) * 100).normalize()
+    return f" with the {kept} % kept above it for price moves" if size >= minimum else ""
 
 
 def simulated_result(order: PlannedOrder, amount: Decimal, client_order_id: str) -> OrderResult:
