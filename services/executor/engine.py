@@ -490,6 +490,9 @@ class Executor:
                 current = await exchange.cancel_order(request.symbol, current.exchange_order_id)
             except LegFailed:
                 current = await self._lookup(exchange, request, attempts=2) or current
+            except (RetryLater, OutcomeUnknown) as exc:
+                # The order stays 'open' in its intent: the retry looks it up and records its fills.
+                raise TransientError(f"order {request.client_order_id} not confirmed canceled: {exc}") from exc
         return current
 
     async def _record(self, state: RunState, finished: list[Finished]) -> None:

@@ -40,6 +40,7 @@ class _Fault:
     kind: str  # timeout|http_500|rate_limit|drop
     remaining: int
     path: str | None
+    skip: int = 0  # matching requests answered normally before the fault starts
 
 
 class FakeExchangeServer:
@@ -64,11 +65,17 @@ class FakeExchangeServer:
     def timeout_next(self, n: int = 1, path: str | None = None) -> None:
         self._faults.append(_Fault("timeout", n, path))
 
-    def http_500_next(self, n: int = 1, path: str | None = None) -> None:
-        self._faults.append(_Fault("http_500", n, path))
+    def http_500_next(self, n: int = 1, path: str | None = None, *, after: int = 0) -> None:
+        """The next ``n`` requests to ``path`` fail with a 500, once ``after`` more have been answered."""
+        self._faults.append(_Fault("http_500", n, path, after))
 
     def rate_limit_next(self, n: int = 1, path: str | None = None) -> None:
         self._faults.append(_Fault("rate_limit", n, path))
+
+    @property
+    def faults_left(self) -> int:
+        """Faults set up that no request has met yet."""
+        return sum(f.remaining for f in self._faults)
 
     def drop_response_next(self, path: str | None = None) -> None:
         self._faults.append(_Fault("drop", 1, path or self.order_path))
@@ -104,6 +111,9 @@ class FakeExchangeServer:
     def _take_fault(self, path: str) -> str | None:
         for fault in self._faults:
             if fault.remaining > 0 and (fault.path is None or fault.path in path):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
                 fault.remaining -= 1
                 kind = fault.kind
                 self._faults = [f for f in self._faults if f.remaining > 0]

@@ -105,6 +105,9 @@ def assert_history_matches_exchange(rig: Rig, history: RunHistory, *, placed: se
     orders = {o["leg"]: o for o in history.orders}
     assert sorted(orders) == sorted(intents), "the ledger has one order row per leg"
     filled = {leg for leg, i in intents.items() if i["state"] == "filled"}
+    for leg in placed - filled:
+        [exchange_order] = rig.fake.orders_with_client_id(intents[leg]["client_order_id"])
+        assert exchange_order.filled == 0, f"leg {leg} is recorded {intents[leg]['state']} but traded"
     trades = {t["client_order_id"]: t for t in history.trades}
     assert len(history.trades) == len(trades) == len(filled), "one trade per filled leg"
     for leg in filled:
@@ -288,6 +291,27 @@ async def test_partial_fills_are_recorded_as_the_exchange_reports_them(rig: Rig)
     assert {o["status"] for o in history.orders} == {"partially_filled"}
     assert history.status == "partial"  # every leg traded, but not all it asked for
     assert history.activity_types().count("order_filled") == 4
+    assert_fees_as_reported(rig, history)
+
+
+@pytest.mark.parametrize("rig", ["kraken"], indirect=True)
+async def test_a_partial_fill_whose_cancel_cannot_be_read_back_is_looked_up_not_recorded_unfilled(rig: Rig) -> None:
+    # Kraken answers a cancel with a count only, so the adapter reads the order back for its fills.
+    # When that read fails, the fills are unknown: the leg must not be recorded as canceled with
+    # nothing filled (half the BTC was sold). The run is retried and the lookup finds the fill.
+    rig.fake.partial_fill("0.5")
+    # The order is read back after its placing, then after its cancel: the second read of the first
+    # leg (the BTC sell) fails.
+    rig.fake.http_500_next(path="QueryOrders", after=1)
+    history = await rig.rebalance(limit_timeout_seconds=1)
+    assert_history_matches_exchange(rig, history, placed={0, 1, 2, 3})
+    reads = [r.path.rsplit("/", 1)[-1] for r in rig.fake.requests if r.path.endswith(("Orders", "CancelOrder"))]
+    assert reads[:3] == ["QueryOrders", "OpenOrders", "OpenOrders"]  # placed, then polled while open
+    assert rig.fake.faults_left == 0  # the read-back after the BTC sell's cancel failed
+    [btc_sell] = rig.fake.orders_with_client_id(by_leg(history)[LEGS["BTC"]]["client_order_id"])
+    assert btc_sell.status == "canceled" and 0 < btc_sell.filled < btc_sell.amount
+    assert by_leg(history)[LEGS["BTC"]]["state"] == "filled"
+    assert {o["status"] for o in history.orders} == {"partially_filled"}
     assert_fees_as_reported(rig, history)
 
 

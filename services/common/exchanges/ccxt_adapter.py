@@ -326,14 +326,15 @@ class CcxtExchange:
             "cancel_order", lambda: client.cancel_order(exchange_order_id, symbol)
         )
         if canceled.get("status") is None:
-            # Kraken answers a cancel with a count only: read the order back for its fills.
+            # Kraken answers a cancel with a count only: read the order back for its fills. If that
+            # read fails, the fills are not known: say so rather than report the order unfilled.
             try:
                 canceled = await self._call(
                     "fetch_order", lambda: client.fetch_order(exchange_order_id, symbol)
                 )
-            except port.ExchangeError:
-                # The exchange accepted the cancel; fills, if any, are found on the next look-up.
-                canceled = {**canceled, "id": exchange_order_id, "status": "canceled"}
+            except port.ExchangeError as exc:
+                message = f"order {exchange_order_id} canceled, its fills not read back: {exc}"
+                raise port.OutcomeUnknown(message) from None
         side = canceled.get("side")
         return await self._order_result(
             canceled,
