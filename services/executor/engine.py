@@ -425,6 +425,11 @@ class Executor:
         answer: OrderAnswer | None = None
         if intent.state in ("sending", "open"):
             answer = await self._lookup(exchange, request, attempts=1)
+            if answer is None and intent.state == "open":
+                # The exchange showed this order open: it exists, whatever a look-up says now (closed
+                # orders are listed for a while only), and its client id may be reused once it is
+                # closed. Sending it again could trade twice; it is looked up again later instead.
+                raise TransientError(f"order {request.client_order_id} was open and is not found now; not re-sent")
         if answer is None:
             answer = await self._send(exchange, request)
         crash_point("executor.after_exchange")
@@ -486,13 +491,19 @@ class Executor:
             await asyncio.sleep(self.poll_interval)
             current = await self._lookup(exchange, request, attempts=1) or current
         if current.status == "open" and current.exchange_order_id:
+            # Whatever stays unknown here leaves the intent 'open': the retry looks the order up and
+            # records its fills; nothing is recorded from the last poll, which may be stale.
             try:
                 current = await exchange.cancel_order(request.symbol, current.exchange_order_id)
-            except LegFailed:
-                current = await self._lookup(exchange, request, attempts=2) or current
             except (RetryLater, OutcomeUnknown) as exc:
-                # The order stays 'open' in its intent: the retry looks it up and records its fills.
                 raise TransientError(f"order {request.client_order_id} not confirmed canceled: {exc}") from exc
+            except RunFailed:
+                raise
+            except ExchangeError:
+                # Refused, most often because the order closed meanwhile: read back how it ended.
+                current = await self._lookup(exchange, request, attempts=2) or current
+            if current.status == "open":
+                raise TransientError(f"order {request.client_order_id} still open after its cancel")
         return current
 
     async def _record(self, state: RunState, finished: list[Finished]) -> None:

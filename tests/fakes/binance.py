@@ -221,9 +221,12 @@ class FakeBinance(FakeExchangeServer):
         return web.json_response(self._order_json(order, with_fills=True))
 
     def _lookup(self, params: dict[str, str]) -> FakeOrder | None:
-        return self.state.find(
+        order = self.state.find(
             order_id=params.get("orderId"), client_order_id=params.get("origClientOrderId")
         )
+        if order is not None and order.status != "open" and not self.state.closed_listed:
+            return None
+        return order
 
     async def get_order(self, params: dict[str, str]) -> web.Response:
         order = self._lookup(params)

@@ -81,6 +81,8 @@ class ExchangeState:
     fee_rate: Decimal = Decimal("0.001")
     fill_ratio: Decimal = Decimal(1)
     force_insufficient_funds: bool = False
+    # False: look-ups no longer find orders that are not open (exchanges list closed orders for a while).
+    closed_listed: bool = True
     orders: list[FakeOrder] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _trade_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))

@@ -235,7 +235,9 @@ class FakeKraken(FakeExchangeServer):
         return {
             o.id: self._order_json(o)
             for o in self.state.orders
-            if o.status in statuses and (wanted is None or o.client_order_id == wanted)
+            if o.status in statuses
+            and (wanted is None or o.client_order_id == wanted)
+            and (o.status == "open" or self.state.closed_listed)
         }
 
     async def open_orders(self, form: dict[str, str]) -> web.Response:

@@ -12,10 +12,11 @@ The portfolio is 0.15 BTC + 5000 in cash with targets 40/30/20/10 over BTC/ETH/S
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.integration
 
 LEGS = {"BTC": 0, "ETH": 1, "SOL": 2, "ADA": 3}
 FINAL = ("filled", "rejected", "failed", "canceled")
+T = TypeVar("T")
 
 
 @dataclass
@@ -313,6 +315,55 @@ async def test_a_partial_fill_whose_cancel_cannot_be_read_back_is_looked_up_not_
     assert by_leg(history)[LEGS["BTC"]]["state"] == "filled"
     assert {o["status"] for o in history.orders} == {"partially_filled"}
     assert_fees_as_reported(rig, history)
+
+
+async def test_an_order_seen_open_is_never_sent_again_when_a_lookup_cannot_find_it(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The ETH buy rests; while the executor polls it, it fills, and the exchange's look-ups stop
+    # listing it (closed orders are listed for a while only). The cancel is refused and nothing
+    # finds the order: the leg must neither be recorded as canceled unfilled (it filled) nor be
+    # sent again (the exchange would take a second order with the same client id once the first
+    # is closed). Once the exchange lists it again, its fill is recorded.
+    eth = rig.symbol("ETH")
+    rig.fake.faulty.resting.add(eth)
+    seeded = await seed_ccxt_portfolio(
+        rig.pool, rig.exchange_id, rig.fake, rig.box, order_type="limit", limit_timeout_seconds=2
+    )
+    run = asyncio.create_task(run_rebalance(rig.pool, rig.nats_url, rig.namespace, seeded, timeout=60))
+    resting = await _eventually(lambda: next((o for o in rig.fake.state.orders if o.symbol == eth), None))
+    assert resting.client_order_id is not None
+    # Once the executor polls the order as open (before, it would read it back filled):
+    polls = ("POST/0/private/OpenOrders", "GET/api/v3/order")
+    await _eventually(lambda: [r for r in rig.fake.requests if r.method + r.path in polls] or None)
+    rig.fake.faulty.resting.discard(eth)
+    rig.fake.state.fill_more(resting, resting.amount)
+    rig.fake.state.closed_listed = False
+    # The run is retried twice, each time looking the order up and not finding it (or, wrongly, it
+    # sends the order again):
+    cid = resting.client_order_id
+    await _eventually(
+        lambda: len([r for r in caplog.records if "not re-sent" in r.getMessage()]) >= 2
+        or len(rig.fake.orders_with_client_id(cid)) > 1
+        or None
+    )
+    assert rig.fake.orders_with_client_id(cid) == [resting]
+    rig.fake.state.closed_listed = True
+    history = await run
+    cancels = [r for r in rig.fake.requests if r.method == "DELETE" or r.path.endswith("CancelOrder")]
+    assert len(cancels) == 1
+    assert_history_matches_exchange(rig, history, placed=set(LEGS.values()))
+    assert by_leg(history)[LEGS["ETH"]]["state"] == "filled"
+    assert history.status == "succeeded", history.run["errors"]
+    assert create_requests(rig.fake, rig.exchange_id, cid) == 1
+
+
+async def _eventually(probe: Callable[[], T | None], timeout: float = 20.0) -> T:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (found := probe()) is None:
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+    return found
 
 
 async def test_a_resting_limit_order_is_canceled_after_its_timeout(rig: Rig) -> None:
