@@ -67,7 +67,12 @@ class FakeExchangeServer:
 
     def http_500_next(self, n: int = 1, path: str | None = None, *, after: int = 0) -> None:
         """The next ``n`` requests to ``path`` fail with a 500, once ``after`` more have been answered."""
-        self._faults.append(_Fault("http_500", n, path, after))
+        self.fail_next("http_500", n, path, after=after)
+
+    def fail_next(self, kind: str, n: int = 1, path: str | None = None, *, after: int = 0) -> None:
+        """Any fault (timeout, http_500, rate_limit, drop) for the next ``n`` requests to ``path``,
+        once ``after`` more have been answered."""
+        self._faults.append(_Fault(kind, n, path, after))
 
     def rate_limit_next(self, n: int = 1, path: str | None = None) -> None:
         self._faults.append(_Fault("rate_limit", n, path))

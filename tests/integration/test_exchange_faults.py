@@ -13,6 +13,8 @@ The portfolio is 0.15 BTC + 5000 in cash with targets 40/30/20/10 over BTC/ETH/S
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -380,3 +382,46 @@ async def test_a_resting_limit_order_is_canceled_after_its_timeout(rig: Rig) -> 
     assert "not_filled" in str(history.run["errors"])
     assert "order_canceled" in history.activity_types()
     assert_fees_as_reported(rig, history)
+
+
+# ------------------------------------------------------------------------------- random faults
+# Each seed draws market or limit orders, maybe partial fills and a resting market, and one to four
+# faults (timeout, 500, rate limit, dropped response) on any of the endpoints the pipeline calls,
+# after 0-3 requests there pass. Whatever happens, no leg is on the exchange twice and the history
+# says exactly what the exchange did. RANDOM_FAULT_SEEDS widens the search (50 per exchange passed).
+FAULT_PATHS = {
+    "kraken": ["AddOrder", "OpenOrders", "ClosedOrders", "QueryOrders", "CancelOrder", "BalanceEx", "Ticker"],
+    "binance": ["/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades", "/api/v3/account", "/api/v3/ticker"],
+}
+FAULT_KINDS = ["timeout", "http_500", "rate_limit", "drop"]
+
+
+@pytest.mark.parametrize("seed", range(int(os.environ.get("RANDOM_FAULT_SEEDS", "3"))))
+async def test_random_faults_never_trade_twice_nor_lose_a_fill(rig: Rig, seed: int) -> None:
+    rng = random.Random(f"{rig.exchange_id}-{seed}")
+    order_type = rng.choice(["market", "limit"])
+    if rng.random() < 0.4:
+        rig.fake.partial_fill(rng.choice(["0.5", "0.3"]))
+    if order_type == "limit" and rng.random() < 0.5:
+        rig.fake.faulty.resting.add(rig.symbol(rng.choice(list(LEGS))))
+    faults = []
+    for _ in range(rng.randint(1, 4)):
+        kind, path = rng.choice(FAULT_KINDS), rng.choice(FAULT_PATHS[rig.exchange_id])
+        count, after = rng.randint(1, 2), rng.randint(0, 3)
+        rig.fake.fail_next(kind, count, path, after=after)
+        faults.append(f"{kind} x{count} on {path} after {after}")
+    case = f"{order_type}, fill ratio {rig.fake.state.fill_ratio}, resting {rig.fake.faulty.resting}, {faults}"
+    history = await rig.rebalance(timeout=90.0, order_type=order_type, limit_timeout_seconds=1)
+    intents = by_leg(history)
+    ours = {i["client_order_id"] for i in intents.values()}
+    assert all(o.client_order_id in ours for o in rig.fake.state.orders), case
+    for leg, intent in intents.items():
+        assert intent["state"] in FINAL, (case, leg, intent["state"])
+        on_exchange = rig.fake.orders_with_client_id(intent["client_order_id"])
+        assert len(on_exchange) <= 1, (case, leg, "on the exchange twice", on_exchange)
+        trades = [t for t in history.trades if t["client_order_id"] == intent["client_order_id"]]
+        if intent["state"] == "filled":
+            assert [t["quantity"] for t in trades] == [on_exchange[0].filled], (case, leg, trades, on_exchange)
+        else:
+            assert trades == [] and (not on_exchange or on_exchange[0].filled == 0), (case, leg, on_exchange)
+    assert history.dead_letters == [], case
