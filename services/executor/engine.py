@@ -640,8 +640,10 @@ class Executor:
             try:
                 async with self.accounts.use(plan.strategy.connection_id) as exchange:
                     balances = await exchange.fetch_balance()
-            except RetryLater:
-                pass  # computed from the plan and the fills below
+            except ExchangeError:
+                # Rate limited, or the account refused (a run failed for its credentials): the
+                # snapshot is computed from the plan and the fills below; the run still completes.
+                pass
             else:
                 return [
                     Holding(

@@ -270,6 +270,29 @@ async def test_authentication_failure_at_a_sell_fails_the_run_and_sends_nothing_
     assert_run_failed_at_first_order(rig, history)
 
 
+@pytest.mark.parametrize("rig", ["kraken"], indirect=True)
+async def test_a_key_refused_after_a_fill_still_completes_the_run_and_leaves_an_unknown_leg_open(rig: Rig) -> None:
+    # The BTC sell fills. The ETH buy is placed but its answer times out, and looking it up is
+    # rate limited, so the run is retried; by then the exchange refuses the API key. The run must
+    # complete as failed (it was dead-lettered and left running: the closing balance read raised),
+    # and the ETH leg, which may exist (it does, filled), must not be recorded as not placed: it
+    # stays unresolved for the reconciler.
+    rig.fake.fail_next("timeout", 1, "AddOrder", after=1)
+    rig.fake.fail_next("rate_limit", 5, "Orders")  # the four look-ups after the timeout, one on retry
+    seeded = await seed_ccxt_portfolio(rig.pool, rig.exchange_id, rig.fake, rig.box)
+    run = asyncio.create_task(run_rebalance(rig.pool, rig.nats_url, rig.namespace, seeded, timeout=60))
+    await _eventually(lambda: rig.fake.faults_left == 0 or None, timeout=30)
+    rig.fake.reject_auth = True
+    history = await run
+    assert history.status == "failed" and history.dead_letters == []
+    assert "AuthenticationError" in str(history.run["errors"])
+    legs = by_leg(history)
+    assert legs[LEGS["BTC"]]["state"] == "filled" and len(history.trades) == 1
+    eth = legs[LEGS["ETH"]]
+    [placed] = rig.fake.orders_with_client_id(eth["client_order_id"])
+    assert placed.filled > 0 and eth["state"] == "sending"
+
+
 async def test_authentication_failure_at_valuation_fails_the_run_before_any_order(rig: Rig) -> None:
     rig.fake.reject_auth = True
     history = await rig.rebalance()
