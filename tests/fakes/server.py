@@ -5,8 +5,10 @@ contains ``path``):
 - ``timeout_next(n)``: the request is executed, then the answer is held past the client's timeout;
 - ``http_500_next(n)``: answered 500 without executing;
 - ``rate_limit_next(n)``: answered the dialect's rate-limit error without executing;
-- ``drop_response_next()``: executed, then the connection is closed without an answer.
-Standing conditions: ``insufficient_funds``, ``partial_fill(ratio)``, ``reject_auth``.
+- ``drop_response_next()``: executed, then the connection is closed without an answer;
+- ``fail_next(kind, n, path, after=k)``: any of these kinds, once ``k`` matching requests have passed.
+Standing conditions: ``insufficient_funds``, ``partial_fill(ratio)``, ``reject_auth``, and
+``state.closed_listed`` (False: look-ups no longer find orders that are not open).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class FakeExchangeServer:
 
     # ------------------------------------------------------------------ faults
     def timeout_next(self, n: int = 1, path: str | None = None) -> None:
-        self._faults.append(_Fault("timeout", n, path))
+        self.fail_next("timeout", n, path)
 
     def http_500_next(self, n: int = 1, path: str | None = None, *, after: int = 0) -> None:
         """The next ``n`` requests to ``path`` fail with a 500, once ``after`` more have been answered."""
@@ -75,7 +77,7 @@ class FakeExchangeServer:
         self._faults.append(_Fault(kind, n, path, after))
 
     def rate_limit_next(self, n: int = 1, path: str | None = None) -> None:
-        self._faults.append(_Fault("rate_limit", n, path))
+        self.fail_next("rate_limit", n, path)
 
     @property
     def faults_left(self) -> int:
@@ -83,7 +85,7 @@ class FakeExchangeServer:
         return sum(f.remaining for f in self._faults)
 
     def drop_response_next(self, path: str | None = None) -> None:
-        self._faults.append(_Fault("drop", 1, path or self.order_path))
+        self.fail_next("drop", 1, path or self.order_path)
 
     @property
     def insufficient_funds(self) -> bool:
