@@ -15,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import pytest
 
+from tests.fakes.engine import FakeOrder
+from tests.faults.helpers import eventually
 from tests.support.ccxt_pipeline import (
     EXCHANGES,
     QUOTES,
@@ -41,7 +43,6 @@ pytestmark = pytest.mark.integration
 
 LEGS = {"BTC": 0, "ETH": 1, "SOL": 2, "ADA": 3}
 FINAL = ("filled", "rejected", "failed", "canceled")
-T = TypeVar("T")
 
 
 @dataclass
@@ -281,7 +282,11 @@ async def test_a_key_refused_after_a_fill_still_completes_the_run_and_leaves_an_
     rig.fake.fail_next("rate_limit", 5, "Orders")  # the four look-ups after the timeout, one on retry
     seeded = await seed_ccxt_portfolio(rig.pool, rig.exchange_id, rig.fake, rig.box)
     run = asyncio.create_task(run_rebalance(rig.pool, rig.nats_url, rig.namespace, seeded, timeout=60))
-    await _eventually(lambda: rig.fake.faults_left == 0 or None, timeout=30)
+
+    async def faults_met() -> bool:
+        return rig.fake.faults_left == 0
+
+    await eventually(faults_met, "the timeout and rate limits to be met", timeout=30, interval=0.02)
     rig.fake.reject_auth = True
     history = await run
     assert history.status == "failed" and history.dead_letters == []
@@ -356,22 +361,27 @@ async def test_an_order_seen_open_is_never_sent_again_when_a_lookup_cannot_find_
         rig.pool, rig.exchange_id, rig.fake, rig.box, order_type="limit", limit_timeout_seconds=2
     )
     run = asyncio.create_task(run_rebalance(rig.pool, rig.nats_url, rig.namespace, seeded, timeout=60))
-    resting = await _eventually(lambda: next((o for o in rig.fake.state.orders if o.symbol == eth), None))
-    assert resting.client_order_id is not None
-    # Once the executor polls the order as open (before, it would read it back filled):
-    polls = ("POST/0/private/OpenOrders", "GET/api/v3/order")
-    await _eventually(lambda: [r for r in rig.fake.requests if r.method + r.path in polls] or None)
+
+    async def eth_order() -> FakeOrder | None:
+        return next((o for o in rig.fake.state.orders if o.symbol == eth), None)
+
+    async def polled() -> bool:  # the executor polls the order as open (before, it reads it back filled)
+        polls = ("POST/0/private/OpenOrders", "GET/api/v3/order")
+        return any(r.method + r.path in polls for r in rig.fake.requests)
+
+    resting = await eventually(eth_order, "the ETH buy on the exchange", timeout=20, interval=0.02)
+    assert resting is not None and resting.client_order_id is not None
+    await eventually(polled, "the executor to poll the resting ETH buy", timeout=20, interval=0.02)
     rig.fake.faulty.resting.discard(eth)
     rig.fake.state.fill_more(resting, resting.amount)
     rig.fake.state.closed_listed = False
-    # The run is retried twice, each time looking the order up and not finding it (or, wrongly, it
-    # sends the order again):
     cid = resting.client_order_id
-    await _eventually(
-        lambda: len([r for r in caplog.records if "not re-sent" in r.getMessage()]) >= 2
-        or len(rig.fake.orders_with_client_id(cid)) > 1
-        or None
-    )
+
+    async def retried_twice() -> bool:  # each time looking the order up, not finding it (or, wrongly, resending)
+        not_resent = [r for r in caplog.records if "not re-sent" in r.getMessage()]
+        return len(not_resent) >= 2 or len(rig.fake.orders_with_client_id(cid)) > 1
+
+    await eventually(retried_twice, "the run to be retried twice", timeout=20, interval=0.02)
     assert rig.fake.orders_with_client_id(cid) == [resting]
     rig.fake.state.closed_listed = True
     history = await run
@@ -381,14 +391,6 @@ async def test_an_order_seen_open_is_never_sent_again_when_a_lookup_cannot_find_
     assert by_leg(history)[LEGS["ETH"]]["state"] == "filled"
     assert history.status == "succeeded", history.run["errors"]
     assert create_requests(rig.fake, rig.exchange_id, cid) == 1
-
-
-async def _eventually(probe: Callable[[], T | None], timeout: float = 20.0) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (found := probe()) is None:
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-    return found
 
 
 async def test_a_resting_limit_order_is_canceled_after_its_timeout(rig: Rig) -> None:
