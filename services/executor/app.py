@@ -51,6 +51,8 @@ def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream
         await run_reconciler(
             runtime.pool,
             state["executor"].accounts,
+            relay,
+            runtime.subjects,
             stop,
             interval=settings.reconcile_interval_seconds,
             older_than_seconds=settings.reconcile_after_seconds,

@@ -23,12 +23,10 @@ from contracts.envelope import derived_id
 from contracts.subjects import Subjects
 from contracts.v1 import (
     Holding,
-    OrderOutcome,
     OrdersReported,
     PlanCreated,
     PlannedOrder,
     RebalanceCompleted,
-    ReportedOrder,
     RunError,
 )
 from services.common import metrics
@@ -51,7 +49,7 @@ from services.common.exchanges.port import (
     RunFailed,
 )
 from services.common.keyed_locks import KeyedLocks
-from services.executor import intents, sizing
+from services.executor import intents, reports, sizing
 from services.executor.intents import Intent
 
 log = logging.getLogger("services.executor")
@@ -79,15 +77,6 @@ SELECT 'executor', c.subject, c.message_id, c.payload FROM completions c
 WHERE c.plan_message_id IN (SELECT message_id FROM claimed) ORDER BY c.position
 ON CONFLICT (message_id) DO NOTHING
 """
-# A leg's final state as the order event reports it (a canceled, unfilled order is a rejection).
-OUTCOMES: dict[str, OrderOutcome] = {
-    "filled": "filled",
-    "rejected": "rejected",
-    "canceled": "rejected",
-    "failed": "failed",
-}
-
-
 @dataclass
 class LegOutcome:
     order: PlannedOrder
@@ -112,6 +101,8 @@ class RunState:
     plan: PlanCreated
     outcomes: list[LegOutcome] = field(default_factory=list)
     run_failed: RunError | None = None
+    # Legs that may be on the exchange when the run stopped: the reconciler looks them up.
+    unresolved: list[RunError] = field(default_factory=list)
     markets: Mapping[str, Market] = field(default_factory=dict)
 
 
@@ -160,7 +151,7 @@ class Executor:
                 state.run_failed = RunError(
                     stage="executor",
                     code="superseded",
-                    message=f"run {plan.run_id} no longer holds the portfolio (run {holder} does); nothing traded",
+                    message=f"run {plan.run_id} no longer holds the portfolio (run {holder} does); no order placed",
                 )
             elif plan.decision == "rebalance" and plan.orders:
                 try:
@@ -168,8 +159,39 @@ class Executor:
                 except RunFailed as exc:  # the account itself is unusable (unknown, auth, ...)
                     log.error("FAILED: run stopped: %s", exc)
                     state.run_failed = RunError(stage="executor", code=exc.code, message=str(exc))
+            if state.run_failed is not None:
+                await self._account_for_every_leg(state)
             crash_point("executor.before_complete")
             await self._complete(state)
+
+    async def _account_for_every_leg(self, state: RunState) -> None:
+        """After the run stopped early, every planned leg it has not reported is accounted for,
+        from what is stored: a leg never sent is recorded as not placed, a leg that ended in an
+        earlier attempt is reported again (the same event ids), and a leg that may be on the
+        exchange is named in the run's errors and left to the reconciler, which reports it."""
+        plan = state.plan
+        reported = {o.order.leg for o in state.outcomes}
+        missing = [o for o in plan.orders if o.leg not in reported]
+        if not missing or plan.decision != "rebalance" or state.run_failed is None:
+            return
+        stored = await intents.run_intents(self.pool, plan.run_id)
+        finished: list[Finished] = []
+        for order in missing:
+            intent = stored.get(order.leg)
+            if intent is None:
+                continue  # never stored, so never sent: the run failed before its legs
+            if intent.state in ("sending", "open"):
+                state.unresolved.append(
+                    leg_error(
+                        order,
+                        "outcome_unknown",
+                        f"{order.side} {order.symbol} ({intent.client_order_id}) may be on the exchange: it is"
+                        " looked up and reported when the exchange says how it ended",
+                    )
+                )
+            else:  # stored as never sent (recorded not placed), or final (replayed)
+                finished.append(await self._leg(state, order, intent.amount, intent, None))
+        await self._record(state, finished)
 
     async def _run_status(self, plan: PlanCreated) -> tuple[bool, str | None]:
         """Whether this plan was already completed, and which other run holds the portfolio's
@@ -298,6 +320,8 @@ class Executor:
             for order, amount in items:
                 intent = legs[order.leg]
                 never_sent = intent.state == "intent" or (intent.state == "sending" and intent.fresh)
+                if state.run_failed is not None and not never_sent and not intent.final:
+                    continue  # may be on the exchange: never recorded as not placed (see _account_for_every_leg)
                 if never_sent and exchange is not None and exchange.places_batches:
                     fresh.append((order, amount, intent))
                 else:
@@ -308,7 +332,7 @@ class Executor:
             elif fresh:
                 assert exchange is not None
                 await self._send_batch(state, fresh, exchange, done)
-        except TransientError:
+        except (TransientError, RunFailed):
             await self._record(state, done)  # what is known is kept; the rest is looked up on retry
             raise
         await self._record(state, done)
@@ -338,7 +362,7 @@ class Executor:
             try:
                 for (order, intent, request), answer in zip(answered, answers, strict=True):
                     done.append(await self._answered(state, order, intent, request, answer, exchange))
-            except TransientError:
+            except (TransientError, RunFailed):  # unanswered legs were never sent
                 await intents.unmark_unsent(self.pool, [request.client_order_id for _, _, request in pending])
                 raise
             if not answers:
@@ -388,10 +412,8 @@ class Executor:
     ) -> Finished:
         if found.status == "open":
             found = await self._follow_open_order(exchange, request, found, state.plan.strategy.limit_timeout_seconds)
-        if found.filled > 0:
-            return Finished(order, intent, "filled", found, None)
-        error = leg_error(order, "not_filled", f"{order.symbol} order ended {found.status} unfilled")
-        return Finished(order, intent, "canceled", found, error)
+        state_, error = reports.ended(order.leg, order.symbol, found.status, found.filled)
+        return Finished(order, intent, state_, found, error)
 
     # ------------------------------------------------------------------ one leg
     async def _leg(
@@ -535,31 +557,27 @@ class Executor:
                 )
 
     def _orders_reported(self, plan: PlanCreated, finished: list[Finished]) -> OrdersReported:
-        """One message for the legs recorded together. Its id names exactly those outcomes, so a
-        replay of the same legs re-queues the same message, which the outbox keeps once."""
         now = datetime.now(UTC)
+        dry_run, exchange_id = plan.strategy.dry_run, plan.strategy.exchange_id
         orders = [
-            ReportedOrder(
-                outcome=OUTCOMES.get(leg.state, "submitted"),
-                event_id=derived_id(plan.run_id, "order", leg.order.leg, leg.state),
-                occurred_at=now,
-                dry_run=plan.strategy.dry_run,
-                exchange_id=plan.strategy.exchange_id,
+            reports.reported_order(
+                plan.run_id,
                 leg=leg.order.leg,
                 client_order_id=leg.intent.client_order_id,
                 symbol=leg.order.symbol,
                 side=leg.order.side,
-                amount=leg.result.amount if leg.result is not None else leg.order.amount,
                 order_type=leg.order.order_type,
-                **({"fill": sizing.fill_of(leg.order, leg.result, plan.prices)} if leg.result is not None else {}),
+                amount=leg.result.amount if leg.result is not None else leg.order.amount,
+                state=leg.state,
+                fill=None if leg.result is None else sizing.fill_of(leg.result, leg.order.quote, plan.prices),
                 error=leg.error,
+                dry_run=dry_run,
+                exchange_id=exchange_id,
+                now=now,
             )
             for leg in finished
         ]
-        outcomes = ",".join(f"{o.leg}:{o.outcome}" for o in sorted(orders, key=lambda o: o.leg))
-        return OrdersReported(
-            message_id=derived_id(plan.run_id, "orders", outcomes), **plan.next_stage(), orders=orders
-        )
+        return reports.orders_reported(plan.next_stage(), orders)
 
     # ------------------------------------------------------------------ completion
     async def _complete(self, state: RunState) -> None:
@@ -588,7 +606,7 @@ class Executor:
         plan = state.plan
         filled = [o for o in state.outcomes if o.state == "filled" and o.result is not None]
         failed = [o for o in state.outcomes if o.state != "filled"]
-        errors = [o.error for o in state.outcomes if o.error is not None]
+        errors = [o.error for o in state.outcomes if o.error is not None] + state.unresolved
         errors += [
             leg_error(o.order, "fee_unknown", f"{o.order.symbol} {o.order.side}: the exchange did not report the"
                       " fee; the trade is recorded with its fee marked unknown")
@@ -659,7 +677,7 @@ class Executor:
 
 def leg_error(order: PlannedOrder, code: str, message: str) -> RunError:
     """What went wrong with one leg, as the executor reports it."""
-    return RunError(stage="executor", code=code, message=message, leg=order.leg)
+    return reports.leg_error(order.leg, code, message)
 
 
 def _plan_markets(plan: PlanCreated) -> list[Market]:

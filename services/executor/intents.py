@@ -234,15 +234,63 @@ async def record_outcomes(
     return [None] * len(phases)
 
 
-async def stale_sending(pool: asyncpg.Pool, older_than_seconds: float) -> list[asyncpg.Record]:
-    """Intents whose outcome is unknown (the process died mid-call): for the reconciler."""
-    rows: list[asyncpg.Record] = await pool.fetch(
-        "SELECT client_order_id, run_id::text, leg, connection_id::text, symbol, side, amount"
-        " FROM order_intents WHERE state IN ('sending', 'open')"
-        " AND updated_at < now() - make_interval(secs => $1) ORDER BY updated_at LIMIT 500",
-        older_than_seconds,
+async def run_intents(pool: asyncpg.Pool, run_id: str) -> dict[int, Intent]:
+    """A run's stored intents by leg, as they are now."""
+    rows = await pool.fetch(
+        "SELECT client_order_id, leg, state, amount, result FROM order_intents WHERE run_id = $1::uuid", run_id
     )
+    return {r["leg"]: Intent(r["client_order_id"], r["leg"], r["state"], r["amount"], r["result"]) for r in rows}
+
+
+# Each leg with its run's fields as the ledger recorded them (NULL while the ledger has not), for
+# the reconciler's report of the leg; the prices are the run's, to value a fill in another quote.
+STALE_UNRESOLVED = """
+SELECT i.client_order_id, i.run_id::text, i.leg, i.connection_id::text, i.portfolio_id::text, i.user_id::text,
+       i.symbol, i.side, i.amount, i.order_type,
+       r.triggered_by, r.started_at, r.quote_currency, s.prices
+FROM order_intents i
+LEFT JOIN rebalance_runs r ON r.id = i.run_id
+LEFT JOIN portfolio_snapshots s ON s.run_id = i.run_id AND s.kind = 'before'
+WHERE i.state IN ('sending', 'open') AND i.updated_at < now() - make_interval(secs => $1)
+ORDER BY i.updated_at LIMIT 500
+"""
+
+
+async def stale_unresolved(pool: asyncpg.Pool, older_than_seconds: float) -> list[asyncpg.Record]:
+    """Intents whose outcome is unknown (the process died mid-call, or the run stopped before the
+    exchange said how they ended): for the reconciler."""
+    rows: list[asyncpg.Record] = await pool.fetch(STALE_UNRESOLVED, older_than_seconds)
     return rows
+
+
+RESOLVE_REPORTED = """
+WITH resolved AS (
+    UPDATE order_intents SET state = $2, result = $3::jsonb, exchange_order_id = COALESCE($4, exchange_order_id),
+        updated_at = now()
+    WHERE client_order_id = $1 AND state IN ('sending', 'open')
+    RETURNING 1
+)
+INSERT INTO outbox (producer, subject, message_id, payload)
+SELECT 'executor', $5, $6, $7 FROM resolved
+ON CONFLICT (message_id) DO NOTHING
+"""
+
+
+async def resolve_reported(
+    pool: asyncpg.Pool, client_order_id: str, state: str, result: dict[str, Any], report: OutboxMessage
+) -> None:
+    """``resolve`` with the event that reports the leg, atomically: queued only if this call
+    resolved it (a leg already final was reported by whoever made it so)."""
+    await pool.execute(
+        RESOLVE_REPORTED,
+        client_order_id,
+        state,
+        result,
+        result.get("exchange_order_id"),
+        report.subject,
+        report.message_id,
+        report.payload,
+    )
 
 
 async def resolve(

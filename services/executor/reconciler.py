@@ -1,7 +1,10 @@
-"""Resolves orders of unknown outcome left by a crash: looked up by client order id, never resent.
+"""Resolves orders of unknown outcome: looked up by client order id, never resent.
 
-Runs at start-up and then periodically. It only records what the exchange says; the plan's
-redelivery (or the next attempt) emits the leg's event from the recorded outcome.
+Runs at start-up and then periodically. An order may be left unresolved by a crash mid-call, or by
+a run that stopped (its key refused, its plan dead-lettered or superseded) before the exchange said
+how the order ended. What the exchange says is recorded together with the event that reports the
+leg to the ledger, so a fill found after its run completed still reaches the history. A run's retry
+that finds the leg resolved reports it again under the same event ids, which changes nothing.
 """
 
 from __future__ import annotations
@@ -9,39 +12,97 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
+from contracts.subjects import Subjects
+from contracts.v1 import OrdersReported
+from services.common.bus import OutboxRelay
+from services.common.db import OutboxMessage
 from services.common.exchanges.accounts import ExchangeAccounts
-from services.common.exchanges.port import ExchangeError
-from services.executor import intents
+from services.common.exchanges.port import ExchangeError, OrderResult
+from services.executor import intents, reports, sizing
 
 log = logging.getLogger("services.executor.reconciler")
 
 
-async def reconcile_once(pool: asyncpg.Pool, accounts: ExchangeAccounts, *, older_than_seconds: float) -> int:
+def leg_report(
+    row: Mapping[str, Any], found: OrderResult, *, exchange_id: str, now: datetime
+) -> tuple[str, OrdersReported]:
+    """The final state of a stale leg the exchange has closed, and the event that reports it
+    (``row``: the leg's intent with its run's fields as the ledger recorded them)."""
+    state, error = reports.ended(row["leg"], row["symbol"], found.status, found.filled)
+    prices = {asset: Decimal(price) for asset, price in (row["prices"] or {}).items()}
+    prices.setdefault(row["quote_currency"], Decimal(1))
+    order = reports.reported_order(
+        row["run_id"],
+        leg=row["leg"],
+        client_order_id=row["client_order_id"],
+        symbol=row["symbol"],
+        side="buy" if row["side"] == "buy" else "sell",
+        order_type="limit" if row["order_type"] == "limit" else "market",
+        amount=found.amount or row["amount"],  # as the engine reports it: what was sent
+        state=state,
+        fill=sizing.fill_of(found, row["symbol"].partition("/")[2], prices),
+        error=error,
+        dry_run=False,  # a dry run's legs are simulated, never sent
+        exchange_id=exchange_id,
+        now=now,
+    )
+    stage = {
+        "correlation_id": row["run_id"],
+        "run_id": row["run_id"],
+        "portfolio_id": row["portfolio_id"],
+        "user_id": row["user_id"],
+        "triggered_by": row["triggered_by"],
+        "started_at": row["started_at"],
+    }
+    return state, reports.orders_reported(stage, [order])
+
+
+async def reconcile_once(
+    pool: asyncpg.Pool,
+    accounts: ExchangeAccounts,
+    relay: OutboxRelay,
+    subjects: Subjects,
+    *,
+    older_than_seconds: float,
+) -> int:
     resolved = 0
-    for row in await intents.stale_sending(pool, older_than_seconds):
+    for row in await intents.stale_unresolved(pool, older_than_seconds):
+        cid = row["client_order_id"]
+        if row["started_at"] is None:
+            # Its report needs the run's fields: the ledger is behind; looked up on a later pass.
+            log.info("reconciler: order %s waits for run %s to reach the ledger", cid, row["run_id"])
+            continue
         try:
             async with accounts.use(row["connection_id"]) as exchange:
-                found = await exchange.fetch_order_by_client_id(row["symbol"], row["client_order_id"])
+                found = await exchange.fetch_order_by_client_id(row["symbol"], cid)
+                exchange_id = exchange.exchange_id
         except ExchangeError as exc:
-            log.warning("reconciler: cannot look up %s yet: %s", row["client_order_id"], exc)
+            log.warning("reconciler: cannot look up %s yet: %s", cid, exc)
             continue
         if found is None or found.status == "open":
-            continue  # never seen by the exchange, or still working: the run's retry handles it
-        state = "filled" if found.filled > 0 else "canceled"
-        await intents.resolve(pool, row["client_order_id"], state, intents.result_json(found))
-        log.info(
-            "reconciler: order %s of run %s resolved as %s", row["client_order_id"], row["run_id"], state
-        )
+            continue  # never seen by the exchange, or still working: looked up again later
+        state, report = leg_report(row, found, exchange_id=exchange_id, now=datetime.now(UTC))
+        message = OutboxMessage(subjects.orders_reported, report.message_id, report.model_dump_json().encode())
+        await intents.resolve_reported(pool, cid, state, intents.result_json(found), message)
+        log.info("reconciler: order %s of run %s resolved as %s", cid, row["run_id"], state)
         resolved += 1
+    if resolved:
+        relay.wake()
     return resolved
 
 
 async def run_reconciler(
     pool: asyncpg.Pool,
     accounts: ExchangeAccounts,
+    relay: OutboxRelay,
+    subjects: Subjects,
     stop: asyncio.Event,
     *,
     interval: float = 30.0,
@@ -49,7 +110,7 @@ async def run_reconciler(
 ) -> None:
     while not stop.is_set():
         try:
-            await reconcile_once(pool, accounts, older_than_seconds=older_than_seconds)
+            await reconcile_once(pool, accounts, relay, subjects, older_than_seconds=older_than_seconds)
         except Exception:
             log.exception("reconciler pass failed")
         with contextlib.suppress(TimeoutError):

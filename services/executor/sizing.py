@@ -113,7 +113,8 @@ def to_quote(amount: Decimal, currency: str | None, prices: Mapping[str, Decimal
     return amount * prices.get(currency, ZERO)
 
 
-def fill_of(order: PlannedOrder, result: OrderResult, prices: Mapping[str, Decimal]) -> Fill:
+def fill_of(result: OrderResult, market_quote: str, prices: Mapping[str, Decimal]) -> Fill:
+    """What the exchange reported for an order, its value in the portfolio's quote currency."""
     return Fill(
         exchange_order_id=result.exchange_order_id,
         status=result.status,
@@ -123,7 +124,7 @@ def fill_of(order: PlannedOrder, result: OrderResult, prices: Mapping[str, Decim
         fee=result.fee,
         fee_currency=result.fee_currency,
         fee_known=result.fee_known,
-        value=to_quote(result.cost, order.quote, prices),
+        value=to_quote(result.cost, market_quote, prices),
     )
 
 

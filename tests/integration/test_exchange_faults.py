@@ -34,6 +34,7 @@ from tests.support.ccxt_pipeline import (
     ccxt_pipeline,
     create_requests,
     fake_exchange,
+    run_history,
     run_rebalance,
     seed_ccxt_portfolio,
     use_exchange_clients,
@@ -272,12 +273,15 @@ async def test_authentication_failure_at_a_sell_fails_the_run_and_sends_nothing_
 
 
 @pytest.mark.parametrize("rig", ["kraken"], indirect=True)
-async def test_a_key_refused_after_a_fill_still_completes_the_run_and_leaves_an_unknown_leg_open(rig: Rig) -> None:
+async def test_a_key_refused_after_a_fill_completes_the_run_and_the_reconciler_reports_the_unknown_leg(
+    rig: Rig,
+) -> None:
     # The BTC sell fills. The ETH buy is placed but its answer times out, and looking it up is
     # rate limited, so the run is retried; by then the exchange refuses the API key. The run must
-    # complete as failed (it was dead-lettered and left running: the closing balance read raised),
-    # and the ETH leg, which may exist (it does, filled), must not be recorded as not placed: it
-    # stays unresolved for the reconciler.
+    # complete as failed (it was dead-lettered and left running: the closing balance read raised);
+    # the ETH leg, which may exist (it does, filled), must not be recorded as not placed but named
+    # as unknown, and once the key works again the reconciler must bring its fill to the ledger
+    # (it recorded it in the intents only, so the trade was missing from the history).
     rig.fake.fail_next("timeout", 1, "AddOrder", after=1)
     rig.fake.fail_next("rate_limit", 5, "Orders")  # the four look-ups after the timeout, one on retry
     seeded = await seed_ccxt_portfolio(rig.pool, rig.exchange_id, rig.fake, rig.box)
@@ -296,6 +300,33 @@ async def test_a_key_refused_after_a_fill_still_completes_the_run_and_leaves_an_
     eth = legs[LEGS["ETH"]]
     [placed] = rig.fake.orders_with_client_id(eth["client_order_id"])
     assert placed.filled > 0 and eth["state"] == "sending"
+    # The legs after it were never sent: recorded as not placed, in the intents and the ledger.
+    for base in ("SOL", "ADA"):
+        assert legs[LEGS[base]]["state"] == "failed"
+        assert rig.fake.orders_with_client_id(legs[LEGS[base]]["client_order_id"]) == []
+    orders = {o["leg"]: o for o in history.orders}
+    assert {orders[LEGS[base]]["status"] for base in ("SOL", "ADA")} == {"failed"}
+    assert LEGS["ETH"] not in orders
+    [unknown] = [e for e in history.run["errors"] if e["code"] == "outcome_unknown"]
+    assert unknown["leg"] == LEGS["ETH"] and eth["client_order_id"] in unknown["message"]
+
+    rig.fake.reject_auth = False  # the reconciler can look the order up now
+
+    async def eth_traded() -> bool:
+        cid = eth["client_order_id"]
+        return bool(await rig.pool.fetchval("SELECT count(*) FROM trades WHERE client_order_id = $1", cid))
+
+    await eventually(eth_traded, "the reconciler to report the ETH fill to the ledger", timeout=30)
+    history = await run_history(rig.pool, str(history.run["id"]))
+    assert by_leg(history)[LEGS["ETH"]]["state"] == "filled"
+    trade = next(t for t in history.trades if t["client_order_id"] == eth["client_order_id"])
+    assert trade["quantity"] == placed.filled and trade["exchange_order_id"] == placed.id
+    assert trade["price"] == placed.average and trade["side"] == "buy"
+    assert trade["value"] == placed.cost  # in the portfolio's quote, which is the market's
+    order = next(o for o in history.orders if o["leg"] == LEGS["ETH"])
+    assert order["status"] == "filled" and order["filled"] == placed.filled
+    assert_fees_as_reported(rig, history)
+    assert len(rig.fake.orders_with_client_id(eth["client_order_id"])) == 1, "found, never sent again"
 
 
 async def test_authentication_failure_at_valuation_fails_the_run_before_any_order(rig: Rig) -> None:

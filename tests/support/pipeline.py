@@ -148,7 +148,10 @@ async def in_process_pipeline(
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
     settings = settings_for(database_url, nats_url, namespace, log_level=log_level)
-    executor_settings = ExecutorSettings(**settings.model_dump(), executor_poll_seconds=0.2)
+    # The reconciler runs often, as in the process stacks (tests.support.processes).
+    executor_settings = ExecutorSettings(
+        **settings.model_dump(), executor_poll_seconds=0.2, reconcile_interval_seconds=2, reconcile_after_seconds=3
+    )
     apps = [
         build_ledger(settings)[1],
         build_pricer(settings)[1],
