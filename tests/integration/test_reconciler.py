@@ -1,0 +1,126 @@
+"""The reconciler, on real PostgreSQL with the paper exchange: it resolves legs of unknown outcome
+by client order id, reports each one it resolves to the ledger (through the executor's outbox,
+in the resolving transaction), waits for a run the ledger has not recorded yet, and looks at every
+unknown leg in turn, however many never reached the exchange."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import cast
+
+import asyncpg
+import pytest
+
+from contracts.envelope import derived_id
+from contracts.subjects import Subjects
+from contracts.v1 import OrdersReported
+from services.common.bus import Bus, OutboxRelay
+from services.common.exchanges.accounts import ExchangeAccounts
+from services.common.exchanges.port import OrderRequest
+from services.executor.reconciler import reconcile_once
+from tests.support.pipeline import Seeded, seed_portfolio
+
+pytestmark = pytest.mark.integration
+
+
+async def record_run(pool: asyncpg.Pool, seeded: Seeded, run_id: str) -> None:
+    """The ledger's row of a run (the reconciler reports a leg with its run's fields)."""
+    await pool.execute(
+        "INSERT INTO rebalance_runs (id, portfolio_id, user_id, triggered_by, started_at, quote_currency)"
+        " VALUES ($1::uuid, $2::uuid, $3::uuid, 'manual', $4, 'USD')",
+        run_id,
+        seeded.portfolio_id,
+        seeded.user_id,
+        datetime(2026, 11, 22, tzinfo=UTC),
+    )
+
+
+async def unknown_leg(pool: asyncpg.Pool, seeded: Seeded, run_id: str, leg: int, minutes_ago: int) -> str:
+    """A BTC buy left 'sending' ``minutes_ago``: the exchange may or may not have it."""
+    cid = f"{run_id[:8]}-{leg}"
+    await pool.execute(
+        "INSERT INTO order_intents (client_order_id, run_id, leg, portfolio_id, user_id, connection_id, symbol,"
+        " side, amount, state, attempts, updated_at)"
+        " VALUES ($1, $2::uuid, $3, $4::uuid, $5::uuid, $6::uuid, 'BTC/USD', 'buy', 0.01, 'sending', 1,"
+        " now() - make_interval(mins => $7))",
+        cid,
+        run_id,
+        leg,
+        seeded.portfolio_id,
+        seeded.user_id,
+        seeded.connection_id,
+        minutes_ago,
+    )
+    return cid
+
+
+async def states(pool: asyncpg.Pool, cids: list[str]) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT state FROM order_intents WHERE client_order_id = ANY($1::text[]) ORDER BY client_order_id", cids
+    )
+    return [r["state"] for r in rows]
+
+
+async def reports(pool: asyncpg.Pool, subjects: Subjects, run_id: str) -> list[OrdersReported]:
+    rows = await pool.fetch(
+        "SELECT payload FROM outbox WHERE producer = 'executor' AND subject = $1"
+        " AND convert_from(payload, 'UTF8') LIKE $2 ORDER BY id",
+        subjects.orders_reported,
+        f"%{run_id}%",
+    )
+    return [OrdersReported.model_validate_json(bytes(r["payload"])) for r in rows]
+
+
+async def test_the_reconciler_reports_what_it_resolves_and_looks_at_every_unknown_leg_in_turn(
+    db_pool: asyncpg.Pool, namespace: str
+) -> None:
+    subjects = Subjects(namespace)
+    seeded = await seed_portfolio(db_pool, weights={"BTC": 50, "USD": 50}, balances={"USD": "100000"})
+    accounts = ExchangeAccounts(db_pool)
+    relay = OutboxRelay(cast(Bus, None), db_pool, "executor")  # never flushed here: the outbox is read
+
+    def reconcile() -> object:
+        return reconcile_once(db_pool, accounts, relay, subjects, older_than_seconds=60, batch=2)
+
+    # Two legs that never reached the exchange, older than the one that did: a pass looks at two.
+    run_id = str(uuid.uuid4())
+    await record_run(db_pool, seeded, run_id)
+    never_sent = [await unknown_leg(db_pool, seeded, run_id, leg, 30 - leg) for leg in (0, 1)]
+    placed = await unknown_leg(db_pool, seeded, run_id, 2, 20)
+    # A leg of a run the ledger has not recorded yet: its report would lack the run's fields.
+    late_run = str(uuid.uuid4())
+    late = await unknown_leg(db_pool, seeded, late_run, 0, 25)
+    async with accounts.use(seeded.connection_id) as exchange:
+        for cid in (placed, late):
+            filled = await exchange.create_order(OrderRequest("BTC/USD", "buy", Decimal("0.01"), cid))
+            assert filled.status == "closed"
+
+    assert await reconcile() == 0  # the two oldest, not found: they go to the back of the queue
+    assert await reconcile() == 1  # the late run's leg waits; the placed one is found
+    assert await states(db_pool, [*never_sent, placed]) == ["sending", "sending", "filled"]
+    [report] = await reports(db_pool, subjects, run_id)
+    [order] = report.orders
+    assert order.leg == 2 and order.outcome == "filled" and order.client_order_id == placed
+    assert order.event_id == derived_id(run_id, "order", 2, "filled") and order.exchange_id == "paper"
+    assert order.fill.filled == Decimal("0.01") and order.fill.value == order.fill.cost > 0
+    assert (report.triggered_by, report.user_id, report.portfolio_id) == ("manual", seeded.user_id, seeded.portfolio_id)
+
+    assert await states(db_pool, [late]) == ["sending"] and await reports(db_pool, subjects, late_run) == []
+    await record_run(db_pool, seeded, late_run)
+    await db_pool.execute(
+        "UPDATE order_intents SET updated_at = now() - interval '1 hour' WHERE client_order_id = $1", late
+    )
+    assert await reconcile() == 1
+    assert await states(db_pool, [late]) == ["filled"]
+    assert [o.outcome for r in await reports(db_pool, subjects, late_run) for o in r.orders] == ["filled"]
+
+    # Resolved legs are not looked at or reported again.
+    await db_pool.execute(
+        "UPDATE order_intents SET updated_at = now() - interval '1 hour' WHERE client_order_id = ANY($1::text[])",
+        [*never_sent, placed, late],
+    )
+    assert await reconcile() == 0 and await reconcile() == 0
+    assert len(await reports(db_pool, subjects, run_id)) == 1
+    assert await states(db_pool, never_sent) == ["sending", "sending"]
