@@ -252,15 +252,26 @@ FROM order_intents i
 LEFT JOIN rebalance_runs r ON r.id = i.run_id
 LEFT JOIN portfolio_snapshots s ON s.run_id = i.run_id AND s.kind = 'before'
 WHERE i.state IN ('sending', 'open') AND i.updated_at < now() - make_interval(secs => $1)
-ORDER BY i.updated_at LIMIT 500
+ORDER BY i.updated_at LIMIT $2
 """
 
 
-async def stale_unresolved(pool: asyncpg.Pool, older_than_seconds: float) -> list[asyncpg.Record]:
+async def stale_unresolved(pool: asyncpg.Pool, older_than_seconds: float, limit: int) -> list[asyncpg.Record]:
     """Intents whose outcome is unknown (the process died mid-call, or the run stopped before the
-    exchange said how they ended): for the reconciler."""
-    rows: list[asyncpg.Record] = await pool.fetch(STALE_UNRESOLVED, older_than_seconds)
+    exchange said how they ended), least recently looked at first: for the reconciler."""
+    rows: list[asyncpg.Record] = await pool.fetch(STALE_UNRESOLVED, older_than_seconds, limit)
     return rows
+
+
+async def looked_at(pool: asyncpg.Pool, client_order_ids: list[str]) -> None:
+    """Unresolved intents the reconciler looked at without an answer go to the back of its queue,
+    so that legs that never reached the exchange (looked up forever) never starve the others."""
+    if client_order_ids:
+        await pool.execute(
+            "UPDATE order_intents SET updated_at = now()"
+            " WHERE client_order_id = ANY($1::text[]) AND state IN ('sending', 'open')",
+            client_order_ids,
+        )
 
 
 RESOLVE_REPORTED = """

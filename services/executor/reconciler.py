@@ -71,13 +71,16 @@ async def reconcile_once(
     subjects: Subjects,
     *,
     older_than_seconds: float,
+    batch: int = 500,
 ) -> int:
-    resolved = 0
-    for row in await intents.stale_unresolved(pool, older_than_seconds):
+    """One pass over up to ``batch`` legs of unknown outcome; returns how many it resolved."""
+    resolved, unanswered = 0, []
+    for row in await intents.stale_unresolved(pool, older_than_seconds, batch):
         cid = row["client_order_id"]
         if row["started_at"] is None:
             # Its report needs the run's fields: the ledger is behind; looked up on a later pass.
             log.info("reconciler: order %s waits for run %s to reach the ledger", cid, row["run_id"])
+            unanswered.append(cid)
             continue
         try:
             async with accounts.use(row["connection_id"]) as exchange:
@@ -85,14 +88,17 @@ async def reconcile_once(
                 exchange_id = exchange.exchange_id
         except ExchangeError as exc:
             log.warning("reconciler: cannot look up %s yet: %s", cid, exc)
+            unanswered.append(cid)
             continue
         if found is None or found.status == "open":
-            continue  # never seen by the exchange, or still working: looked up again later
+            unanswered.append(cid)  # never seen by the exchange, or still working: looked up again later
+            continue
         state, report = leg_report(row, found, exchange_id=exchange_id, now=datetime.now(UTC))
         message = OutboxMessage(subjects.orders_reported, report.message_id, report.model_dump_json().encode())
         await intents.resolve_reported(pool, cid, state, intents.result_json(found), message)
         log.info("reconciler: order %s of run %s resolved as %s", cid, row["run_id"], state)
         resolved += 1
+    await intents.looked_at(pool, unanswered)
     if resolved:
         relay.wake()
     return resolved

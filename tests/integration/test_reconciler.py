@@ -81,8 +81,8 @@ async def test_the_reconciler_reports_what_it_resolves_and_looks_at_every_unknow
     accounts = ExchangeAccounts(db_pool)
     relay = OutboxRelay(cast(Bus, None), db_pool, "executor")  # never flushed here: the outbox is read
 
-    def reconcile() -> object:
-        return reconcile_once(db_pool, accounts, relay, subjects, older_than_seconds=60, batch=2)
+    async def reconcile() -> int:
+        return await reconcile_once(db_pool, accounts, relay, subjects, older_than_seconds=60, batch=2)
 
     # Two legs that never reached the exchange, older than the one that did: a pass looks at two.
     run_id = str(uuid.uuid4())
