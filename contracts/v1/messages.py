@@ -145,6 +145,9 @@ class OrdersReported(RunStage):
     together at once): the same facts as one order event per leg, for a fraction of the messages."""
 
     orders: list[ReportedOrder]
+    # Found by the executor's reconciler after the run stopped looking: the run's completion may
+    # name these legs as of unknown outcome, and the ledger then adds them to the run's figures.
+    reconciled: bool = False
 
     def order_events(self) -> list[OrderEvent]:
         """The order event of each leg, as if each had been sent on its own."""

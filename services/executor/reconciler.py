@@ -61,7 +61,7 @@ def leg_report(
         "triggered_by": row["triggered_by"],
         "started_at": row["started_at"],
     }
-    return state, reports.orders_reported(stage, [order])
+    return state, reports.orders_reported(stage, [order], reconciled=True)
 
 
 async def reconcile_once(

@@ -72,9 +72,13 @@ def reported_order(
     )
 
 
-def orders_reported(stage: Mapping[str, Any], orders: Sequence[ReportedOrder]) -> OrdersReported:
+def orders_reported(
+    stage: Mapping[str, Any], orders: Sequence[ReportedOrder], *, reconciled: bool = False
+) -> OrdersReported:
     """One message for the legs recorded together (``stage``: the envelope and run fields). Its id
     names exactly those outcomes, so a replay of the same legs re-queues the same message, which
     the outbox keeps once."""
     outcomes = ",".join(f"{o.leg}:{o.outcome}" for o in sorted(orders, key=lambda o: o.leg))
-    return OrdersReported(message_id=derived_id(stage["run_id"], "orders", outcomes), **stage, orders=list(orders))
+    return OrdersReported(
+        message_id=derived_id(stage["run_id"], "orders", outcomes), **stage, orders=list(orders), reconciled=reconciled
+    )

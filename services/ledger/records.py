@@ -32,6 +32,9 @@ from services.ledger.views import JsonObject, PlanView, ValuedView
 # What each order event says of its leg, as ``OrdersReported`` names it.
 ORDER_OUTCOMES: dict[type[OrderEvent], OrderOutcome] = {event: outcome for outcome, event in ORDER_EVENTS.items()}
 
+# The executor's error for a leg that may be on the exchange when its run stopped.
+UNKNOWN_OUTCOME = "outcome_unknown"
+
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "USDT": "₮", "JPY": "¥"}
 
 
@@ -62,6 +65,9 @@ class Rows:
     orders: list[tuple[Any, ...]] = field(default_factory=list)
     trades: list[tuple[Any, ...]] = field(default_factory=list)
     activity: list[tuple[Any, ...]] = field(default_factory=list)
+    # Runs whose completion named legs of unknown outcome, or whose such legs were just reported:
+    # the figures of each completed run take in the legs found since (``store.SETTLE_UNKNOWN_LEGS``).
+    unknown_legs: list[str] = field(default_factory=list)
 
     def add(self, event: RunStage) -> None:
         if isinstance(event, RebalanceDue):
@@ -76,6 +82,8 @@ class Rows:
             # Each leg as its own order event would be written, without building those events.
             for order in event.orders:
                 self._order(event, order, order.outcome, order.event_id, order.occurred_at)
+            if event.reconciled:
+                self.unknown_legs.append(event.run_id)
         elif isinstance(event, RebalanceCompleted):
             self._completed(event)
 
@@ -212,6 +220,8 @@ class Rows:
             )
 
     def _completed(self, e: RebalanceCompleted) -> None:
+        if any(error.code == UNKNOWN_OUTCOME for error in e.errors):
+            self.unknown_legs.append(e.run_id)
         duration_ms = max(int((e.completed_at - e.started_at).total_seconds() * 1000), 0)
         self.runs_completed.append(
             (

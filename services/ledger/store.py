@@ -89,6 +89,46 @@ ON CONFLICT (message_id) DO NOTHING
 
 
 
+# A completed run's legs that were of unknown outcome when it completed and have been reported
+# since (by the executor's reconciler) join its figures: counted as executed or failed, their
+# value and fees (in the run's quote, at the run's prices) added, and their error says when they
+# were found. Keyed on the error itself, so a leg is added once whatever order the events come in.
+SETTLE_UNKNOWN_LEGS = """
+WITH found AS (
+    SELECT r.id AS run_id, (e->>'leg')::int AS leg,
+           o.status IN ('filled', 'partially_filled') AS executed, o.status,
+           t.value, t.fee * COALESCE((s.prices->>t.fee_currency)::numeric, 0) AS fee
+    FROM rebalance_runs r
+    CROSS JOIN LATERAL jsonb_array_elements(r.errors) AS e
+    JOIN orders o ON o.run_id = r.id AND o.leg = (e->>'leg')::int AND o.status <> 'submitted'
+    LEFT JOIN trades t ON t.client_order_id = o.client_order_id
+    LEFT JOIN portfolio_snapshots s ON s.run_id = r.id AND s.kind = 'before'
+    WHERE r.id = ANY($1::uuid[]) AND r.status <> 'running' AND e->>'code' = 'outcome_unknown'
+), runs AS (
+    SELECT run_id, jsonb_object_agg(leg::text, status) AS legs,
+           count(*) FILTER (WHERE executed) AS executed, count(*) FILTER (WHERE NOT executed) AS failed,
+           COALESCE(sum(value), 0) AS traded, COALESCE(sum(fee), 0) AS fees
+    FROM found GROUP BY run_id
+)
+UPDATE rebalance_runs r SET
+    orders_executed = r.orders_executed + f.executed,
+    orders_failed = r.orders_failed + f.failed,
+    total_value_traded = r.total_value_traded + f.traded,
+    fees = r.fees + f.fees,
+    errors = (
+        SELECT jsonb_agg(CASE WHEN e->>'code' = 'outcome_unknown' AND f.legs ? (e->>'leg')
+                              THEN e || jsonb_build_object(
+                                  'code', 'outcome_found_late',
+                                  'message', (e->>'message') || '; found ' || (f.legs->>(e->>'leg'))
+                                             || ' after the run completed')
+                              ELSE e END
+                         ORDER BY n)
+        FROM jsonb_array_elements(r.errors) WITH ORDINALITY AS x(e, n)
+    )
+FROM runs f
+WHERE r.id = f.run_id
+"""
+
 
 def as_unnest(statement: str, types: tuple[str, ...]) -> str:
     """The same INSERT fed by one array per column: one execution for the whole batch instead of
@@ -131,3 +171,5 @@ async def write_rows(conn: asyncpg.Connection, rows: Rows) -> None:
             await conn.execute(unnest, *(list(column) for column in zip(*batch, strict=True)))
         else:
             await conn.executemany(statement, batch)
+    if rows.unknown_legs:  # rare: a run stopped with legs of unknown outcome
+        await conn.execute(SETTLE_UNKNOWN_LEGS, rows.unknown_legs)

@@ -327,6 +327,13 @@ async def test_a_key_refused_after_a_fill_completes_the_run_and_the_reconciler_r
     assert order["status"] == "filled" and order["filled"] == placed.filled
     assert_fees_as_reported(rig, history)
     assert len(rig.fake.orders_with_client_id(eth["client_order_id"])) == 1, "found, never sent again"
+    # The run's figures take the leg in: two orders traded, two not placed, every trade's value and fee.
+    run = history.run
+    assert (run["orders_executed"], run["orders_failed"]) == (2, 2)
+    assert run["total_value_traded"] == sum(t["value"] for t in history.trades)
+    assert run["fees"] == sum(t["fee"] for t in history.trades)
+    [found] = [e for e in run["errors"] if e["leg"] == LEGS["ETH"]]
+    assert found["code"] == "outcome_found_late" and found["message"].endswith("found filled after the run completed")
 
 
 async def test_authentication_failure_at_valuation_fails_the_run_before_any_order(rig: Rig) -> None:

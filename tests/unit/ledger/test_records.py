@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contracts.v1 import OrderFailed, OrdersReported, ReportedOrder
+from contracts.v1 import OrderFailed, OrdersReported, RebalanceCompleted, ReportedOrder, RunError
 from services.ledger.records import Rows
 from tests.unit.contracts.samples import samples
 
@@ -32,3 +32,20 @@ def test_an_orders_report_writes_the_rows_its_legs_events_would_write_one_by_one
     assert [(row[0], row[4]) for row in together.activity] == [
         (batch.orders[1].event_id, "order_rejected"), ("e-2", "order_failed")
     ]
+
+
+def test_only_runs_with_legs_of_unknown_outcome_have_their_figures_settled() -> None:
+    # The settling statement is for the rare run that stopped with a leg of unknown outcome; the
+    # rows of every other run never ask for it.
+    report, done = samples()["OrdersReported"], samples()["RebalanceCompleted"]
+    assert isinstance(report, OrdersReported) and isinstance(done, RebalanceCompleted)
+    unknown = RunError(stage="executor", code="outcome_unknown", message="may be on the exchange", leg=1)
+    usual = Rows()
+    usual.add(report)
+    usual.add(done)
+    assert usual.unknown_legs == []
+
+    stopped = Rows()
+    stopped.add(report.model_copy(update={"reconciled": True}))
+    stopped.add(done.model_copy(update={"errors": [*done.errors, unknown]}))
+    assert stopped.unknown_legs == [report.run_id, done.run_id]
