@@ -77,6 +77,8 @@ SELECT 'executor', c.subject, c.message_id, c.payload FROM completions c
 WHERE c.plan_message_id IN (SELECT message_id FROM claimed) ORDER BY c.position
 ON CONFLICT (message_id) DO NOTHING
 """
+
+
 @dataclass
 class LegOutcome:
     order: PlannedOrder
@@ -412,8 +414,8 @@ class Executor:
     ) -> Finished:
         if found.status == "open":
             found = await self._follow_open_order(exchange, request, found, state.plan.strategy.limit_timeout_seconds)
-        state_, error = reports.ended(order.leg, order.symbol, found.status, found.filled)
-        return Finished(order, intent, state_, found, error)
+        ended_as, error = reports.ended(order.leg, order.symbol, found.status, found.filled)
+        return Finished(order, intent, ended_as, found, error)
 
     # ------------------------------------------------------------------ one leg
     async def _leg(
@@ -557,6 +559,7 @@ class Executor:
                 )
 
     def _orders_reported(self, plan: PlanCreated, finished: list[Finished]) -> OrdersReported:
+        """One message for the legs recorded together (``reports.orders_reported``)."""
         now = datetime.now(UTC)
         dry_run, exchange_id = plan.strategy.dry_run, plan.strategy.exchange_id
         orders = [
