@@ -56,11 +56,13 @@ log = logging.getLogger("services.executor")
 CONSUMER = "executor.plans"
 ZERO = Decimal(0)
 LOOKUP_DELAYS = (0.2, 0.5, 1.0, 2.0)
-# Plans as (plan message id, portfolio id): done already, and the run holding the portfolio.
+# Plans as (plan message id, portfolio id, run id): done already, the run holding the portfolio,
+# and whether the scheduler failed this run for its lease (migration 009).
 READ_STATUSES = """
 SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = p.message_id) AS done,
-       (SELECT active_run_id::text FROM portfolios WHERE id = p.portfolio_id) AS holder
-FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS p(message_id, portfolio_id, position)
+       (SELECT active_run_id::text FROM portfolios WHERE id = p.portfolio_id) AS holder,
+       EXISTS (SELECT 1 FROM expired_runs WHERE run_id = p.run_id) AS expired
+FROM unnest($2::text[], $3::uuid[], $4::uuid[]) WITH ORDINALITY AS p(message_id, portfolio_id, run_id, position)
 ORDER BY p.position
 """
 # Each plan's inbox entry and, only if that entry is new, its completion event.
@@ -143,17 +145,20 @@ class Executor:
 
     async def _execute(self, plan: PlanCreated) -> None:
         async with self._account_locks.hold(plan.strategy.connection_id):
-            done, holder = await self._run_status(plan)
+            done, holder, expired = await self._run_status(plan)
             if done:
                 return
             state = RunState(plan)
-            if holder is not None:
-                # The scheduler failed this run (lease expired) and gave the portfolio to a newer
-                # run: trading now would run two rebalances of one portfolio at once.
+            if holder is not None or expired:
+                # The scheduler failed this run (lease expired) and released the portfolio, which a
+                # newer run holds or may claim at any moment: a newer run valued while this one
+                # traded would trade the same drift again.
+                held = f"run {holder} holds it" if holder is not None else "it was released"
                 state.run_failed = RunError(
                     stage="executor",
-                    code="superseded",
-                    message=f"run {plan.run_id} no longer holds the portfolio (run {holder} does); no order placed",
+                    code="superseded" if holder is not None else "released",
+                    message=f"run {plan.run_id} no longer holds the portfolio ({held} after the run's lease"
+                    " expired); no further order placed",
                 )
             elif plan.decision == "rebalance" and plan.orders:
                 try:
@@ -195,15 +200,18 @@ class Executor:
                 finished.append(await self._leg(state, order, intent.amount, intent, None))
         await self._record(state, finished)
 
-    async def _run_status(self, plan: PlanCreated) -> tuple[bool, str | None]:
-        """Whether this plan was already completed, and which other run holds the portfolio's
-        claim, if another does (plans starting together share one round trip)."""
-        done, holder = await self._statuses((plan.message_id, plan.portfolio_id))
-        return done, holder if holder is not None and holder != plan.run_id else None
+    async def _run_status(self, plan: PlanCreated) -> tuple[bool, str | None, bool]:
+        """Whether this plan was already completed, which other run holds the portfolio's claim,
+        if another does, and whether the run's lease expired (plans starting together share one
+        round trip)."""
+        done, holder, expired = await self._statuses((plan.message_id, plan.portfolio_id, plan.run_id))
+        return done, holder if holder is not None and holder != plan.run_id else None, expired
 
-    async def _read_statuses(self, plans: Sequence[tuple[str, str]]) -> list[tuple[bool, str | None]]:
-        rows = await self.pool.fetch(READ_STATUSES, CONSUMER, [m for m, _ in plans], [p for _, p in plans])
-        return [(row["done"], row["holder"]) for row in rows]
+    async def _read_statuses(self, plans: Sequence[tuple[str, str, str]]) -> list[tuple[bool, str | None, bool]]:
+        rows = await self.pool.fetch(
+            READ_STATUSES, CONSUMER, [m for m, _, _ in plans], [p for _, p, _ in plans], [r for _, _, r in plans]
+        )
+        return [(row["done"], row["holder"], row["expired"]) for row in rows]
 
     async def _execute_orders(self, state: RunState) -> None:
         if state.plan.strategy.dry_run:

@@ -127,6 +127,7 @@ async def expire_leases(ctx: SchedulerContext, now: datetime) -> int:
                 with run_context(run_id):
                     log.warning("[Scheduler] ✗ Lease expired: %s (%s): %s", row["name"], row["id"], reason)
             await db.add_to_outbox(conn, PRODUCER, messages)
+            await repo.record_expired(conn, [(r.run_id, r.portfolio_id) for r in releases])
             await repo.release_claims(conn, releases)
         total += len(rows)
         if len(rows) < ctx.batch:

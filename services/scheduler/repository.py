@@ -129,6 +129,17 @@ async def lock_unscheduled(conn: asyncpg.Connection, batch: int) -> list[asyncpg
     return rows
 
 
+async def record_expired(conn: asyncpg.Connection, runs: Sequence[tuple[str, str]]) -> None:
+    """Runs (run id, portfolio id) failed for their lease: the executor places no more of their orders."""
+    if runs:
+        await conn.execute(
+            "INSERT INTO expired_runs (run_id, portfolio_id)"
+            " SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT (run_id) DO NOTHING",
+            [run_id for run_id, _ in runs],
+            [portfolio_id for _, portfolio_id in runs],
+        )
+
+
 @dataclass(frozen=True)
 class Release:
     """End of a claim: the next due time, and whether the run counts as a rebalance."""

@@ -1,9 +1,9 @@
-"""A run that stops early still accounts for every planned leg, from what is stored: a plan
-delivered after the scheduler gave the portfolio to a newer run (the lease expired while it was
-being retried) trades nothing more, and its completion reports the legs an earlier attempt
-finished, records the legs never sent as not placed, and names the legs that may be on the
-exchange, which stay unresolved for the reconciler. Real PostgreSQL; the plan is a paper one, and
-a superseded run never reaches the exchange."""
+"""A run that stops early still accounts for every planned leg, from what is stored. A plan
+delivered again after the scheduler failed its run for its lease (it was being retried through an
+exchange outage) trades nothing more, whether a newer run holds the portfolio already or none does
+yet; its completion reports the legs an earlier attempt finished, records the legs never sent as
+not placed, and names the legs that may be on the exchange, which stay unresolved for the
+reconciler. Real PostgreSQL and the paper exchange."""
 
 from __future__ import annotations
 
@@ -41,15 +41,23 @@ FILLED = {
 }
 
 
-async def superseded_plan(pool: asyncpg.Pool) -> PlanCreated:
-    """A two-leg plan (sell BTC, buy ETH) whose portfolio another run now holds."""
+async def stopped_plan(pool: asyncpg.Pool, how: str) -> tuple[PlanCreated, str]:
+    """A two-leg plan (sell BTC, buy ETH) on a paper account, whose run's lease expired: the
+    portfolio is now held by another run ("superseded") or by none yet ("released"). Returns the
+    plan and its paper account."""
     seeded = await seed_portfolio(
         pool, weights={"BTC": 40, "ETH": 40, "USD": 20}, balances={"BTC": "0.3", "USD": "1000"}
     )
     plan = plan_for(valued(seeded.strategy, {"BTC": "0.3", "USD": "1000"}))
     assert [(o.leg, o.side, o.base) for o in plan.orders] == [(0, "sell", "BTC"), (1, "buy", "ETH")]
-    await pool.execute("UPDATE portfolios SET active_run_id = $1 WHERE id = $2::uuid", uuid.uuid4(), plan.portfolio_id)
-    return plan
+    await pool.execute(
+        "INSERT INTO expired_runs (run_id, portfolio_id) VALUES ($1::uuid, $2::uuid)", plan.run_id, plan.portfolio_id
+    )
+    if how == "superseded":
+        await pool.execute(
+            "UPDATE portfolios SET active_run_id = $1 WHERE id = $2::uuid", uuid.uuid4(), plan.portfolio_id
+        )
+    return plan, seeded.account
 
 
 async def store_attempt(pool: asyncpg.Pool, plan: PlanCreated, states: dict[int, str]) -> dict[int, str]:
@@ -77,6 +85,7 @@ async def queued(pool: asyncpg.Pool, subject: str, run_id: str) -> list[bytes]:
     return [bytes(r["payload"]) for r in rows]
 
 
+@pytest.mark.parametrize("how", ["superseded", "released"])
 @pytest.mark.parametrize(
     ("earlier", "expected"),
     [
@@ -86,11 +95,11 @@ async def queued(pool: asyncpg.Pool, subject: str, run_id: str) -> list[bytes]:
         ({0: "filled", 1: "intent"}, {0: ("filled", "filled"), 1: ("failed", "failed")}),
     ],
 )
-async def test_a_superseded_run_accounts_for_every_leg_and_trades_nothing(
-    db_pool: asyncpg.Pool, namespace: str, earlier: dict[int, str], expected: dict[int, tuple[str, str]]
+async def test_a_run_past_its_lease_accounts_for_every_leg_and_trades_nothing(
+    db_pool: asyncpg.Pool, namespace: str, earlier: dict[int, str], expected: dict[int, tuple[str, str]], how: str
 ) -> None:
     subjects = Subjects(namespace)
-    plan = await superseded_plan(db_pool)
+    plan, account = await stopped_plan(db_pool, how)
     ids = await store_attempt(db_pool, plan, earlier)
     relay = OutboxRelay(cast(Bus, None), db_pool, "executor")  # never flushed here: the outbox is read
     executor = Executor(db_pool, ExchangeAccounts(db_pool), relay, subjects)
@@ -125,4 +134,18 @@ async def test_a_superseded_run_accounts_for_every_leg_and_trades_nothing(
         assert ids[leg] in next(e.message for e in done.errors if e.leg == leg)
     assert done.orders_executed == sum(outcome == "filled" for _, outcome in expected.values())
     assert done.orders_failed == sum(outcome == "failed" for _, outcome in expected.values())
-    assert "superseded" in [e.code for e in done.errors]
+    assert how in [e.code for e in done.errors]
+    assert await db_pool.fetchval("SELECT count(*) FROM paper_orders WHERE account = $1", account) == 0
+
+
+async def test_a_run_whose_portfolio_is_unclaimed_but_whose_lease_did_not_expire_trades(
+    db_pool: asyncpg.Pool, namespace: str
+) -> None:
+    # The control: the same plan, its run not failed by the scheduler, is placed.
+    plan, account = await stopped_plan(db_pool, "released")
+    await db_pool.execute("DELETE FROM expired_runs WHERE run_id = $1::uuid", plan.run_id)
+    relay = OutboxRelay(cast(Bus, None), db_pool, "executor")
+    await Executor(db_pool, ExchangeAccounts(db_pool), relay, Subjects(namespace)).execute(plan)
+    stored = await intents.run_intents(db_pool, plan.run_id)
+    assert {leg: i.state for leg, i in stored.items()} == {0: "filled", 1: "filled"}
+    assert await db_pool.fetchval("SELECT count(*) FROM paper_orders WHERE account = $1", account) == 2

@@ -277,6 +277,9 @@ async def test_expired_lease_fails_the_run_and_frees_the_portfolio(stream, owner
         assert report.expired == 1 and report.claimed == 0
         row = await db_pool.fetchrow("SELECT * FROM portfolios WHERE id = $1", pid)
         assert row["active_run_id"] is None and row["next_rebalance_at"] == T0 + timedelta(days=1)
+        # Recorded for the executor, which places none of the run's orders from now on.
+        expired = await db_pool.fetch("SELECT run_id, portfolio_id FROM expired_runs WHERE portfolio_id = $1", pid)
+        assert [(r["run_id"], str(r["portfolio_id"])) for r in expired] == [(old["active_run_id"], str(pid))]
         failed = [RebalanceCompleted.model_validate_json(m.data) for m in
                   await stream_messages(ctx.settings, ctx.settings.subjects.rebalance_completed)]
         assert [(f.run_id, f.status, f.errors[0].code) for f in failed] == [
