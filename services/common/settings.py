@@ -9,6 +9,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.subjects import DEFAULT_NAMESPACE, DEFAULT_STREAM, Subjects
 
+# The share of a run's lease in which the executor trades it: the rest is for cancelling what
+# rests, recording and completing the run before the scheduler may give the portfolio to another.
+RUN_WINDOW = 0.9
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
@@ -43,6 +47,10 @@ class ServiceSettings(BaseSettings):
     # Exchange clients (one per account) a pricer or executor keeps open; beyond it the least
     # recently used idle one is closed. A ccxt client holds ~0.3 MB besides the shared markets.
     exchange_clients_max: int = Field(2000, ge=1)
+    # A run still active this long after its claim is failed by the scheduler and its portfolio
+    # freed; the executor places and follows a run's orders only within RUN_WINDOW of it, so no
+    # order of a run is sent or left resting once a newer run may be claimed.
+    scheduler_lease_seconds: int = Field(900, ge=10)
     # Fault tests only: "<point>" makes the process SIGKILL itself when it reaches that point.
     crash_at: str = ""
 

@@ -39,7 +39,12 @@ def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream
     async def _open() -> None:
         accounts = ExchangeAccounts.from_settings(runtime.pool, settings)
         state["executor"] = Executor(
-            runtime.pool, accounts, relay, runtime.subjects, poll_interval=settings.executor_poll_seconds
+            runtime.pool,
+            accounts,
+            relay,
+            runtime.subjects,
+            poll_interval=settings.executor_poll_seconds,
+            lease_seconds=settings.scheduler_lease_seconds,
         )
 
     @runtime.on_shutdown

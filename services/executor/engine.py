@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
@@ -49,6 +49,7 @@ from services.common.exchanges.port import (
     RunFailed,
 )
 from services.common.keyed_locks import KeyedLocks
+from services.common.settings import RUN_WINDOW
 from services.executor import intents, reports, sizing
 from services.executor.intents import Intent
 
@@ -119,12 +120,16 @@ class Executor:
         subjects: Subjects,
         *,
         poll_interval: float = 1.0,
+        lease_seconds: float = 900.0,
     ) -> None:
         self.pool = pool
         self.accounts = accounts
         self.relay = relay
         self.subjects = subjects
         self.poll_interval = poll_interval
+        self.lease_seconds = lease_seconds
+        # A run's orders are sent and followed only this long after its claim (RUN_WINDOW).
+        self.run_window = timedelta(seconds=lease_seconds * RUN_WINDOW)
         self._account_locks = KeyedLocks()
         self._statuses = Coalescer(self._read_statuses)
         self._completions = Coalescer(self._write_completions)
@@ -328,6 +333,8 @@ class Executor:
         fresh: list[tuple[PlannedOrder, Decimal, Intent]] = []
         try:
             for order, amount in items:
+                if exchange is not None:
+                    self._stop_when_out_of_time(state)
                 intent = legs[order.leg]
                 never_sent = intent.state == "intent" or (intent.state == "sending" and intent.fresh)
                 if state.run_failed is not None and not never_sent and not intent.final:
@@ -364,7 +371,7 @@ class Executor:
         if unmarked:
             await intents.mark_sending_many(self.pool, unmarked)
         crash_point("executor.after_intent")
-        while pending and state.run_failed is None:
+        while pending and self._stop_when_out_of_time(state) is None:
             with metrics.time_exchange_call(exchange.exchange_id, "create_orders"):
                 answers = await exchange.create_orders([request for _, _, request in pending])
             crash_point("executor.after_exchange")
@@ -421,9 +428,33 @@ class Executor:
         exchange: ExchangePort,
     ) -> Finished:
         if found.status == "open":
-            found = await self._follow_open_order(exchange, request, found, state.plan.strategy.limit_timeout_seconds)
+            # Followed until its timeout, or until the run's time to trade ends if that comes first.
+            follow = min(float(state.plan.strategy.limit_timeout_seconds), max(self._time_left(state), 0.0))
+            found = await self._follow_open_order(exchange, request, found, follow)
         ended_as, error = reports.ended(order.leg, order.symbol, found.status, found.filled)
         return Finished(order, intent, ended_as, found, error)
+
+    def _time_left(self, state: RunState) -> float:
+        """Seconds left of the run's time to trade (``run_window`` from its claim)."""
+        started = state.plan.started_at
+        if started.tzinfo is None:  # the bus's times are UTC; a naive one is read as such
+            started = started.replace(tzinfo=UTC)
+        return (started + self.run_window - datetime.now(UTC)).total_seconds()
+
+    def _stop_when_out_of_time(self, state: RunState) -> RunError | None:
+        """Fail the run once its time to trade has passed (the scheduler will soon fail it for its
+        lease and may claim a newer run, which must not meet this run's orders); the run's stop
+        reason, if any."""
+        if state.run_failed is None and self._time_left(state) <= 0:
+            started = state.plan.started_at.strftime("%H:%M:%S")
+            state.run_failed = RunError(
+                stage="executor",
+                code="out_of_time",
+                message=f"run {state.plan.run_id} is past its time to trade ({self.run_window.total_seconds():.0f}s"
+                f" of its {self.lease_seconds:.0f}s lease from {started} UTC); no further order placed",
+            )
+            log.error("FAILED: %s", state.run_failed.message)
+        return state.run_failed
 
     # ------------------------------------------------------------------ one leg
     async def _leg(

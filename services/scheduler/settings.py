@@ -1,4 +1,5 @@
-"""Scheduler settings: the seed's SCHEDULER_* variables plus the lease and batch sizes."""
+"""Scheduler settings: the seed's SCHEDULER_* variables plus batch sizes (the lease is common:
+``ServiceSettings.scheduler_lease_seconds``)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ class SchedulerSettings(ServiceSettings):
     scheduler_check_interval: str = "0 * * * *"
     scheduler_dry_run: bool = False  # forces every due run to dry-run
     scheduler_auto_start: bool = True
-    # A run still active this long after its claim is failed and the portfolio freed.
-    scheduler_lease_seconds: int = 900
     # Portfolios claimed per statement (and due events per outbox transaction).
     scheduler_claim_batch: int = 500
     # How often the loop re-reads the shared control state (start/stop/config from any replica).

@@ -17,6 +17,7 @@ import os
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -58,9 +59,12 @@ class Rig:
     def symbol(self, base: str) -> str:
         return f"{base}/{QUOTES[self.exchange_id]}"
 
-    async def rebalance(self, *, timeout: float = 45.0, **strategy: Any) -> RunHistory:
+    async def rebalance(
+        self, *, timeout: float = 45.0, started_at: datetime | None = None, **strategy: Any
+    ) -> RunHistory:
         seeded = await seed_ccxt_portfolio(self.pool, self.exchange_id, self.fake, self.box, **strategy)
-        return await run_rebalance(self.pool, self.nats_url, self.namespace, seeded, timeout=timeout)
+        return await run_rebalance(self.pool, self.nats_url, self.namespace, seeded, timeout=timeout,
+                                   started_at=started_at)
 
 
 @pytest.fixture(params=EXCHANGES)
@@ -445,6 +449,33 @@ async def test_a_resting_limit_order_is_canceled_after_its_timeout(rig: Rig) -> 
     assert "not_filled" in str(history.run["errors"])
     assert "order_canceled" in history.activity_types()
     assert_fees_as_reported(rig, history)
+
+
+async def test_a_run_sends_and_follows_orders_only_within_its_lease(rig: Rig) -> None:
+    # The run was claimed long ago (its plan was retried through an outage): its time to trade (90 %
+    # of the 900 s lease) ends a few seconds after it starts here. The ETH buy rests with a one-hour
+    # timeout: it must be canceled when the time ends, not an hour later, and nothing may be sent
+    # after it, since the scheduler is about to fail the run and may claim a newer one.
+    rig.fake.faulty.resting.add(rig.symbol("ETH"))
+    window = timedelta(seconds=0.9 * 900)
+    started = datetime.now(UTC) - window + timedelta(seconds=8)
+    history = await rig.rebalance(order_type="limit", limit_timeout_seconds=3600, started_at=started, timeout=60)
+    ends = started + window
+    assert history.status == "failed"
+    [stop] = [e for e in history.run["errors"] if e["code"] == "out_of_time"]
+    assert "no further order placed" in stop["message"]
+    legs = by_leg(history)
+    eth = legs[LEGS["ETH"]]
+    [resting] = rig.fake.orders_with_client_id(eth["client_order_id"])
+    assert resting.status == "canceled" and resting.filled == 0 and eth["state"] == "canceled"
+    assert resting.closed_at is not None and resting.closed_at >= ends.timestamp() - 0.5, "canceled at the end"
+    for order in rig.fake.state.orders:
+        assert order.created_at < ends.timestamp(), "nothing sent after the run's time to trade"
+    for base in ("SOL", "ADA"):  # after the ETH buy: never sent, recorded as not placed
+        assert legs[LEGS[base]]["state"] == "failed"
+        assert rig.fake.orders_with_client_id(legs[LEGS[base]]["client_order_id"]) == []
+    assert legs[LEGS["BTC"]]["state"] == "filled"
+    assert_history_matches_exchange(rig, history, placed={LEGS["BTC"], LEGS["ETH"]})
 
 
 # ------------------------------------------------------------------------------- random faults

@@ -18,6 +18,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -241,10 +242,17 @@ class RunNotCompleted(AssertionError):
 
 
 async def run_rebalance(
-    pool: asyncpg.Pool, nats_url: str, namespace: str, seeded: Seeded, *, timeout: float = 45.0
+    pool: asyncpg.Pool,
+    nats_url: str,
+    namespace: str,
+    seeded: Seeded,
+    *,
+    timeout: float = 45.0,
+    started_at: datetime | None = None,
 ) -> RunHistory:
-    """Publish a due event for ``seeded`` and wait until the ledger has the run's completion."""
-    due = due_event(seeded)
+    """Publish a due event for ``seeded`` (claimed at ``started_at``, now by default) and wait
+    until the ledger has the run's completion."""
+    due = due_event(seeded, started_at=started_at)
     await publish(nats_url, f"{namespace}.v1.evt.rebalance.due", due.model_dump_json().encode(), due.message_id)
     try:
         await wait_for(

@@ -97,7 +97,10 @@ async def seed_portfolio(
     return Seeded(user_id, connection_id, portfolio_id, account, strategy)
 
 
-def due_event(seeded: Seeded, *, run_id: str | None = None, triggered_by: str = "manual") -> RebalanceDue:
+def due_event(
+    seeded: Seeded, *, run_id: str | None = None, triggered_by: str = "manual", started_at: datetime | None = None
+) -> RebalanceDue:
+    """``seeded``'s due event (``started_at``: when the run was claimed; now by default)."""
     run_id = run_id or str(uuid.uuid4())
     now = datetime.now(UTC)
     return RebalanceDue(
@@ -107,7 +110,7 @@ def due_event(seeded: Seeded, *, run_id: str | None = None, triggered_by: str = 
         portfolio_id=seeded.portfolio_id,
         user_id=seeded.user_id,
         triggered_by=triggered_by,  # type: ignore[arg-type]
-        started_at=now,
+        started_at=started_at or now,
         strategy=seeded.strategy,
         due_at=now,
     )
