@@ -247,7 +247,7 @@ async def run_intents(pool: asyncpg.Pool, run_id: str) -> dict[int, Intent]:
 STALE_UNRESOLVED = """
 SELECT i.client_order_id, i.run_id::text, i.leg, i.connection_id::text, i.portfolio_id::text, i.user_id::text,
        i.symbol, i.side, i.amount, i.order_type,
-       r.triggered_by, r.started_at, r.quote_currency, s.prices
+       r.triggered_by, r.started_at, r.quote_currency, r.status AS run_status, s.prices
 FROM order_intents i
 LEFT JOIN rebalance_runs r ON r.id = i.run_id
 LEFT JOIN portfolio_snapshots s ON s.run_id = i.run_id AND s.kind = 'before'

@@ -1,4 +1,5 @@
-"""Resolves orders of unknown outcome: looked up by client order id, never resent.
+"""Resolves orders of unknown outcome: looked up by client order id, never resent; one still
+resting after its run ended is canceled.
 
 Runs at start-up and then periodically. An order may be left unresolved by a crash mid-call, or by
 a run that stopped (its key refused, its plan dead-lettered or superseded) before the exchange said
@@ -24,7 +25,7 @@ from contracts.v1 import OrdersReported
 from services.common.bus import OutboxRelay
 from services.common.db import OutboxMessage
 from services.common.exchanges.accounts import ExchangeAccounts
-from services.common.exchanges.port import ExchangeError, OrderResult
+from services.common.exchanges.port import ExchangeError, ExchangePort, OrderResult
 from services.executor import intents, reports, sizing
 
 log = logging.getLogger("services.executor.reconciler")
@@ -64,6 +65,19 @@ def leg_report(
     return state, reports.orders_reported(stage, [order], reconciled=True)
 
 
+async def _cancel_orphan(exchange: ExchangePort, row: Mapping[str, Any], found: OrderResult) -> OrderResult:
+    """An order still resting after its run ended: nobody follows it any more, and a newer run of
+    the portfolio must not meet it, so it is canceled; the cancel's answer says what it filled."""
+    if not found.exchange_order_id:
+        return found
+    log.warning(
+        "reconciler: order %s of run %s still open after its run ended: canceling it",
+        row["client_order_id"],
+        row["run_id"],
+    )
+    return await exchange.cancel_order(row["symbol"], found.exchange_order_id)
+
+
 async def reconcile_once(
     pool: asyncpg.Pool,
     accounts: ExchangeAccounts,
@@ -84,8 +98,10 @@ async def reconcile_once(
             continue
         try:
             async with accounts.use(row["connection_id"]) as exchange:
-                found = await exchange.fetch_order_by_client_id(row["symbol"], cid)
                 exchange_id = exchange.exchange_id
+                found = await exchange.fetch_order_by_client_id(row["symbol"], cid)
+                if found is not None and found.status == "open" and row["run_status"] != "running":
+                    found = await _cancel_orphan(exchange, row, found)
         except ExchangeError as exc:
             log.warning("reconciler: cannot look up %s yet: %s", cid, exc)
             unanswered.append(cid)

@@ -25,15 +25,16 @@ from tests.support.pipeline import Seeded, seed_portfolio
 pytestmark = pytest.mark.integration
 
 
-async def record_run(pool: asyncpg.Pool, seeded: Seeded, run_id: str) -> None:
+async def record_run(pool: asyncpg.Pool, seeded: Seeded, run_id: str, status: str = "running") -> None:
     """The ledger's row of a run (the reconciler reports a leg with its run's fields)."""
     await pool.execute(
-        "INSERT INTO rebalance_runs (id, portfolio_id, user_id, triggered_by, started_at, quote_currency)"
-        " VALUES ($1::uuid, $2::uuid, $3::uuid, 'manual', $4, 'USD')",
+        "INSERT INTO rebalance_runs (id, portfolio_id, user_id, triggered_by, started_at, quote_currency, status)"
+        " VALUES ($1::uuid, $2::uuid, $3::uuid, 'manual', $4, 'USD', $5)",
         run_id,
         seeded.portfolio_id,
         seeded.user_id,
         datetime(2026, 11, 22, tzinfo=UTC),
+        status,
     )
 
 
@@ -124,3 +125,37 @@ async def test_the_reconciler_reports_what_it_resolves_and_looks_at_every_unknow
     assert await reconcile() == 0 and await reconcile() == 0
     assert len(await reports(db_pool, subjects, run_id)) == 1
     assert await states(db_pool, never_sent) == ["sending", "sending"]
+
+
+async def test_an_order_still_resting_after_its_run_ended_is_canceled_and_reported(
+    db_pool: asyncpg.Pool, namespace: str
+) -> None:
+    # A limit buy far below the market rests. While its run is running, the run follows it; once
+    # the run has ended (it stopped with the order's outcome unknown), nobody does: the reconciler
+    # cancels it, so it cannot fill under a newer run of the portfolio, and reports it.
+    subjects = Subjects(namespace)
+    seeded = await seed_portfolio(db_pool, weights={"BTC": 50, "USD": 50}, balances={"USD": "100000"})
+    accounts = ExchangeAccounts(db_pool)
+    relay = OutboxRelay(cast(Bus, None), db_pool, "executor")
+    running, ended = str(uuid.uuid4()), str(uuid.uuid4())
+    await record_run(db_pool, seeded, running)
+    await record_run(db_pool, seeded, ended, status="failed")
+    legs = {run_id: await unknown_leg(db_pool, seeded, run_id, 0, 10) for run_id in (running, ended)}
+    async with accounts.use(seeded.connection_id) as exchange:
+        for cid in legs.values():
+            request = OrderRequest("BTC/USD", "buy", Decimal("0.2"), cid, order_type="limit", price=Decimal("100"))
+            assert (await exchange.create_order(request)).status == "open"
+
+    assert await reconcile_once(db_pool, accounts, relay, subjects, older_than_seconds=60) == 1
+    assert await states(db_pool, [legs[running]]) == ["sending"]
+    assert await states(db_pool, [legs[ended]]) == ["canceled"]
+    async with accounts.use(seeded.connection_id) as exchange:
+        still = await exchange.fetch_order_by_client_id("BTC/USD", legs[running])
+        canceled = await exchange.fetch_order_by_client_id("BTC/USD", legs[ended])
+    assert still is not None and still.status == "open"
+    assert canceled is not None and canceled.status == "canceled" and canceled.filled == 0
+    [report] = await reports(db_pool, subjects, ended)
+    [order] = report.orders
+    assert order.outcome == "rejected" and order.fill.status == "canceled" and report.reconciled
+    assert order.error is not None and order.error.code == "not_filled"
+    assert await reports(db_pool, subjects, running) == []
