@@ -6,6 +6,7 @@ unknown leg in turn, however many never reached the exchange."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
@@ -74,16 +75,37 @@ async def reports(pool: asyncpg.Pool, subjects: Subjects, run_id: str) -> list[O
     return [OrdersReported.model_validate_json(bytes(r["payload"])) for r in rows]
 
 
-async def test_the_reconciler_reports_what_it_resolves_and_looks_at_every_unknown_leg_in_turn(
-    db_pool: asyncpg.Pool, namespace: str
-) -> None:
-    subjects = Subjects(namespace)
+@dataclass(frozen=True)
+class Reconciling:
+    """A paper account with cash, and what the reconciler works with."""
+
+    seeded: Seeded
+    accounts: ExchangeAccounts
+    relay: OutboxRelay
+    subjects: Subjects
+    pool: asyncpg.Pool
+
+    async def once(self, *, batch: int = 500) -> int:
+        """One reconciler pass over legs a minute old or more."""
+        return await reconcile_once(
+            self.pool, self.accounts, self.relay, self.subjects, older_than_seconds=60, batch=batch
+        )
+
+
+@pytest.fixture
+async def reconciling(db_pool: asyncpg.Pool, namespace: str) -> Reconciling:
     seeded = await seed_portfolio(db_pool, weights={"BTC": 50, "USD": 50}, balances={"USD": "100000"})
-    accounts = ExchangeAccounts(db_pool)
     relay = OutboxRelay(cast(Bus, None), db_pool, "executor")  # never flushed here: the outbox is read
+    return Reconciling(seeded, ExchangeAccounts(db_pool), relay, Subjects(namespace), db_pool)
+
+
+async def test_the_reconciler_reports_what_it_resolves_and_looks_at_every_unknown_leg_in_turn(
+    db_pool: asyncpg.Pool, reconciling: Reconciling
+) -> None:
+    seeded, accounts, subjects = reconciling.seeded, reconciling.accounts, reconciling.subjects
 
     async def reconcile() -> int:
-        return await reconcile_once(db_pool, accounts, relay, subjects, older_than_seconds=60, batch=2)
+        return await reconciling.once(batch=2)
 
     # Two legs that never reached the exchange, older than the one that did: a pass looks at two.
     run_id = str(uuid.uuid4())
@@ -128,15 +150,12 @@ async def test_the_reconciler_reports_what_it_resolves_and_looks_at_every_unknow
 
 
 async def test_an_order_still_resting_after_its_run_ended_is_canceled_and_reported(
-    db_pool: asyncpg.Pool, namespace: str
+    db_pool: asyncpg.Pool, reconciling: Reconciling
 ) -> None:
     # A limit buy far below the market rests. While its run is running, the run follows it; once
     # the run has ended (it stopped with the order's outcome unknown), nobody does: the reconciler
     # cancels it, so it cannot fill under a newer run of the portfolio, and reports it.
-    subjects = Subjects(namespace)
-    seeded = await seed_portfolio(db_pool, weights={"BTC": 50, "USD": 50}, balances={"USD": "100000"})
-    accounts = ExchangeAccounts(db_pool)
-    relay = OutboxRelay(cast(Bus, None), db_pool, "executor")
+    seeded, accounts, subjects = reconciling.seeded, reconciling.accounts, reconciling.subjects
     running, ended = str(uuid.uuid4()), str(uuid.uuid4())
     await record_run(db_pool, seeded, running)
     await record_run(db_pool, seeded, ended, status="failed")
@@ -146,7 +165,7 @@ async def test_an_order_still_resting_after_its_run_ended_is_canceled_and_report
             request = OrderRequest("BTC/USD", "buy", Decimal("0.2"), cid, order_type="limit", price=Decimal("100"))
             assert (await exchange.create_order(request)).status == "open"
 
-    assert await reconcile_once(db_pool, accounts, relay, subjects, older_than_seconds=60) == 1
+    assert await reconciling.once() == 1
     assert await states(db_pool, [legs[running]]) == ["sending"]
     assert await states(db_pool, [legs[ended]]) == ["canceled"]
     async with accounts.use(seeded.connection_id) as exchange:
