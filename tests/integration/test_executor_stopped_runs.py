@@ -8,6 +8,7 @@ reconciler. Real PostgreSQL and the paper exchange."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import cast
 
@@ -149,3 +150,27 @@ async def test_a_run_whose_portfolio_is_unclaimed_but_whose_lease_did_not_expire
     stored = await intents.run_intents(db_pool, plan.run_id)
     assert {leg: i.state for leg, i in stored.items()} == {0: "filled", 1: "filled"}
     assert await db_pool.fetchval("SELECT count(*) FROM paper_orders WHERE account = $1", account) == 2
+
+
+async def test_a_plan_arriving_after_its_runs_time_to_trade_places_nothing(
+    db_pool: asyncpg.Pool, namespace: str
+) -> None:
+    # Claimed 15 minutes ago (the plan waited out an outage): past 90 % of the 900 s lease, the
+    # executor sends nothing, on the paper exchange's batch path too, and says why.
+    seeded = await seed_portfolio(
+        db_pool, weights={"BTC": 40, "ETH": 40, "USD": 20}, balances={"BTC": "0.3", "USD": "1000"}
+    )
+    plan = plan_for(valued(seeded.strategy, {"BTC": "0.3", "USD": "1000"}))
+    plan = plan.model_copy(update={"started_at": datetime.now(UTC) - timedelta(seconds=900)})
+    subjects = Subjects(namespace)
+    relay = OutboxRelay(cast(Bus, None), db_pool, "executor")
+    await Executor(db_pool, ExchangeAccounts(db_pool), relay, subjects, lease_seconds=900).execute(plan)
+
+    assert await db_pool.fetchval("SELECT count(*) FROM paper_orders WHERE account = $1", seeded.account) == 0
+    stored = await intents.run_intents(db_pool, plan.run_id)
+    assert {leg: i.state for leg, i in stored.items()} == {0: "failed", 1: "failed"}
+    [payload] = await queued(db_pool, subjects.rebalance_completed, plan.run_id)
+    done = RebalanceCompleted.model_validate_json(payload)
+    assert done.status == "failed" and done.orders_failed == 2 and done.orders_executed == 0
+    [stop] = [e for e in done.errors if e.code == "out_of_time"]
+    assert "past its time to trade (810s of its 900s lease" in stop.message
