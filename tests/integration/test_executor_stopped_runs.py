@@ -3,7 +3,8 @@ delivered again after the scheduler failed its run for its lease (it was being r
 exchange outage) trades nothing more, whether a newer run holds the portfolio already or none does
 yet; its completion reports the legs an earlier attempt finished, records the legs never sent as
 not placed, and names the legs that may be on the exchange, which stay unresolved for the
-reconciler. Real PostgreSQL and the paper exchange."""
+reconciler. A plan arriving after its run's time to trade (90 % of the lease) places nothing
+either. Real PostgreSQL and the paper exchange."""
 
 from __future__ import annotations
 
