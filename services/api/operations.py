@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import nats
 from fastapi import HTTPException
 
@@ -44,6 +45,8 @@ async def create_portfolio(ctx: ApiContext, who: Principal, body: PortfolioCreat
                 ("connectionId", "no such exchange connection" if body.connection_id
                  else "add an exchange connection first (POST /api/v1/connections)")
             )
+        elif not change.values["dry_run"]:
+            problems += await _one_live_portfolio(conn, connection_id, None)
         if problems:
             raise invalid(problems)
         values = {**change.values, "connection_id": connection_id}
@@ -64,12 +67,30 @@ async def update_portfolio(
             conn, change.values["connection_id"]
         ) is None:
             problems.append(("connectionId", "no such exchange connection"))
+        elif change.changed & {"connection_id", "dry_run"} and not change.values["dry_run"]:
+            problems += await _one_live_portfolio(conn, change.values["connection_id"], portfolio_id)
         if problems:
             raise invalid(problems)
         updated = await repo.update_portfolio(conn, portfolio_id, change.values)
         if updated is None:
             raise _not_found(portfolio_id)
         return updated
+
+
+async def _one_live_portfolio(
+    conn: asyncpg.Connection, connection_id: UUID, portfolio_id: UUID | None
+) -> list[tuple[str, str]]:
+    """A portfolio rebalances its whole account: two live ones on one account would each undo the
+    other's trades on every run. The problem to report when another live one is there."""
+    other = await repo.live_portfolio_on(conn, connection_id, portfolio_id)
+    if other is None:
+        return []
+    return [(
+        "connectionId",
+        f"this exchange connection already trades for portfolio {other['name']!r} ({other['id']}): a"
+        " portfolio rebalances the whole account, so an account has one live portfolio; make one of"
+        " them a dry run (dryRun) or connect another account",
+    )]
 
 
 async def get_portfolio(ctx: ApiContext, who: Principal, portfolio_id: UUID) -> dict[str, Any]:

@@ -193,3 +193,35 @@ async def test_sign_up_and_me(api: Api) -> None:
     assert again.status_code == 409
     bad = await api.client.post("/api/v1/users", json={"email": "not-an-email"})
     assert bad.status_code == 422 and bad.json()["fields"] == ["email"]
+
+
+async def test_an_account_has_one_live_portfolio(api: Api) -> None:
+    # A portfolio rebalances its whole exchange account: a second live one on the same account
+    # would undo the first one's trades on every run, and each run would pay the fees both ways.
+    user = await api.user()
+    first = await user.create_portfolio(name="Core")
+    before = await _count(api, "portfolios")
+    for route in ("/api/portfolios/manage", "/api/v1/portfolios"):
+        refused = await user.post(route, {"name": "Second", "targetWeights": {"BTC": 100}})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["fields"] == ["connectionId"]
+        assert "'Core'" in refused.text and first["id"] in refused.text and "dryRun" in refused.text
+    assert await _count(api, "portfolios") == before
+
+    # A dry run on the same account simulates only: allowed, and it cannot go live beside the first.
+    simulated = await user.create_portfolio(name="What if", dryRun=True, targetWeights={"BTC": 100})
+    going_live = await user.put("/api/portfolios/manage", {"id": simulated["id"], "dryRun": False})
+    assert going_live.status_code == 422 and going_live.json()["fields"] == ["connectionId"]
+    assert (await user.get(f"/api/v1/portfolios/{simulated['id']}")).json()["dryRun"] is True
+
+    # Edits that do not make a portfolio live on the account are not refused.
+    renamed = await user.put("/api/portfolios/manage", {"id": first["id"], "name": "Core 2"})
+    assert renamed.status_code == 200, renamed.text
+    # Once the first is a dry run, the other may go live; and another account takes its own.
+    assert (await user.put("/api/portfolios/manage", {"id": first["id"], "dryRun": True})).status_code == 200
+    live = await user.put("/api/portfolios/manage", {"id": simulated["id"], "dryRun": False})
+    assert live.status_code == 200, live.text
+    other = await user.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": "other"})
+    assert other.status_code == 201, other.text
+    elsewhere = await user.create_portfolio(name="Elsewhere", connectionId=other.json()["connection"]["id"])
+    assert elsewhere["dryRun"] is False

@@ -111,6 +111,21 @@ async def connection_for_portfolio(conn: asyncpg.Connection, connection_id: UUID
     return first
 
 
+async def live_portfolio_on(
+    conn: asyncpg.Connection, connection_id: UUID, other_than: UUID | None = None
+) -> asyncpg.Record | None:
+    """Another portfolio trading live (not dry-run) on this connection, if any. The connection's
+    row is locked first, so two requests making portfolios live on one account take turns."""
+    await conn.execute("SELECT 1 FROM exchange_connections WHERE id = $1 FOR UPDATE", connection_id)
+    found: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT id, name FROM portfolios WHERE connection_id = $1 AND NOT dry_run AND id IS DISTINCT FROM $2"
+        " ORDER BY created_at LIMIT 1",
+        connection_id,
+        other_than,
+    )
+    return found
+
+
 async def exchange_of(conn: asyncpg.Connection, connection_id: UUID) -> str:
     exchange_id: str = await conn.fetchval(
         "SELECT exchange_id FROM exchange_connections WHERE id = $1", connection_id
