@@ -192,7 +192,7 @@ class Executor:
             intent = stored.get(order.leg)
             if intent is None:
                 continue  # never stored, so never sent: the run failed before its legs
-            if intent.state in ("sending", "open"):
+            if intent.may_exist:
                 state.unresolved.append(
                     leg_error(
                         order,
@@ -337,8 +337,8 @@ class Executor:
                     self._stop_when_out_of_time(state)
                 intent = legs[order.leg]
                 never_sent = intent.state == "intent" or (intent.state == "sending" and intent.fresh)
-                if state.run_failed is not None and not never_sent and not intent.final:
-                    continue  # may be on the exchange: never recorded as not placed (see _account_for_every_leg)
+                if state.run_failed is not None and intent.may_exist:
+                    continue  # never recorded as not placed: left to _account_for_every_leg
                 if never_sent and exchange is not None and exchange.places_batches:
                     fresh.append((order, amount, intent))
                 else:

@@ -38,6 +38,12 @@ class Intent:
     def final(self) -> bool:
         return self.state in FINAL_STATES
 
+    @property
+    def may_exist(self) -> bool:
+        """A request for this leg may have reached the exchange, and its outcome is not recorded:
+        it is looked up, never sent blind, and never recorded as not placed."""
+        return self.state == "open" or (self.state == "sending" and not self.fresh)
+
 
 # Several runs' intents in one statement: each leg names its run by position in the run arrays.
 ENSURE_INTENTS = """
@@ -274,47 +280,42 @@ async def looked_at(pool: asyncpg.Pool, client_order_ids: list[str]) -> None:
         )
 
 
-RESOLVE_REPORTED = """
-WITH resolved AS (
-    UPDATE order_intents SET state = $2, result = $3::jsonb, exchange_order_id = COALESCE($4, exchange_order_id),
-        updated_at = now()
-    WHERE client_order_id = $1 AND state IN ('sending', 'open')
-    RETURNING 1
-)
+# The state the exchange reports for a leg that may exist; a leg already final is left as it is.
+RESOLVE = """
+UPDATE order_intents SET state = $2, result = $3::jsonb, exchange_order_id = COALESCE($4, exchange_order_id),
+    updated_at = now()
+WHERE client_order_id = $1 AND state IN ('sending', 'open')
+"""
+# The same, with the event that reports the leg, queued only if this statement resolved it (a leg
+# already final was reported by whoever made it so).
+RESOLVE_REPORTED = f"""
+WITH resolved AS ({RESOLVE} RETURNING 1)
 INSERT INTO outbox (producer, subject, message_id, payload)
 SELECT 'executor', $5, $6, $7 FROM resolved
 ON CONFLICT (message_id) DO NOTHING
 """
 
 
-async def resolve_reported(
-    pool: asyncpg.Pool, client_order_id: str, state: str, result: dict[str, Any], report: OutboxMessage
-) -> None:
-    """``resolve`` with the event that reports the leg, atomically: queued only if this call
-    resolved it (a leg already final was reported by whoever made it so)."""
-    await pool.execute(
-        RESOLVE_REPORTED,
-        client_order_id,
-        state,
-        result,
-        result.get("exchange_order_id"),
-        report.subject,
-        report.message_id,
-        report.payload,
-    )
-
-
 async def resolve(
-    pool: asyncpg.Pool, client_order_id: str, state: str, result: dict[str, Any] | None
+    pool: asyncpg.Pool,
+    client_order_id: str,
+    state: str,
+    result: dict[str, Any] | None,
+    report: OutboxMessage | None = None,
 ) -> None:
     """Set the state the exchange reports for a leg that may exist (a resting order, or one the
-    reconciler found); a leg already final is left as it is."""
-    await pool.execute(
-        "UPDATE order_intents SET state = $2, result = $3::jsonb,"
-        " exchange_order_id = COALESCE($4, exchange_order_id), updated_at = now()"
-        " WHERE client_order_id = $1 AND state IN ('sending', 'open')",
-        client_order_id,
-        state,
-        result,
-        (result or {}).get("exchange_order_id"),
-    )
+    reconciler found), and queue ``report``, the event that reports it, in the same statement."""
+    exchange_order_id = (result or {}).get("exchange_order_id")
+    if report is None:
+        await pool.execute(RESOLVE, client_order_id, state, result, exchange_order_id)
+    else:
+        await pool.execute(
+            RESOLVE_REPORTED,
+            client_order_id,
+            state,
+            result,
+            exchange_order_id,
+            report.subject,
+            report.message_id,
+            report.payload,
+        )

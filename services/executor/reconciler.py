@@ -111,7 +111,7 @@ async def reconcile_once(
             continue
         state, report = leg_report(row, found, exchange_id=exchange_id, now=datetime.now(UTC))
         message = OutboxMessage(subjects.orders_reported, report.message_id, report.model_dump_json().encode())
-        await intents.resolve_reported(pool, cid, state, intents.result_json(found), message)
+        await intents.resolve(pool, cid, state, intents.result_json(found), message)
         log.info("reconciler: order %s of run %s resolved as %s", cid, row["run_id"], state)
         resolved += 1
     await intents.looked_at(pool, unanswered)
