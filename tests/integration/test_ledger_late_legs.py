@@ -1,7 +1,8 @@
 """A leg of unknown outcome when its run completed, reported later by the executor's reconciler,
 joins the run's figures in the ledger once, whatever order the completion and the report arrive
 in: counted as executed (or failed), its value and fee added, and its error saying it was found
-after the run. Real PostgreSQL, the ledger's own row building and batch writes."""
+after the run. The late report is the one the reconciler builds; real PostgreSQL, the ledger's own
+row building and batch writes."""
 
 from __future__ import annotations
 
@@ -11,18 +12,11 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from contracts.envelope import Envelope, derived_id
+from contracts.envelope import Envelope
 from contracts.subjects import Subjects
-from contracts.v1 import (
-    Fill,
-    OrderFilled,
-    OrdersReported,
-    PlanCreated,
-    RebalanceCompleted,
-    ReportedOrder,
-    RunError,
-    RunStage,
-)
+from contracts.v1 import OrderFilled, OrdersReported, PlanCreated, RebalanceCompleted, RunError, RunStage
+from services.common.exchanges.port import OrderResult, OrderStatus
+from services.executor.reconciler import leg_report
 from services.ledger.records import Rows
 from services.ledger.store import write_rows
 from tests.component.test_ledger import run_events
@@ -52,50 +46,41 @@ def stopped_run(subjects: Subjects) -> tuple[list[Envelope], OrdersReported, Ord
             "reason": refused.message,
         }
     )
-    stage = {
-        "correlation_id": plan.run_id,
+    # The intent and run row the reconciler reads, and what the exchange says of the leg.
+    client_order_id = f"rb-{plan.run_id[:8]}-{second.leg}"
+    row = {
         "run_id": plan.run_id,
         "portfolio_id": plan.portfolio_id,
         "user_id": plan.user_id,
         "triggered_by": plan.triggered_by,
         "started_at": plan.started_at,
+        "leg": second.leg,
+        "client_order_id": client_order_id,
+        "symbol": second.symbol,
+        "side": second.side,
+        "order_type": "market",
+        "amount": second.amount,
+        "quote_currency": "USD",
+        "prices": {asset: str(price) for asset, price in plan.prices.items()},
     }
 
-    def late(state: str, filled: Decimal) -> OrdersReported:
-        outcome = "filled" if filled else "rejected"
-        cost = filled * second.price
-        order = ReportedOrder(
-            outcome=outcome,
-            event_id=derived_id(plan.run_id, "order", second.leg, state),
-            occurred_at=done.completed_at,
-            dry_run=False,
-            exchange_id="paper",
-            leg=second.leg,
-            client_order_id=f"rb-{plan.run_id[:8]}-{second.leg}",
+    def late(status: OrderStatus, filled: Decimal) -> OrdersReported:
+        found = OrderResult(
+            client_order_id=client_order_id,
+            exchange_order_id="x-2",
             symbol=second.symbol,
             side=second.side,
+            status=status,
             amount=second.amount,
-            fill=Fill(
-                status="closed" if filled else "canceled",
-                filled=filled,
-                average_price=second.price if filled else None,
-                cost=cost,
-                fee=Decimal("1.25") if filled else Decimal(0),
-                fee_currency="USD",
-                value=cost,
-            ),
-            error=None
-            if filled
-            else RunError(stage="executor", code="not_filled", message="ended unfilled", leg=second.leg),
+            filled=filled,
+            average_price=second.price if filled else None,
+            cost=filled * second.price,
+            fee=Decimal("1.25") if filled else Decimal(0),
+            fee_currency="USD",
         )
-        return OrdersReported(
-            message_id=derived_id(plan.run_id, "orders", f"{second.leg}:{outcome}"),
-            **stage,
-            orders=[order],
-            reconciled=True,
-        )
+        return leg_report(row, found, exchange_id="paper", now=done.completed_at)[1]
 
-    return [*events[:3], fill, done], late("filled", second.amount), late("canceled", Decimal(0)), plan
+    return [*events[:3], fill, done], late("closed", second.amount), late("canceled", Decimal(0)), plan
 
 
 async def write(pool: asyncpg.Pool, *batches: Sequence[Envelope]) -> None:
