@@ -122,15 +122,20 @@ async def request_run(ctx: ApiContext, who: Principal, portfolio_id: UUID, dry_r
     """Publish a manual RebalanceRequested; returns its message id. The scheduler claims the
     portfolio atomically, so a request racing an active run is refused there too."""
     async with ctx.tx(who.user_id) as conn:
-        row = await conn.fetchrow("SELECT active_run_id FROM portfolios WHERE id = $1", portfolio_id)
-    if row is None:
-        raise _not_found(portfolio_id)
-    if row["active_run_id"] is not None:
-        raise HTTPException(
-            409,
-            f"portfolio {portfolio_id} already has a rebalance in progress (run {row['active_run_id']});"
-            " try again when it completes",
+        row = await conn.fetchrow(
+            "SELECT active_run_id, connection_id, dry_run FROM portfolios WHERE id = $1", portfolio_id
         )
+        if row is None:
+            raise _not_found(portfolio_id)
+        if row["active_run_id"] is not None:
+            raise HTTPException(
+                409,
+                f"portfolio {portfolio_id} already has a rebalance in progress (run {row['active_run_id']});"
+                " try again when it completes",
+            )
+        live = dry_run is False or (dry_run is None and not row["dry_run"])
+        if live:
+            await _account_free_for_live_run(conn, row["connection_id"], portfolio_id, row["dry_run"])
     message = RebalanceRequested(
         correlation_id=new_id(),
         portfolio_id=str(portfolio_id),
@@ -140,6 +145,30 @@ async def request_run(ctx: ApiContext, who: Principal, portfolio_id: UUID, dry_r
     )
     await _publish(ctx, ctx.bus.subjects.rebalance_request, message)
     return message.message_id
+
+
+async def _account_free_for_live_run(
+    conn: asyncpg.Connection, connection_id: UUID, portfolio_id: UUID, is_dry_run: bool
+) -> None:
+    """A live run trades the whole account: a dry-run portfolio may not trade live beside the
+    account's live portfolio (422), and no live run starts while another trades the account (409;
+    the scheduler refuses it too, this answers at once)."""
+    if is_dry_run:
+        other = await repo.live_portfolio_on(conn, connection_id, portfolio_id)
+        if other is not None:
+            raise invalid([(
+                "dryRun",
+                f"this portfolio's exchange account trades for portfolio {other['name']!r} ({other['id']}):"
+                " a live run of this dry-run portfolio would undo that portfolio's allocation; trigger"
+                " it as a dry run, or connect another account",
+            )])
+    busy = await repo.live_run_on(conn, connection_id, portfolio_id)
+    if busy is not None:
+        raise HTTPException(
+            409,
+            f"this portfolio's exchange account is being rebalanced live for portfolio {busy['name']!r}"
+            f" (run {busy['active_run_id']}); one live run per account at a time, try again when it completes",
+        )
 
 
 async def control_scheduler(ctx: ApiContext, command: SchedulerCommand) -> str:

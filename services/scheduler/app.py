@@ -12,8 +12,9 @@ from faststream import FastStream
 from contracts.v1.messages import RebalanceCompleted, RebalanceRequested, SchedulerControl
 from services.common.bus import Incoming, OutboxRelay
 from services.common.runtime import Runtime
+from services.scheduler import repository as repo
 from services.scheduler.clock import Clock, SystemClock
-from services.scheduler.context import SchedulerContext
+from services.scheduler.context import SchedulerContext, log
 from services.scheduler.handlers import handle_completions, handle_control, handle_requests
 from services.scheduler.loop import CheckLoop
 from services.scheduler.settings import SchedulerSettings
@@ -32,6 +33,18 @@ class SchedulerService:
         return self.loop.ctx
 
 
+async def warn_of_shared_accounts(ctx: SchedulerContext) -> None:
+    """Name accounts that have several live portfolios: each rebalances the whole account, so they
+    undo each other's trades. They keep running, one at a time; the user should choose one."""
+    for row in await repo.shared_live_accounts(ctx.pool):
+        log.warning(
+            "[Scheduler] Exchange connection %s has %d live portfolios (%s): each rebalances the whole"
+            " account, so they undo each other's trades and pay the fees both ways. They run one at a"
+            " time; make all but one a dry run, or move them to their own accounts",
+            row["connection_id"], len(row["portfolios"]), ", ".join(row["portfolios"]),
+        )
+
+
 def build(
     settings: SchedulerSettings | None = None, clock: Clock | None = None
 ) -> tuple[FastStream, SchedulerService]:
@@ -47,6 +60,7 @@ def build(
     async def _context() -> None:
         ctx = SchedulerContext(runtime.pool, relay, settings, clock or SystemClock(), replica)
         service.loop = CheckLoop(ctx)
+        await warn_of_shared_accounts(ctx)
 
     @runtime.loop
     async def _check_loop(stop: asyncio.Event) -> None:

@@ -81,16 +81,31 @@ async def emit_claimed(
     return started
 
 
-async def claim_due_batch(ctx: SchedulerContext, now: datetime) -> int:
-    """Claim up to one batch; returns how many rows were claimed (started or failed at once)."""
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        rows = await repo.claim_due(conn, now, ctx.lease, ctx.batch, ctx.dry_run_mode)
-        runs = await emit_claimed(ctx, conn, rows, now)
+# A claim voided by another replica's live run on the same account is tried again at once (the
+# retry skips that account); each retry follows a claim that committed, so this is a bound, not a wait.
+CLAIM_ATTEMPTS = 5
+
+
+async def claim_due_batch(ctx: SchedulerContext, now: datetime) -> tuple[int, int]:
+    """Claim up to one batch; returns how many rows were claimed (started or failed at once) and
+    how many due rows were examined (fewer than a batch: no more are due)."""
+    for _ in range(CLAIM_ATTEMPTS):
+        try:
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                due = await repo.claim_due(conn, now, ctx.lease, ctx.batch, ctx.dry_run_mode)
+                runs = await emit_claimed(ctx, conn, due.rows, now)
+            break
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != repo.ONE_LIVE_RUN_PER_ACCOUNT:
+                raise
+            log.info("[Scheduler] Another replica started a live run on an account of this batch; claiming again")
+    else:
+        return 0, 0  # the next check tries again
     crash_point("scheduler.after_claim")
     for run in runs:
         with run_context(run.run_id):
             log.info("[Scheduler] Rebalancing portfolio: %s (%s)", run.name, run.portfolio_id)
-    return len(rows)
+    return len(due.rows), due.examined
 
 
 async def expire_leases(ctx: SchedulerContext, now: datetime) -> int:
@@ -165,13 +180,13 @@ async def check_once(ctx: SchedulerContext, now: datetime | None = None) -> Chec
     claim_s = publish_s = 0.0
     while True:
         t0 = time.perf_counter()
-        batch_claimed = await claim_due_batch(ctx, now)
+        batch_claimed, examined = await claim_due_batch(ctx, now)
         t1 = time.perf_counter()
         await ctx.flush_outbox()
         claim_s += t1 - t0
         publish_s += time.perf_counter() - t1
         claimed += batch_claimed
-        if batch_claimed < ctx.batch:
+        if examined < ctx.batch:
             break
     if expired:
         await ctx.flush_outbox()

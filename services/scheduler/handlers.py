@@ -10,6 +10,9 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from datetime import datetime
+
+import asyncpg
 
 from contracts.v1.messages import RebalanceCompleted, RebalanceRequested, SchedulerControl
 from services.common import db, metrics
@@ -45,27 +48,12 @@ async def handle_requests(ctx: SchedulerContext, batch: list[Incoming[RebalanceR
             portfolio_id = _uuid_or_none(request.portfolio_id)
             row = None
             if portfolio_id is not None:
-                row = await repo.claim_one(
-                    conn,
-                    portfolio_id,
-                    now,
-                    ctx.lease,
-                    request.triggered_by,
-                    request.dry_run,
-                    ctx.dry_run_mode,
-                    # The API may choose the run id (the request's correlation id) to answer with it.
-                    run_id=_uuid_or_none(request.correlation_id),
-                )
+                row = await _claim_requested(ctx, conn, request, portfolio_id, now)
             if row is not None:
                 started.extend(await emit_claimed(ctx, conn, [row], now))
                 continue
             current = await repo.portfolio_claim(conn, portfolio_id) if portfolio_id else None
-            if current is None:
-                reason = f"portfolio {request.portfolio_id} not found"
-                active = None
-            else:
-                active = repo.as_text(current["active_run_id"])
-                reason = f"portfolio {current['name']} already has an active run ({active}); not queued twice"
+            active, reason = _refusal(request, current)
             await repo.record_refusal(
                 conn,
                 message_id=request.message_id,
@@ -84,6 +72,49 @@ async def handle_requests(ctx: SchedulerContext, batch: list[Incoming[RebalanceR
     for active, reason in refused:
         with run_context(active):
             log.warning("[Scheduler] Manual trigger refused: %s", reason)
+
+
+async def _claim_requested(
+    ctx: SchedulerContext, conn: asyncpg.Connection, request: RebalanceRequested, portfolio_id: str, now: datetime
+) -> asyncpg.Record | None:
+    """Claim the requested portfolio, or None when it has a run, or the run would be live and its
+    account has one. A savepoint keeps the batch's transaction when another replica's live claim
+    on the account wins the race (the unique index refuses the later one)."""
+    try:
+        async with conn.transaction():
+            return await repo.claim_one(
+                conn,
+                portfolio_id,
+                now,
+                ctx.lease,
+                request.triggered_by,
+                request.dry_run,
+                ctx.dry_run_mode,
+                # The API may choose the run id (the request's correlation id) to answer with it.
+                run_id=_uuid_or_none(request.correlation_id),
+            )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != repo.ONE_LIVE_RUN_PER_ACCOUNT:
+            raise
+        return None
+
+
+def _refusal(request: RebalanceRequested, current: asyncpg.Record | None) -> tuple[str | None, str]:
+    """The run that stands in the way (if any) and why a manual trigger was refused."""
+    if current is None:
+        return None, f"portfolio {request.portfolio_id} not found"
+    if current["active_run_id"] is not None:
+        active = repo.as_text(current["active_run_id"])
+        return active, f"portfolio {current['name']} already has an active run ({active}); not queued twice"
+    if current["account_run_id"] is not None:
+        active = repo.as_text(current["account_run_id"])
+        return active, (
+            f"portfolio {current['name']}'s exchange account is being rebalanced live for portfolio"
+            f" {current['account_run_portfolio']} (run {active}); one live run per account at a time,"
+            " trigger again when it completes"
+        )
+    # The claim found neither: the racing run has completed since. Triggering again will do.
+    return None, f"portfolio {current['name']}'s exchange account was busy with another live run; trigger again"
 
 
 async def handle_completions(ctx: SchedulerContext, batch: list[Incoming[RebalanceCompleted]]) -> None:

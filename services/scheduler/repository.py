@@ -24,29 +24,52 @@ _CLAIM_RETURNING = """
     p.active_run_dry_run, due.due_at
 """
 
+ONE_LIVE_RUN_PER_ACCOUNT = "portfolios_one_live_run_per_connection"  # migration 010's unique index
+
+# One live run per exchange account at a time (migration 010's unique index backs this up when two
+# replicas claim for one account at once): a live run valued while another trades the same account
+# would plan against half-traded balances and trade part of the same drift again.
+_ACCOUNT_HAS_LIVE_RUN = """EXISTS (
+        SELECT 1 FROM portfolios o
+        WHERE o.connection_id = p.connection_id AND o.active_run_id IS NOT NULL AND NOT o.active_run_dry_run)"""
+
 # Scheduled claims: the due rows in due order, locked without waiting on other replicas' locks.
-# The trigger and dry-run rules mirror runs.trigger_of / runs.effective_dry_run.
+# A live row of an account with a live run waits for it; of two live rows of one account in a
+# batch, the one due first is claimed and the other waits. ``examined`` (rows locked) tells the
+# check whether more due rows may follow. The trigger and dry-run rules mirror runs.trigger_of /
+# runs.effective_dry_run.
 CLAIM_DUE_SQL = f"""
 WITH due AS (
-    SELECT id, next_rebalance_at AS due_at FROM portfolios
-    WHERE rebalance_enabled AND active_run_id IS NULL AND next_rebalance_at <= $1
-    ORDER BY next_rebalance_at
+    SELECT p.id, p.connection_id, p.next_rebalance_at AS due_at, p.dry_run OR $4 AS dry
+    FROM portfolios p
+    WHERE p.rebalance_enabled AND p.active_run_id IS NULL AND p.next_rebalance_at <= $1
+      AND (p.dry_run OR $4 OR NOT {_ACCOUNT_HAS_LIVE_RUN})
+    ORDER BY p.next_rebalance_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED
+), chosen AS (
+    SELECT id, due_at FROM (
+        SELECT id, due_at, dry, row_number() OVER (PARTITION BY connection_id, dry ORDER BY due_at, id) AS nth
+        FROM due
+    ) ranked
+    WHERE dry OR nth = 1
+), claimed AS (
+    UPDATE portfolios p
+    SET active_run_id = gen_random_uuid(),
+        lease_expires_at = $1 + $2::interval,
+        active_run_started_at = $1,
+        active_run_trigger = CASE WHEN p.rebalance_interval = 'threshold' THEN 'threshold' ELSE 'scheduler' END,
+        active_run_dry_run = p.dry_run OR $4
+    FROM chosen AS due, exchange_connections c
+    WHERE p.id = due.id AND c.id = p.connection_id
+    RETURNING {_CLAIM_RETURNING}
 )
-UPDATE portfolios p
-SET active_run_id = gen_random_uuid(),
-    lease_expires_at = $1 + $2::interval,
-    active_run_started_at = $1,
-    active_run_trigger = CASE WHEN p.rebalance_interval = 'threshold' THEN 'threshold' ELSE 'scheduler' END,
-    active_run_dry_run = p.dry_run OR $4
-FROM due, exchange_connections c
-WHERE p.id = due.id AND c.id = p.connection_id
-RETURNING {_CLAIM_RETURNING}
+SELECT claimed.*, (SELECT count(*) FROM due) AS examined FROM claimed
 """
 
-# A manual claim: the check (no active run) and the claim are one statement, so two requests
-# racing for one portfolio cannot both win. Enabled or not: a manual trigger runs either.
+# A manual claim: the checks (no active run; for a live run, none on the account either) and the
+# claim are one statement, so two requests racing for one portfolio cannot both win. Enabled or
+# not: a manual trigger runs either.
 CLAIM_ONE_SQL = f"""
 WITH due AS (SELECT $1::uuid AS id, $2::timestamptz AS due_at)
 UPDATE portfolios p
@@ -57,6 +80,7 @@ SET active_run_id = COALESCE($7::uuid, gen_random_uuid()),
     active_run_dry_run = COALESCE($5, p.dry_run) OR $6
 FROM due, exchange_connections c
 WHERE p.id = due.id AND p.active_run_id IS NULL AND c.id = p.connection_id
+  AND (COALESCE($5, p.dry_run) OR $6 OR NOT {_ACCOUNT_HAS_LIVE_RUN})
 RETURNING {_CLAIM_RETURNING}
 """
 
@@ -66,11 +90,20 @@ _SCHEDULE_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class DueClaims:
+    rows: list[asyncpg.Record]  # the claimed rows
+    examined: int  # due rows locked; fewer than the batch means no more were due
+
+
 async def claim_due(
     conn: asyncpg.Connection, now: datetime, lease: timedelta, batch: int, forced_dry_run: bool
-) -> list[asyncpg.Record]:
+) -> DueClaims:
+    """Claim up to ``batch`` due rows. A unique violation (asyncpg.UniqueViolationError) means
+    another replica claimed a live run on one of these accounts first: the caller's transaction
+    is void, and claiming again skips that account."""
     rows: list[asyncpg.Record] = await conn.fetch(CLAIM_DUE_SQL, now, lease, batch, forced_dry_run)
-    return rows
+    return DueClaims(rows, int(rows[0]["examined"]) if rows else 0)
 
 
 async def claim_one(
@@ -90,12 +123,26 @@ async def claim_one(
 
 
 async def portfolio_claim(conn: asyncpg.Connection, portfolio_id: str) -> asyncpg.Record | None:
-    """The portfolio's current claim (to explain a refused trigger), or None when it is unknown."""
+    """The portfolio's current claim and the live run active on its account, if any (to explain a
+    refused trigger), or None when the portfolio is unknown."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT id, user_id, name, active_run_id, active_run_started_at FROM portfolios WHERE id = $1",
+        "SELECT p.id, p.user_id, p.name, p.active_run_id, p.active_run_started_at,"
+        " o.name AS account_run_portfolio, o.active_run_id AS account_run_id"
+        " FROM portfolios p LEFT JOIN portfolios o ON o.connection_id = p.connection_id AND o.id <> p.id"
+        "  AND o.active_run_id IS NOT NULL AND NOT o.active_run_dry_run"
+        " WHERE p.id = $1",
         portfolio_id,
     )
     return row
+
+
+async def shared_live_accounts(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+    """Exchange connections with more than one live portfolio (made before the API refused them)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT connection_id, array_agg(name || ' (' || id || ')' ORDER BY created_at) AS portfolios"
+        " FROM portfolios WHERE NOT dry_run GROUP BY connection_id HAVING count(*) > 1 ORDER BY connection_id"
+    )
+    return rows
 
 
 async def lock_for_completion(conn: asyncpg.Connection, portfolio_ids: Sequence[str]) -> list[asyncpg.Record]:

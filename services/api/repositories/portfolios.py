@@ -126,6 +126,17 @@ async def live_portfolio_on(
     return found
 
 
+async def live_run_on(conn: asyncpg.Connection, connection_id: UUID, other_than: UUID) -> asyncpg.Record | None:
+    """Another portfolio's live run active on this connection, if any."""
+    found: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT id, name, active_run_id FROM portfolios WHERE connection_id = $1 AND id <> $2"
+        " AND active_run_id IS NOT NULL AND NOT active_run_dry_run",
+        connection_id,
+        other_than,
+    )
+    return found
+
+
 async def exchange_of(conn: asyncpg.Connection, connection_id: UUID) -> str:
     exchange_id: str = await conn.fetchval(
         "SELECT exchange_id FROM exchange_connections WHERE id = $1", connection_id
