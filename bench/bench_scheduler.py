@@ -33,13 +33,19 @@ from services.scheduler.settings import SchedulerSettings
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 
+# Each portfolio on its own paper account: an account has one live run at a time.
 FILL_SQL = """
+WITH accounts AS (
+    INSERT INTO exchange_connections (user_id, exchange_id, paper_account)
+    SELECT $1, 'paper', i::text FROM generate_series(1, $3) AS i
+    RETURNING id, paper_account::int AS i
+)
 INSERT INTO portfolios (user_id, connection_id, name, target_weights, rebalance_enabled,
                         rebalance_interval, created_at, next_rebalance_at)
-SELECT $1, $2, 'bench ' || i, '{"BTC": "60", "ETH": "40"}'::jsonb, true, 'daily', $3::timestamptz,
-       CASE WHEN i % 100 = 0 THEN $3::timestamptz - (i % 3600) * interval '1 second'
-            ELSE $3::timestamptz + (1 + i % 86400) * interval '1 second' END
-FROM generate_series(1, $4) AS i
+SELECT $1, id, 'bench ' || i, '{"BTC": "60", "ETH": "40"}'::jsonb, true, 'daily', $2::timestamptz,
+       CASE WHEN i % 100 = 0 THEN $2::timestamptz - (i % 3600) * interval '1 second'
+            ELSE $2::timestamptz + (1 + i % 86400) * interval '1 second' END
+FROM accounts
 """
 
 DUE_QUERY = (
@@ -66,11 +72,10 @@ async def bench_size(admin_dsn: str, nats_url: str, size: int, batch: int) -> No
         await apply_migrations(dsn)
         pool = await db.create_pool(dsn, min_size=1, max_size=4)
         user = await pool.fetchval("INSERT INTO users (email) VALUES ('bench@example.test') RETURNING id")
-        conn_id = await pool.fetchval(
-            "INSERT INTO exchange_connections (user_id, exchange_id) VALUES ($1, 'paper') RETURNING id", user)
         t0 = time.perf_counter()
-        await pool.execute(FILL_SQL, user, conn_id, NOW, size, timeout=600)
+        await pool.execute(FILL_SQL, user, NOW, size, timeout=600)
         await pool.execute("ANALYZE portfolios")
+        await pool.execute("ANALYZE exchange_connections")
         fill_s = time.perf_counter() - t0
         due = await pool.fetchval("SELECT count(*) FROM portfolios WHERE next_rebalance_at <= $1", NOW)
 

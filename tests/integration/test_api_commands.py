@@ -61,6 +61,45 @@ async def test_trigger_refuses_active_run_and_unknown_portfolio(api: Api) -> Non
     assert missing.status_code == 404
 
 
+async def test_a_live_trigger_needs_the_exchange_account_to_itself(api: Api) -> None:
+    # A run values and trades the whole account: a dry-run portfolio is not triggered live beside the
+    # account's live portfolio (422 naming dryRun), and no live run starts while another trades the
+    # account (409). Neither publishes anything; a dry-run trigger is accepted either way.
+    user = await api.user()
+    core = await user.create_portfolio(name="Core")
+    simulated = await user.create_portfolio(name="What if", dryRun=True, targetWeights={"BTC": 100})
+    subject = api.settings.subjects.rebalance_request
+    accepted = await user.post(f"/api/v1/portfolios/{simulated['id']}/trigger", {"dryRun": True})
+    assert accepted.status_code == 202, accepted.text
+    last = await _last_on_stream(api, subject)
+
+    for route, body in ((f"/api/v1/portfolios/{simulated['id']}/trigger", {"dryRun": False}),
+                        ("/api/scheduler/trigger", {"portfolioId": simulated["id"], "dryRun": False})):
+        refused = await user.post(route, body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["fields"] == ["dryRun"] and "'Core'" in refused.text and core["id"] in refused.text
+    assert await _last_on_stream(api, subject) == last
+
+    # The account's live portfolio runs; a second live portfolio on it (made before the API refused
+    # them) waits for it, while a dry run of it may start.
+    run_id = uuid.uuid4()
+    await api.pool.execute(
+        "UPDATE portfolios SET active_run_id = $1, active_run_dry_run = false WHERE id = $2",
+        run_id,
+        uuid.UUID(core["id"]),
+    )
+    await api.pool.execute("UPDATE portfolios SET dry_run = false WHERE id = $1", uuid.UUID(simulated["id"]))
+    busy = await user.post(f"/api/v1/portfolios/{simulated['id']}/trigger")
+    assert busy.status_code == 409, busy.text
+    assert "'Core'" in busy.text and str(run_id) in busy.text and "one live run per account" in busy.text
+    assert await _last_on_stream(api, subject) == last
+    dry = await user.post(f"/api/v1/portfolios/{simulated['id']}/trigger", {"dryRun": True})
+    assert dry.status_code == 202, dry.text
+    # A dry run of the live portfolio in progress does not hold the account.
+    await api.pool.execute("UPDATE portfolios SET active_run_dry_run = true WHERE id = $1", uuid.UUID(core["id"]))
+    assert (await user.post(f"/api/v1/portfolios/{simulated['id']}/trigger")).status_code == 202
+
+
 async def test_scheduler_control_needs_admin_and_publishes(api: Api) -> None:
     user = await api.user()
     forbidden = await user.post("/api/scheduler", {"action": "stop"})

@@ -88,3 +88,39 @@ async def test_fills_logged_before_the_feed_read_trades_are_shown_once(empty_dat
         ("order_filled", "Order executed successfully: buy 2 SOL at 50.5 USD"),
     ]
     assert len({f["id"] for f in feed}) == len(feed)
+
+
+async def test_the_one_live_run_per_account_index_waits_for_two_live_runs_to_end(empty_database_url: str) -> None:
+    """Migration 010 cannot build its unique index while two live runs trade one account: it says
+    so, changes nothing, and applies once one of them has ended."""
+    versions = [p.stem for p in migration_files()]
+    assert await apply_migrations(empty_database_url, through="009_expired_runs") == versions[:9]
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        user = await conn.fetchval("INSERT INTO users (email) VALUES ('two@example.test') RETURNING id")
+        account = await conn.fetchval(
+            "INSERT INTO exchange_connections (user_id, exchange_id) VALUES ($1, 'paper') RETURNING id", user
+        )
+        ids = [
+            await conn.fetchval(
+                "INSERT INTO portfolios (user_id, connection_id, name, target_weights, active_run_id,"
+                " active_run_dry_run) VALUES ($1, $2, $3, '{\"BTC\": \"100\"}', gen_random_uuid(), false)"
+                " RETURNING id",
+                user, account, name,
+            )
+            for name in ("One", "Two")
+        ]
+        with pytest.raises(asyncpg.RaiseError, match=f"exchange connection {account} has two live runs"):
+            await apply_migrations(empty_database_url)
+        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == "009_expired_runs"
+        await conn.execute(
+            "UPDATE portfolios SET active_run_id = NULL, active_run_dry_run = NULL WHERE id = $1", ids[1]
+        )
+        assert await apply_migrations(empty_database_url) == versions[9:]
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                "UPDATE portfolios SET active_run_id = gen_random_uuid(), active_run_dry_run = false WHERE id = $1",
+                ids[1],
+            )
+    finally:
+        await conn.close()

@@ -79,7 +79,7 @@ async def stream(nats_url: str, database_url: str, namespace: str) -> AsyncItera
 
 @pytest.fixture
 async def owner(db_pool: asyncpg.Pool) -> AsyncIterator[SimpleNamespace]:
-    """A user with a paper connection; their portfolios are deleted afterwards."""
+    """A user with a paper connection; their portfolios and connections are deleted afterwards."""
     user_id = await db_pool.fetchval(
         "INSERT INTO users (email) VALUES ($1) RETURNING id", f"{uuid.uuid4().hex}@example.test"
     )
@@ -93,12 +93,20 @@ async def owner(db_pool: asyncpg.Pool) -> AsyncIterator[SimpleNamespace]:
 
 async def add_portfolio(pool: asyncpg.Pool, owner: SimpleNamespace, *, interval: str = "daily",
                         cron: str | None = None, created: datetime = T0, enabled: bool = True,
-                        name: str = "My Portfolio", dry_run: bool = False) -> str:
+                        name: str = "My Portfolio", dry_run: bool = False,
+                        connection_id: uuid.UUID | None = None) -> str:
+    """A portfolio on its own paper account (one live run per account at a time), or on
+    ``connection_id``."""
+    if connection_id is None:
+        connection_id = await pool.fetchval(
+            "INSERT INTO exchange_connections (user_id, exchange_id) VALUES ($1, 'paper') RETURNING id",
+            owner.user_id,
+        )
     pid = await pool.fetchval(
         "INSERT INTO portfolios (user_id, connection_id, name, target_weights, rebalance_enabled,"
         " rebalance_interval, cron, created_at, next_rebalance_at, dry_run)"
         " VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $7, $8, $8, $9) RETURNING id",
-        owner.user_id, owner.connection_id, name, json.dumps({"BTC": "60", "ETH": "30", "USDC": "10"}),
+        owner.user_id, connection_id, name, json.dumps({"BTC": "60", "ETH": "30", "USDC": "10"}),
         enabled, interval, cron, created, dry_run,
     )
     return str(pid)

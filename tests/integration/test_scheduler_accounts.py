@@ -1,0 +1,173 @@
+"""One live run per exchange account at a time, on real PostgreSQL and NATS JetStream.
+
+A portfolio values and rebalances its whole account, so a live run valued while another live run
+trades the same account would plan against half-traded balances and trade part of the same drift
+again. Accounts can hold several portfolios: dry runs, and live ones made before the API refused a
+second. The clock is injected; times are in 2024, as in ``test_scheduler``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from contracts.v1.messages import RebalanceRequested
+from services.scheduler import check, handlers
+from services.scheduler import repository as repo
+from services.scheduler.app import warn_of_shared_accounts
+from services.scheduler.clock import ManualClock
+from tests.integration.test_scheduler import (  # noqa: F401
+    T0,
+    Replica,
+    active_runs,
+    add_portfolio,
+    completion,
+    due_events,
+    incoming,
+    owner,
+    stream,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def new_account(pool: asyncpg.Pool, owner) -> uuid.UUID:  # noqa: F811
+    account: uuid.UUID = await pool.fetchval(
+        "INSERT INTO exchange_connections (user_id, exchange_id) VALUES ($1, 'paper') RETURNING id", owner.user_id
+    )
+    return account
+
+
+async def refusal(pool: asyncpg.Pool, request: RebalanceRequested) -> asyncpg.Record:
+    row: asyncpg.Record = await pool.fetchrow(
+        "SELECT run_id, description FROM activity_log WHERE message_id = $1 AND event_type = 'trigger_refused'",
+        request.message_id,
+    )
+    assert row is not None, f"request {request.message_id} was not refused"
+    return row
+
+
+async def wait_for_a_lock_wait(pool: asyncpg.Pool) -> None:
+    """Until some statement waits on a row or transaction lock (the claim on the unique index)."""
+    for _ in range(200):
+        if await pool.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no statement waited on the uncommitted claim")
+
+
+async def test_an_account_has_one_live_run_at_a_time(stream, owner, db_pool):  # noqa: F811
+    shared = await new_account(db_pool, owner)
+    at = T0 - timedelta(minutes=10)
+    first = await add_portfolio(db_pool, owner, name="First", connection_id=shared, created=at)
+    second = await add_portfolio(db_pool, owner, name="Second", connection_id=shared,
+                                 created=at + timedelta(minutes=1))
+    simulated = await add_portfolio(db_pool, owner, name="Simulated", connection_id=shared, dry_run=True,
+                                    created=at - timedelta(minutes=1))
+    by_hand = await add_portfolio(db_pool, owner, name="By hand", connection_id=shared, dry_run=True,
+                                  enabled=False)
+    # Five more on their own accounts: with batches of 4, the first batch holds both live rows of
+    # the shared account, so the check must go on after a batch that claimed fewer than it locked.
+    alone = [await add_portfolio(db_pool, owner, name=f"Alone {i}") for i in range(5)]
+    clock = ManualClock(T0)
+    async with Replica(stream, clock, "r1") as ctx:
+        report = await check.check_once(ctx)
+        assert report.found == 8 and report.claimed == 7
+        active = {str(r["id"]): r for r in await active_runs(db_pool, [first, second, simulated, *alone])}
+        assert set(active) == {first, simulated, *alone}  # the dry run shares the account
+        held = await db_pool.fetchrow("SELECT next_rebalance_at FROM portfolios WHERE id = $1", second)
+        assert held["next_rebalance_at"] == at + timedelta(minutes=1)  # still due, not skipped
+
+        # Checks while the first runs leave the second due; a live trigger of it is refused, and a
+        # dry-run portfolio triggered live as well. The same portfolio triggered as a dry run runs.
+        assert (await check.check_once(ctx)).claimed == 0
+        live_second = RebalanceRequested(correlation_id=str(uuid.uuid4()), portfolio_id=second)
+        live_by_hand = RebalanceRequested(correlation_id=str(uuid.uuid4()), portfolio_id=by_hand, dry_run=False)
+        dry_by_hand = RebalanceRequested(correlation_id=str(uuid.uuid4()), portfolio_id=by_hand)
+        await handlers.handle_requests(ctx, [incoming(live_second), incoming(live_by_hand)])
+        for request, name in ((live_second, "Second"), (live_by_hand, "By hand")):
+            refused = await refusal(db_pool, request)
+            assert str(refused["run_id"]) == str(active[first]["active_run_id"])
+            assert f"portfolio {name}'s exchange account is being rebalanced live for portfolio First" in (
+                refused["description"])
+        assert await active_runs(db_pool, [second, by_hand]) == []
+        await handlers.handle_requests(ctx, [incoming(dry_by_hand)])
+        [dry] = await active_runs(db_pool, [by_hand])
+        assert str(dry["active_run_id"]) == dry_by_hand.correlation_id
+
+        # Once the first completes, the next check claims the second.
+        clock.advance(timedelta(minutes=3))
+        run = active[first]
+        await handlers.handle_completions(ctx, [incoming(completion(
+            str(run["active_run_id"]), first, str(owner.user_id), run["active_run_started_at"], clock.now()))])
+        assert (await check.check_once(ctx)).claimed == 1
+        [now_second] = await active_runs(db_pool, [second])
+    events = {e.run_id: e for e in await due_events(stream)}
+    assert str(now_second["active_run_id"]) in events
+    assert sorted(e.portfolio_id for e in events.values()) == sorted(
+        [first, simulated, *alone, by_hand, second])
+    assert events[dry_by_hand.correlation_id].strategy.dry_run is True
+
+
+@pytest.mark.parametrize("path", ["scheduled", "manual"])
+async def test_a_claim_racing_another_replicas_live_claim_on_the_account_does_not_start_a_second(
+    stream, owner, db_pool, database_url, path  # noqa: F811
+):
+    """Replica B locks the second portfolio while replica A's claim of the first (same account) is
+    not committed yet, so B's check cannot see it: migration 010's unique index makes B wait, then
+    refuses B's claim; B claims again, without the busy account, and its other claims stand."""
+    shared = await new_account(db_pool, owner)
+    enabled = path == "scheduled"
+    first = await add_portfolio(db_pool, owner, name="First", connection_id=shared, enabled=False)
+    second = await add_portfolio(db_pool, owner, name="Second", connection_id=shared, enabled=enabled)
+    other = await add_portfolio(db_pool, owner, name="Other", enabled=enabled)
+    clock = ManualClock(T0)
+    a = await asyncpg.connect(database_url)
+    try:
+        async with Replica(stream, clock, "r2") as b:
+            tx = a.transaction()
+            await tx.start()
+            claimed_first = await repo.claim_one(a, first, T0, b.lease, "manual", None, False)
+            assert claimed_first is not None
+            requests = [RebalanceRequested(correlation_id=str(uuid.uuid4()), portfolio_id=p) for p in (second, other)]
+            racing = asyncio.create_task(
+                check.claim_due_batch(b, T0) if enabled
+                else handlers.handle_requests(b, [incoming(r) for r in requests])
+            )
+            await wait_for_a_lock_wait(db_pool)
+            assert not racing.done()
+            await tx.commit()
+            result = await asyncio.wait_for(racing, 30)
+            if enabled:
+                assert result == (1, 1)  # the retry locked and claimed the other only
+                await b.flush_outbox()
+            else:
+                refused = await refusal(db_pool, requests[0])
+                assert str(refused["run_id"]) == str(claimed_first["active_run_id"])
+                assert "being rebalanced live for portfolio First" in refused["description"]
+    finally:
+        await a.close()
+    active = {str(r["id"]): r["active_run_id"] for r in await active_runs(db_pool, [first, second, other])}
+    assert set(active) == {first, other}
+    assert active[first] == claimed_first["active_run_id"]
+    assert [e.portfolio_id for e in await due_events(stream)] == [other]
+
+
+async def test_startup_names_accounts_with_several_live_portfolios(stream, owner, db_pool, caplog):  # noqa: F811
+    shared, mixed = await new_account(db_pool, owner), await new_account(db_pool, owner)
+    one = await add_portfolio(db_pool, owner, name="One", connection_id=shared)
+    two = await add_portfolio(db_pool, owner, name="Two", connection_id=shared)
+    await add_portfolio(db_pool, owner, name="Live", connection_id=mixed)
+    await add_portfolio(db_pool, owner, name="Simulated", connection_id=mixed, dry_run=True)
+    async with Replica(stream, ManualClock(T0), "r1") as ctx:
+        with caplog.at_level(logging.WARNING, logger="services.scheduler"):
+            await warn_of_shared_accounts(ctx)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    [line] = [w for w in warnings if str(shared) in w]
+    assert f"has 2 live portfolios (One ({one}), Two ({two}))" in line and "dry run" in line
+    assert not [w for w in warnings if str(mixed) in w]
