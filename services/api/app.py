@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
+from services.api.connection_refs import name_accounts
 from services.api.context import ApiContext
 from services.api.errors import install_error_handlers
 from services.api.routers import connections, legacy, ops, portfolios, reports, users
@@ -52,9 +53,9 @@ def create_app(settings: ApiSettings | None = None, *, secret_box: SecretBox | N
         try:
             await ensure_stream(settings)
             await bus.broker.start()
-            app.state.ctx = ApiContext(
-                settings=settings, pool=pool, bus=bus, secret_box=secret_box or _secret_box_from_env()
-            )
+            box = secret_box or _secret_box_from_env()
+            app.state.ctx = ApiContext(settings=settings, pool=pool, bus=bus, secret_box=box)
+            await name_accounts(pool, box)
             yield
         finally:
             await bus.broker.stop()

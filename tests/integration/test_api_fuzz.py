@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from tests.integration.test_api_harness import api_fixture  # noqa: F401
+from tests.integration.test_api_harness import api_fixture, paper_account  # noqa: F401
 from tests.integration.test_cli import api_url  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ async def test_openapi_fuzz_finds_no_server_error(api_url: str, database_url: st
     headers = {"Authorization": f"Bearer {token}"}
     # Some real data for the reads to return.
     async with httpx.AsyncClient(base_url=api_url, headers=headers) as client:
-        await client.post("/api/v1/connections", json={"exchangeId": "paper", "paperAccount": "fuzz"})
+        await client.post("/api/v1/connections", json={"exchangeId": "paper", "paperAccount": paper_account("fuzz")})
         created = await client.post("/api/portfolios/manage", json={"name": "F", "targetWeights": {"BTC": 100}})
         assert created.status_code == 201
     statuses: dict[int, int] = {}

@@ -29,6 +29,11 @@ from tests.support.pipeline import delete_stream
 pytestmark = pytest.mark.integration
 
 
+def paper_account(prefix: str = "acct") -> str:
+    """A paper account name of its own: an account has one connection, across every user."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
 @dataclass
 class Api:
     client: httpx.AsyncClient
@@ -43,7 +48,7 @@ class Api:
             token = await create_token(conn, user_id, "test", ["user", "admin"] if admin else ["user"])
         user = User(id=user_id, email=email, token=token, api=self)
         if with_connection:
-            response = await user.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": "acct"})
+            response = await user.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": paper_account()})
             assert response.status_code == 201, response.text
             user.connection_id = response.json()["connection"]["id"]
         return user

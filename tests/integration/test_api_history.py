@@ -19,6 +19,7 @@ from tests.integration.test_api_harness import (
     insert_run,
     insert_snapshot_and_activity,
     insert_trade,
+    paper_account,
 )
 
 pytestmark = pytest.mark.integration
@@ -279,5 +280,5 @@ async def test_connection_in_use_cannot_be_deleted(api: Api) -> None:
     user = await api.user()
     await user.create_portfolio()
     assert (await user.delete(f"/api/v1/connections/{user.connection_id}")).status_code == 409
-    spare = await user.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": "spare"})
+    spare = await user.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": paper_account("spare")})
     assert (await user.delete(f"/api/v1/connections/{spare.json()['connection']['id']}")).status_code == 204

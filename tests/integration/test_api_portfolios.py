@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.integration.test_api_harness import Api, api_fixture  # noqa: F401
+from tests.integration.test_api_harness import Api, api_fixture, paper_account  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -221,7 +221,7 @@ async def test_an_account_has_one_live_portfolio(api: Api) -> None:
     assert (await user.put("/api/portfolios/manage", {"id": first["id"], "dryRun": True})).status_code == 200
     live = await user.put("/api/portfolios/manage", {"id": simulated["id"], "dryRun": False})
     assert live.status_code == 200, live.text
-    other = await user.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": "other"})
+    other = await user.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": paper_account("other")})
     assert other.status_code == 201, other.text
     elsewhere = await user.create_portfolio(name="Elsewhere", connectionId=other.json()["connection"]["id"])
     assert elsewhere["dryRun"] is False

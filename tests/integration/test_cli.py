@@ -16,7 +16,7 @@ from services.api.app import create_app
 from services.api.cli import main
 from services.common.devstack import free_port
 from services.common.secrets import SecretBox
-from tests.integration.test_api_harness import api_settings, insert_order, insert_run, insert_trade
+from tests.integration.test_api_harness import api_settings, insert_order, insert_run, insert_trade, paper_account
 from tests.support.pipeline import delete_stream
 
 pytestmark = pytest.mark.integration
@@ -54,8 +54,11 @@ async def test_cli_end_to_end(api_url: str, database_url: str, db_pool, capsys, 
     assert code == 0 and token.startswith("rb_")
     base = ["--api-url", api_url, "--token", token]
 
-    code, out, _ = await cli(capsys, *base, "connections", "add", "--exchange", "paper", "--paper-account", "cli")
+    account = paper_account("cli")
+    code, out, _ = await cli(capsys, *base, "connections", "add", "--exchange", "paper", "--paper-account", account)
     assert code == 0 and "added connection" in out
+    code, out, err = await cli(capsys, *base, "connections", "add", "--exchange", "paper", "--paper-account", account)
+    assert code != 0 and "paperAccount: this paper account is already connected as your connection" in out + err
     code, out, _ = await cli(capsys, *base, "connections", "list")
     assert "paper" in out and "EXCHANGE" in out
 

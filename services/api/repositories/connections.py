@@ -7,6 +7,8 @@ from uuid import UUID
 
 import asyncpg
 
+ONE_CONNECTION_PER_ACCOUNT = "exchange_connections_one_per_account"  # migration 011's unique index
+
 _PUBLIC_COLUMNS = (
     "id, exchange_id, label, api_key_hint, api_url, sandbox, paper_account, created_at, updated_at"
 )
@@ -36,10 +38,12 @@ async def insert_connection(
     api_url: str | None,
     sandbox: bool,
     paper_account: str | None,
+    account_ref: str,
 ) -> dict[str, Any]:
     row = await conn.fetchrow(
         "INSERT INTO exchange_connections (user_id, exchange_id, label, credentials_enc, key_version,"
-        " api_key_hint, api_url, sandbox, paper_account) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " api_key_hint, api_url, sandbox, paper_account, account_ref)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         f" RETURNING {_PUBLIC_COLUMNS}",
         user_id,
         exchange_id,
@@ -50,9 +54,16 @@ async def insert_connection(
         api_url,
         sandbox,
         paper_account,
+        account_ref,
     )
     assert row is not None
     return dict(row)
+
+
+async def connection_to_account(conn: asyncpg.Connection, account_ref: str) -> dict[str, Any] | None:
+    """The caller's connection to this exchange account, if any (other users' rows are not visible)."""
+    row = await conn.fetchrow("SELECT id, label FROM exchange_connections WHERE account_ref = $1", account_ref)
+    return dict(row) if row else None
 
 
 async def connection_in_use(conn: asyncpg.Connection, connection_id: UUID) -> bool:

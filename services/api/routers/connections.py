@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 from uuid import UUID
 
+import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Response
 
 from services.api.auth import Principal, current_principal
@@ -12,6 +14,7 @@ from services.api.context import ApiContext, get_context
 from services.api.errors import ERROR_RESPONSES, invalid
 from services.api.repositories import connections as repo
 from services.api.schemas import ConnectionCreate, ConnectionEnvelope, ConnectionList, ConnectionOut, ErrorBody
+from services.common.exchanges.account_ref import exchange_account_ref, paper_account_ref
 from services.common.secrets import Credentials, mask
 
 router = APIRouter(prefix="/api/v1/connections", tags=["connections"], responses=ERROR_RESPONSES)
@@ -88,7 +91,10 @@ async def _verify(ctx: ApiContext, body: ConnectionCreate, credentials: Credenti
 
 
 @router.post(
-    "", response_model=ConnectionEnvelope, status_code=201, responses={503: {"model": ErrorBody}}
+    "",
+    response_model=ConnectionEnvelope,
+    status_code=201,
+    responses={409: {"model": ErrorBody, "description": "the account is already connected"}, 503: {"model": ErrorBody}},
 )
 async def add_connection(
     body: ConnectionCreate, who: Principal = Depends(current_principal), ctx: ApiContext = Depends(get_context)
@@ -99,7 +105,10 @@ async def add_connection(
     sealed: bytes | None = None
     key_version: str | None = None
     hint = ""
-    if body.exchange_id != PAPER:
+    if body.exchange_id == PAPER:
+        assert body.paper_account is not None
+        account_ref, field = paper_account_ref(body.paper_account), "paperAccount"
+    else:
         assert body.api_key is not None and body.secret is not None
         box = ctx.require_secret_box()
         credentials = Credentials(
@@ -107,23 +116,52 @@ async def add_connection(
             secret=body.secret.get_secret_value().strip(),
             passphrase=body.passphrase.get_secret_value() if body.passphrase else None,
         )
+        account_ref, field = (
+            exchange_account_ref(body.exchange_id, credentials.api_key, api_url=body.api_url, sandbox=body.sandbox),
+            "apiKey",
+        )
         await _verify(ctx, body, credentials)
         sealed, key_version = box.seal(credentials)
         hint = mask(credentials.api_key)
+    label = body.label or (f"Paper ({body.paper_account})" if body.exchange_id == PAPER else body.exchange_id)
     async with ctx.tx(who.user_id) as conn:
-        row = await repo.insert_connection(
-            conn,
-            user_id=who.user_id,
-            exchange_id=body.exchange_id,
-            label=body.label or (f"Paper ({body.paper_account})" if body.exchange_id == PAPER else body.exchange_id),
-            credentials_enc=sealed,
-            key_version=key_version,
-            api_key_hint=hint,
-            api_url=body.api_url,
-            sandbox=body.sandbox,
-            paper_account=body.paper_account,
-        )
+        mine = await repo.connection_to_account(conn, account_ref)
+        if mine is not None:
+            raise _already_connected(field, mine)
+        try:
+            row = await repo.insert_connection(
+                conn,
+                user_id=who.user_id,
+                exchange_id=body.exchange_id,
+                label=label,
+                credentials_enc=sealed,
+                key_version=key_version,
+                api_key_hint=hint,
+                api_url=body.api_url,
+                sandbox=body.sandbox,
+                paper_account=body.paper_account,
+                account_ref=account_ref,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != repo.ONE_CONNECTION_PER_ACCOUNT:
+                raise
+            raise _already_connected(field, None) from None
     return ConnectionEnvelope(connection=ConnectionOut.model_validate(row))
+
+
+def _already_connected(field: str, mine: dict[str, Any] | None) -> HTTPException:
+    """An account has one connection: the rules that keep it to one live portfolio and one live run
+    at a time key on the connection. The caller's own connection to it is named (``mine``); another
+    user's is found by the unique index when inserting, and not shown."""
+    what = "paper account" if field == "paperAccount" else "exchange account (this API key at this address)"
+    if mine is not None:
+        return HTTPException(
+            409,
+            f"{field}: this {what} is already connected as your connection {mine['id']} ({mine['label']!r});"
+            " use that one: an account has one connection, so that it has one live portfolio",
+        )
+    advice = ", choose another name" if field == "paperAccount" else ""
+    return HTTPException(409, f"{field}: this {what} is already connected; an account has one connection{advice}")
 
 
 @router.delete(

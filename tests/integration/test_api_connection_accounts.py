@@ -1,0 +1,114 @@
+"""An exchange account has one connection (migration 011's ``account_ref``).
+
+The rules that keep an account to one live portfolio and one live run at a time key on the
+connection, so a second connection to the same account (the same paper account, or the same API
+key at the same address) would get around them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import asyncpg
+import pytest
+
+from services.api.connection_refs import name_accounts
+from services.common.exchanges.account_ref import exchange_account_ref, paper_account_ref
+from services.common.secrets import Credentials
+from tests.integration.test_api_harness import Api, api_fixture, paper_account  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+async def _connections(api: Api, user_id: uuid.UUID) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await api.pool.fetch(
+        "SELECT id, account_ref FROM exchange_connections WHERE user_id = $1 ORDER BY created_at", user_id
+    )
+    return rows
+
+
+async def test_a_paper_account_is_connected_once(api: Api) -> None:
+    alice, bob = await api.user(with_connection=False), await api.user(with_connection=False)
+    account = paper_account("shared")
+    first = await alice.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": account, "label": "Main"})
+    assert first.status_code == 201, first.text
+    connection = first.json()["connection"]
+
+    again = await alice.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": account, "label": "Copy"})
+    assert again.status_code == 409, again.text
+    assert again.json()["error"] == (
+        f"paperAccount: this paper account is already connected as your connection {connection['id']} ('Main');"
+        " use that one: an account has one connection, so that it has one live portfolio"
+    )
+    # Another user's paper account is not theirs to trade (nor to learn anything of but its name).
+    taken = await bob.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": account})
+    assert taken.status_code == 409 and "choose another name" in taken.text and connection["id"] not in taken.text
+    assert [r["account_ref"] for r in await _connections(api, alice.id)] == [paper_account_ref(account)]
+    assert await _connections(api, bob.id) == []
+    own = await bob.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": paper_account("bob")})
+    assert own.status_code == 201, own.text
+
+
+async def test_an_exchange_account_is_connected_once_per_address(api: Api) -> None:
+    alice, bob = await api.user(with_connection=False), await api.user(with_connection=False)
+    key = f"KEY{uuid.uuid4().hex}"
+    body = {"exchangeId": "kraken", "apiKey": key, "secret": "S3CR3T-VALUE-XYZ"}
+    first = await alice.post("/api/v1/connections", {**body, "label": "Main"})
+    assert first.status_code == 201, first.text
+
+    again = await alice.post("/api/v1/connections", {**body, "label": "Copy", "secret": "another-secret-value"})
+    assert again.status_code == 409, again.text
+    error = again.json()["error"]
+    assert error.startswith("apiKey: this exchange account (this API key at this address) is already connected as")
+    assert first.json()["connection"]["id"] in error and key not in error
+    taken = await bob.post("/api/v1/connections", body)
+    assert taken.status_code == 409 and first.json()["connection"]["id"] not in taken.text
+    # The same key at another address (a testnet, a fake server) is another account.
+    elsewhere = await alice.post("/api/v1/connections", {**body, "apiUrl": "http://127.0.0.1:9"})
+    assert elsewhere.status_code == 201, elsewhere.text
+    refs = [r["account_ref"] for r in await _connections(api, alice.id)]
+    assert refs == [
+        exchange_account_ref("kraken", key, api_url=None, sandbox=False),
+        exchange_account_ref("kraken", key, api_url="http://127.0.0.1:9", sandbox=False),
+    ]
+    assert all(key not in ref for ref in refs)
+
+
+async def test_the_api_names_the_accounts_of_older_connections_when_it_starts(api: Api, caplog) -> None:
+    """Connections made before migration 011 (or written by a seed) have no name: the API's start
+    names them, the oldest of two to one account first, and warns of the other."""
+    user = await api.user(with_connection=False)
+    account, key = paper_account("old"), f"OLD{uuid.uuid4().hex}"
+    sealed, version = api.box.seal(Credentials(api_key=key, secret="old-secret-123"))
+
+    async def insert(exchange_id: str, paper: str | None = None, credentials: bytes | None = None) -> uuid.UUID:
+        connection_id: uuid.UUID = await api.pool.fetchval(
+            "INSERT INTO exchange_connections (user_id, exchange_id, paper_account, credentials_enc, key_version)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            user.id, exchange_id, paper, credentials, version if credentials else None,
+        )
+        return connection_id
+
+    paper_first, paper_second = await insert("paper", account), await insert("paper", account)
+    paper_unnamed = await insert("paper")
+    kraken_first, kraken_second = await insert("kraken", credentials=sealed), await insert("kraken", credentials=sealed)
+    with caplog.at_level(logging.WARNING, logger="services.api"):
+        assert await name_accounts(api.pool, api.box) >= 3
+    refs = {r["id"]: r["account_ref"] for r in await _connections(api, user.id)}
+    assert refs == {
+        paper_first: paper_account_ref(account),
+        paper_second: None,
+        paper_unnamed: paper_account_ref(str(paper_unnamed)),
+        kraken_first: exchange_account_ref("kraken", key, api_url=None, sandbox=False),
+        kraken_second: None,
+    }
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for second, first in ((paper_second, paper_first), (kraken_second, kraken_first)):
+        assert any(f"connection {second} trades the same" in w and f"as connection {first}" in w for w in warnings)
+    assert all(key not in w for w in warnings)
+    # Naming again changes nothing; a new connection to a named account is refused.
+    assert await name_accounts(api.pool, api.box) == 0
+    assert {r["id"]: r["account_ref"] for r in await _connections(api, user.id)} == refs
+    refused = await user.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": account})
+    assert refused.status_code == 409 and str(paper_first) in refused.text
