@@ -90,13 +90,18 @@ class LegOutcome:
     error: RunError | None = None
 
 
+# A leg placed and resting on the book: followed with the phase's other resting legs once all of
+# them are placed (Executor._follow_resting), never recorded as such.
+RESTING = "resting"
+
+
 @dataclass(frozen=True)
 class Finished:
     """A leg's outcome, not yet recorded."""
 
     order: PlannedOrder
     intent: Intent
-    state: str  # filled | rejected | failed | canceled
+    state: str  # filled | rejected | failed | canceled, or RESTING until followed
     result: OrderResult | None
     error: RunError | None
 
@@ -109,6 +114,8 @@ class RunState:
     # Legs that may be on the exchange when the run stopped: the reconciler looks them up.
     unresolved: list[RunError] = field(default_factory=list)
     markets: Mapping[str, Market] = field(default_factory=dict)
+    # The resting legs of the phase being placed, by client order id: how to follow them.
+    resting: dict[str, tuple[OrderRequest, ExchangePort]] = field(default_factory=dict)
 
 
 class Executor:
@@ -349,10 +356,42 @@ class Executor:
             elif fresh:
                 assert exchange is not None
                 await self._send_batch(state, fresh, exchange, done)
+            await self._follow_resting(state, done)
         except (TransientError, RunFailed):
-            await self._record(state, done)  # what is known is kept; the rest is looked up on retry
+            # What is known is kept; the rest (resting orders too, stored 'open') is looked up on retry.
+            state.resting.clear()
+            await self._record(state, [f for f in done if f.state != RESTING])
             raise
         await self._record(state, done)
+
+    async def _follow_resting(self, state: RunState, done: list[Finished]) -> None:
+        """Follow the phase's resting limit orders together until each fills or times out (or the
+        run's time to trade ends), so that a phase waits one limit timeout, not one per order. A leg
+        whose following failed stays RESTING in ``done`` (its intent is stored 'open'), and the
+        first failure is raised once the others are known."""
+        resting = [i for i, f in enumerate(done) if f.state == RESTING]
+        if not resting:
+            return
+        follow = min(float(state.plan.strategy.limit_timeout_seconds), max(self._time_left(state), 0.0))
+        followed = await asyncio.gather(
+            *(self._follow_leg(state, done[i], follow) for i in resting), return_exceptions=True
+        )
+        state.resting.clear()
+        failure: BaseException | None = None
+        for i, outcome in zip(resting, followed, strict=True):
+            if isinstance(outcome, BaseException):
+                failure = failure or outcome
+            else:
+                done[i] = outcome
+        if failure is not None:
+            raise failure
+
+    async def _follow_leg(self, state: RunState, leg: Finished, follow_seconds: float) -> Finished:
+        assert leg.result is not None
+        request, exchange = state.resting[leg.intent.client_order_id]
+        found = await self._follow_open_order(exchange, request, leg.result, follow_seconds)
+        ended_as, error = reports.ended(leg.order.leg, leg.order.symbol, found.status, found.filled)
+        return Finished(leg.order, leg.intent, ended_as, found, error)
 
     async def _send_batch(
         self,
@@ -428,9 +467,11 @@ class Executor:
         exchange: ExchangePort,
     ) -> Finished:
         if found.status == "open":
-            # Followed until its timeout, or until the run's time to trade ends if that comes first.
-            follow = min(float(state.plan.strategy.limit_timeout_seconds), max(self._time_left(state), 0.0))
-            found = await self._follow_open_order(exchange, request, found, follow)
+            # Stored as open at once (a retry looks it up, never sends it again), and followed with
+            # the phase's other resting orders when all are placed.
+            await intents.resolve(self.pool, request.client_order_id, "open", intents.result_json(found))
+            state.resting[request.client_order_id] = (request, exchange)
+            return Finished(order, intent, RESTING, found, None)
         ended_as, error = reports.ended(order.leg, order.symbol, found.status, found.filled)
         return Finished(order, intent, ended_as, found, error)
 
@@ -546,8 +587,7 @@ class Executor:
     async def _follow_open_order(
         self, exchange: ExchangePort, request: OrderRequest, order: OrderResult, timeout_seconds: float
     ) -> OrderResult:
-        """Poll a resting order until it fills or times out, then cancel the rest."""
-        await intents.resolve(self.pool, request.client_order_id, "open", intents.result_json(order))
+        """Poll a resting order (stored 'open') until it fills or times out, then cancel the rest."""
         deadline = asyncio.get_running_loop().time() + timeout_seconds
         current = order
         while current.status == "open" and asyncio.get_running_loop().time() < deadline:

@@ -453,10 +453,11 @@ async def test_a_resting_limit_order_is_canceled_after_its_timeout(rig: Rig) -> 
 
 async def test_a_run_sends_and_follows_orders_only_within_its_lease(rig: Rig) -> None:
     # The run was claimed long ago (its plan was retried through an outage): its time to trade (90 %
-    # of the 900 s lease) ends a few seconds after it starts here. The ETH buy rests with a one-hour
-    # timeout: it must be canceled when the time ends, not an hour later, and nothing may be sent
-    # after it, since the scheduler is about to fail the run and may claim a newer one.
-    rig.fake.faulty.resting.add(rig.symbol("ETH"))
+    # of the 900 s lease) ends a few seconds after it starts here. The BTC sell rests with a one-hour
+    # timeout: it must be canceled when the time ends, not an hour later, and the buys, which wait
+    # for the sells, may not be sent after it, since the scheduler is about to fail the run and may
+    # claim a newer one.
+    rig.fake.faulty.resting.add(rig.symbol("BTC"))
     window = timedelta(seconds=0.9 * 900)
     started = datetime.now(UTC) - window + timedelta(seconds=8)
     history = await rig.rebalance(order_type="limit", limit_timeout_seconds=3600, started_at=started, timeout=60)
@@ -465,17 +466,35 @@ async def test_a_run_sends_and_follows_orders_only_within_its_lease(rig: Rig) ->
     [stop] = [e for e in history.run["errors"] if e["code"] == "out_of_time"]
     assert "no further order placed" in stop["message"]
     legs = by_leg(history)
-    eth = legs[LEGS["ETH"]]
-    [resting] = rig.fake.orders_with_client_id(eth["client_order_id"])
-    assert resting.status == "canceled" and resting.filled == 0 and eth["state"] == "canceled"
+    btc = legs[LEGS["BTC"]]
+    [resting] = rig.fake.orders_with_client_id(btc["client_order_id"])
+    assert resting.status == "canceled" and resting.filled == 0 and btc["state"] == "canceled"
     assert resting.closed_at is not None and resting.closed_at >= ends.timestamp() - 0.5, "canceled at the end"
     for order in rig.fake.state.orders:
         assert order.created_at < ends.timestamp(), "nothing sent after the run's time to trade"
-    for base in ("SOL", "ADA"):  # after the ETH buy: never sent, recorded as not placed
+    for base in ("ETH", "SOL", "ADA"):  # the buys: never sent, recorded as not placed
         assert legs[LEGS[base]]["state"] == "failed"
         assert rig.fake.orders_with_client_id(legs[LEGS[base]]["client_order_id"]) == []
-    assert legs[LEGS["BTC"]]["state"] == "filled"
-    assert_history_matches_exchange(rig, history, placed={LEGS["BTC"], LEGS["ETH"]})
+    assert_history_matches_exchange(rig, history, placed={LEGS["BTC"]})
+
+
+async def test_a_phases_resting_limit_orders_are_followed_together(rig: Rig) -> None:
+    # The ETH and SOL buys rest on the book. Both are placed before either is followed, so the
+    # phase waits one limit timeout rather than one per order, and each is canceled after it.
+    rig.fake.faulty.resting.update({rig.symbol("ETH"), rig.symbol("SOL")})
+    history = await rig.rebalance(order_type="limit", limit_timeout_seconds=2)
+    assert history.status == "partial", history.run["errors"]
+    legs = by_leg(history)
+    [eth] = rig.fake.orders_with_client_id(legs[LEGS["ETH"]]["client_order_id"])
+    [sol] = rig.fake.orders_with_client_id(legs[LEGS["SOL"]]["client_order_id"])
+    [ada] = rig.fake.orders_with_client_id(legs[LEGS["ADA"]]["client_order_id"])
+    assert eth.status == sol.status == "canceled" and eth.filled == sol.filled == 0
+    assert eth.closed_at is not None and sol.closed_at is not None
+    assert sol.created_at < eth.closed_at and ada.created_at < eth.closed_at, "placed while ETH rested"
+    states = {leg: i["state"] for leg, i in legs.items()}
+    assert states == {LEGS["BTC"]: "filled", LEGS["ETH"]: "canceled", LEGS["SOL"]: "canceled", LEGS["ADA"]: "filled"}
+    assert_history_matches_exchange(rig, history, placed=set(LEGS.values()))
+    assert_fees_as_reported(rig, history)
 
 
 # ------------------------------------------------------------------------------- random faults
