@@ -98,6 +98,14 @@ class RunError(Contract):
     leg: int | None = None
 
 
+# Error codes more than one service acts on.
+# A leg that may be on the exchange when its run stopped (the executor names it in the run's
+# errors; its reconciler looks it up and reports it, and the ledger adds it to the run's figures).
+OUTCOME_UNKNOWN = "outcome_unknown"
+# The same leg once the reconciler has found how it ended (the ledger rewrites the code).
+OUTCOME_FOUND_LATE = "outcome_found_late"
+
+
 class Fill(Contract):
     """What the exchange reports for one order."""
 

@@ -29,6 +29,7 @@ from contracts.v1 import (
     RebalanceCompleted,
     RunError,
 )
+from contracts.v1.strategy import OUTCOME_UNKNOWN
 from services.common import metrics
 from services.common.bus import OutboxRelay, TransientError
 from services.common.coalesce import Coalescer
@@ -203,7 +204,7 @@ class Executor:
                 state.unresolved.append(
                     leg_error(
                         order,
-                        "outcome_unknown",
+                        OUTCOME_UNKNOWN,
                         f"{order.side} {order.symbol} ({intent.client_order_id}) may be on the exchange: it is"
                         " looked up and reported when the exchange says how it ended",
                     )

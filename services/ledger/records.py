@@ -26,14 +26,12 @@ from contracts.v1 import (
     RunStage,
 )
 from contracts.v1.messages import ORDER_EVENTS, OrderFacts
+from contracts.v1.strategy import OUTCOME_UNKNOWN
 from services.common.db import RawJson
 from services.ledger.views import JsonObject, PlanView, ValuedView
 
 # What each order event says of its leg, as ``OrdersReported`` names it.
 ORDER_OUTCOMES: dict[type[OrderEvent], OrderOutcome] = {event: outcome for outcome, event in ORDER_EVENTS.items()}
-
-# The executor's error for a leg that may be on the exchange when its run stopped.
-UNKNOWN_OUTCOME = "outcome_unknown"
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "USDT": "₮", "JPY": "¥"}
 
@@ -220,7 +218,7 @@ class Rows:
             )
 
     def _completed(self, e: RebalanceCompleted) -> None:
-        if any(error.code == UNKNOWN_OUTCOME for error in e.errors):
+        if any(error.code == OUTCOME_UNKNOWN for error in e.errors):
             self.unknown_legs.append(e.run_id)
         duration_ms = max(int((e.completed_at - e.started_at).total_seconds() * 1000), 0)
         self.runs_completed.append(

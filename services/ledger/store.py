@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from contracts.v1.strategy import OUTCOME_FOUND_LATE, OUTCOME_UNKNOWN
 from services.ledger.records import Rows
 
 _RUN_KEY_COLUMNS = "id, portfolio_id, user_id, triggered_by, started_at"
@@ -93,7 +94,7 @@ ON CONFLICT (message_id) DO NOTHING
 # since (by the executor's reconciler) join its figures: counted as executed or failed, their
 # value and fees (in the run's quote, at the run's prices) added, and their error says when they
 # were found. Keyed on the error itself, so a leg is added once whatever order the events come in.
-SETTLE_UNKNOWN_LEGS = """
+SETTLE_UNKNOWN_LEGS = f"""
 WITH found AS (
     SELECT r.id AS run_id, (e->>'leg')::int AS leg,
            o.status IN ('filled', 'partially_filled') AS executed, o.status,
@@ -103,7 +104,7 @@ WITH found AS (
     JOIN orders o ON o.run_id = r.id AND o.leg = (e->>'leg')::int AND o.status <> 'submitted'
     LEFT JOIN trades t ON t.client_order_id = o.client_order_id
     LEFT JOIN portfolio_snapshots s ON s.run_id = r.id AND s.kind = 'before'
-    WHERE r.id = ANY($1::uuid[]) AND r.status <> 'running' AND e->>'code' = 'outcome_unknown'
+    WHERE r.id = ANY($1::uuid[]) AND r.status <> 'running' AND e->>'code' = '{OUTCOME_UNKNOWN}'
 ), runs AS (
     SELECT run_id, jsonb_object_agg(leg::text, status) AS legs,
            count(*) FILTER (WHERE executed) AS executed, count(*) FILTER (WHERE NOT executed) AS failed,
@@ -116,9 +117,9 @@ UPDATE rebalance_runs r SET
     total_value_traded = r.total_value_traded + f.traded,
     fees = r.fees + f.fees,
     errors = (
-        SELECT jsonb_agg(CASE WHEN e->>'code' = 'outcome_unknown' AND f.legs ? (e->>'leg')
+        SELECT jsonb_agg(CASE WHEN e->>'code' = '{OUTCOME_UNKNOWN}' AND f.legs ? (e->>'leg')
                               THEN e || jsonb_build_object(
-                                  'code', 'outcome_found_late',
+                                  'code', '{OUTCOME_FOUND_LATE}',
                                   'message', (e->>'message') || '; found ' || (f.legs->>(e->>'leg'))
                                              || ' after the run completed')
                               ELSE e END

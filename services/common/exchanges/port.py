@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, Protocol
 
+from contracts.v1.strategy import OUTCOME_UNKNOWN
+
 Side = Literal["buy", "sell"]
 OrderStatus = Literal["open", "closed", "canceled", "rejected"]
 
@@ -82,7 +84,7 @@ class OutcomeUnknown(ExchangeError):
     Never resend: look the order up by its client order id.
     """
 
-    code = "outcome_unknown"
+    code = OUTCOME_UNKNOWN
 
 
 class LegFailed(ExchangeError):
