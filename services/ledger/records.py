@@ -264,13 +264,30 @@ class Rows:
 
 def describe_completion(e: RebalanceCompleted, name: str = "") -> str:
     """The seed's summary line: ✓ Portfolio rebalanced successfully: My Portfolio (4 orders, ...)."""
-    label = f": {name}" if name else ""
     duration_ms = max(int((e.completed_at - e.started_at).total_seconds() * 1000), 0)
-    if e.status == "skipped":
-        return f"Rebalance skipped{label}: {e.reason}"
-    traded = money(e.total_value_traded, e.quote_currency or "USD")
-    figures = f"{e.orders_executed} orders, {traded} traded, {duration_ms}ms"
-    if e.status == "succeeded":
-        dry = " (dry run)" if e.dry_run else ""
+    return describe_run(
+        e.status, e.dry_run, e.orders_executed, e.total_value_traded, e.quote_currency or "USD", duration_ms,
+        e.reason, name,
+    )
+
+
+def describe_run(
+    status: str,
+    dry_run: bool,
+    orders_executed: int,
+    traded: Decimal,
+    quote: str,
+    duration_ms: int,
+    reason: str,
+    name: str = "",
+) -> str:
+    """A completed run's summary line, from its event or, once legs found late joined its figures
+    (``store.SETTLE_UNKNOWN_LEGS``), from its row."""
+    label = f": {name}" if name else ""
+    if status == "skipped":
+        return f"Rebalance skipped{label}: {reason}"
+    figures = f"{orders_executed} orders, {money(traded, quote)} traded, {duration_ms}ms"
+    if status == "succeeded":
+        dry = " (dry run)" if dry_run else ""
         return f"✓ Portfolio rebalanced successfully{dry}{label} ({figures})"
-    return f"✗ Portfolio rebalance {e.status}{label} ({figures}): {e.reason}"
+    return f"✗ Portfolio rebalance {status}{label} ({figures}): {reason}"

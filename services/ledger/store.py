@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncpg
 
 from contracts.v1.strategy import OUTCOME_FOUND_LATE, OUTCOME_UNKNOWN
-from services.ledger.records import Rows
+from services.ledger.records import Rows, describe_run
 
 _RUN_KEY_COLUMNS = "id, portfolio_id, user_id, triggered_by, started_at"
 _RUN_KEY_VALUES = "$1::uuid, $2::uuid, $3::uuid, $4, $5"
@@ -128,6 +128,14 @@ UPDATE rebalance_runs r SET
     )
 FROM runs f
 WHERE r.id = f.run_id
+RETURNING r.id, r.status, r.dry_run, r.orders_executed, r.total_value_traded, r.quote_currency,
+          COALESCE(r.duration_ms, 0) AS duration_ms, r.reason, r.errors
+"""
+
+# The completed run's activity line, rewritten with the figures the settled legs changed.
+UPDATE_RUN_LINE = """
+UPDATE activity_log SET description = $3, details = details || jsonb_build_object('errors', $4::jsonb)
+WHERE run_id = $1 AND event_type = 'rebalance_' || $2
 """
 
 
@@ -173,4 +181,16 @@ async def write_rows(conn: asyncpg.Connection, rows: Rows) -> None:
         else:
             await conn.executemany(statement, batch)
     if rows.unknown_legs:  # rare: a run stopped with legs of unknown outcome
-        await conn.execute(SETTLE_UNKNOWN_LEGS, rows.unknown_legs)
+        settled = await conn.fetch(SETTLE_UNKNOWN_LEGS, rows.unknown_legs)
+        await conn.executemany(UPDATE_RUN_LINE, [
+            (
+                run["id"],
+                run["status"],
+                describe_run(
+                    run["status"], run["dry_run"], run["orders_executed"], run["total_value_traded"],
+                    run["quote_currency"], run["duration_ms"], run["reason"],
+                ),
+                run["errors"],
+            )
+            for run in settled
+        ])

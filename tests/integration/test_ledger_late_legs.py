@@ -17,7 +17,7 @@ from contracts.subjects import Subjects
 from contracts.v1 import OrderFilled, OrdersReported, PlanCreated, RebalanceCompleted, RunError, RunStage
 from services.common.exchanges.port import OrderResult, OrderStatus
 from services.executor.reconciler import leg_report
-from services.ledger.records import Rows
+from services.ledger.records import Rows, describe_run, money
 from services.ledger.store import write_rows
 from tests.component.test_ledger import run_events
 
@@ -118,6 +118,17 @@ async def test_a_leg_found_after_its_run_joins_the_runs_figures_once(
     assert refused["code"] == "auth"  # the other errors stay as they were
     trades = await db_pool.fetch("SELECT client_order_id, value FROM trades WHERE run_id = $1::uuid", plan.run_id)
     assert sorted(t["value"] for t in trades) == sorted([first.value, late_value])
+    # The run's activity line tells the figures it has now, and its errors as they read now.
+    [line] = await db_pool.fetch(
+        "SELECT description, details FROM activity_log WHERE run_id = $1::uuid AND event_type = 'rebalance_failed'",
+        plan.run_id,
+    )
+    assert line["description"] == describe_run(
+        "failed", False, 2, first.value + late_value, "USD", run["duration_ms"], refused["message"]
+    )
+    traded = money(first.value + late_value, "USD")
+    assert line["description"].startswith(f"✗ Portfolio rebalance failed (2 orders, {traded} traded")
+    assert [e["code"] for e in line["details"]["errors"]] == ["outcome_found_late", "auth"]
 
 
 async def test_a_leg_found_unfilled_after_its_run_counts_as_failed(db_pool: asyncpg.Pool, namespace: str) -> None:
@@ -140,3 +151,7 @@ async def test_a_run_whose_unknown_leg_is_not_reported_yet_keeps_its_figures(
     run = await db_pool.fetchrow("SELECT * FROM rebalance_runs WHERE id = $1::uuid", plan.run_id)
     assert (run["orders_executed"], run["orders_failed"]) == (1, 0)
     assert [e["code"] for e in run["errors"]] == ["outcome_unknown", "auth"]
+    line = await db_pool.fetchval(
+        "SELECT description FROM activity_log WHERE run_id = $1::uuid AND event_type = 'rebalance_failed'", plan.run_id
+    )
+    assert line.startswith("✗ Portfolio rebalance failed (1 orders, ")
