@@ -139,7 +139,7 @@ async def portfolio_claim(conn: asyncpg.Connection, portfolio_id: str) -> asyncp
 async def shared_live_accounts(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
     """Exchange connections with more than one live portfolio (made before the API refused them)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT connection_id, array_agg(name || ' (' || id || ')' ORDER BY created_at) AS portfolios"
+        "SELECT connection_id, array_agg(name || ' (' || id || ')' ORDER BY created_at, id) AS portfolios"
         " FROM portfolios WHERE NOT dry_run GROUP BY connection_id HAVING count(*) > 1 ORDER BY connection_id"
     )
     return rows

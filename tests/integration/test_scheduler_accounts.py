@@ -161,7 +161,7 @@ async def test_a_claim_racing_another_replicas_live_claim_on_the_account_does_no
 async def test_startup_names_accounts_with_several_live_portfolios(stream, owner, db_pool, caplog):  # noqa: F811
     shared, mixed = await new_account(db_pool, owner), await new_account(db_pool, owner)
     one = await add_portfolio(db_pool, owner, name="One", connection_id=shared)
-    two = await add_portfolio(db_pool, owner, name="Two", connection_id=shared)
+    two = await add_portfolio(db_pool, owner, name="Two", connection_id=shared, created=T0 + timedelta(minutes=1))
     await add_portfolio(db_pool, owner, name="Live", connection_id=mixed)
     await add_portfolio(db_pool, owner, name="Simulated", connection_id=mixed, dry_run=True)
     async with Replica(stream, ManualClock(T0), "r1") as ctx:
