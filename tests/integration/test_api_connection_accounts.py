@@ -7,6 +7,7 @@ key at the same address) would get around them.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 
@@ -82,11 +83,14 @@ async def test_the_api_names_the_accounts_of_older_connections_when_it_starts(ap
     account, key = paper_account("old"), f"OLD{uuid.uuid4().hex}"
     sealed, version = api.box.seal(Credentials(api_key=key, secret="old-secret-123"))
 
+    made = itertools.count()
+
     async def insert(exchange_id: str, paper: str | None = None, credentials: bytes | None = None) -> uuid.UUID:
         connection_id: uuid.UUID = await api.pool.fetchval(
-            "INSERT INTO exchange_connections (user_id, exchange_id, paper_account, credentials_enc, key_version)"
-            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            user.id, exchange_id, paper, credentials, version if credentials else None,
+            "INSERT INTO exchange_connections"
+            " (user_id, exchange_id, paper_account, credentials_enc, key_version, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, now() - interval '1 hour' + $6 * interval '1 second') RETURNING id",
+            user.id, exchange_id, paper, credentials, version if credentials else None, next(made),
         )
         return connection_id
 
