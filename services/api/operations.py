@@ -62,6 +62,14 @@ async def update_portfolio(
         if current is None:
             raise _not_found(portfolio_id)
         change = apply_changes(current, changes)
+        if "connection_id" in change.changed and current["active_run_id"] is not None:
+            # The run trades the account it was claimed on: moved now, the portfolio would leave
+            # that account looking free of live runs while the run still trades it.
+            raise HTTPException(
+                409,
+                f"portfolio {portfolio_id} has a rebalance in progress (run {current['active_run_id']}) on its"
+                " exchange connection; move it to another connection once the run ends",
+            )
         problems = list(change.problems)
         if "connection_id" in change.changed and await repo.connection_for_portfolio(
             conn, change.values["connection_id"]

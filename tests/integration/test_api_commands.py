@@ -11,7 +11,7 @@ import pytest
 
 from contracts.v1.messages import PlanCreated, PortfolioValued, RebalanceDue, RebalanceRequested, SchedulerControl
 from contracts.v1.strategy import AssetDrift, Holding, PlannedOrder
-from tests.integration.test_api_harness import Api, api_fixture  # noqa: F401
+from tests.integration.test_api_harness import Api, api_fixture, paper_account  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +98,29 @@ async def test_a_live_trigger_needs_the_exchange_account_to_itself(api: Api) -> 
     # A dry run of the live portfolio in progress does not hold the account.
     await api.pool.execute("UPDATE portfolios SET active_run_dry_run = true WHERE id = $1", uuid.UUID(core["id"]))
     assert (await user.post(f"/api/v1/portfolios/{simulated['id']}/trigger")).status_code == 202
+
+
+async def test_a_portfolio_stays_on_its_account_while_its_run_trades_it(api: Api) -> None:
+    # Moved mid-run, the portfolio would leave the account its run trades looking free of live runs.
+    user = await api.user()
+    portfolio = await user.create_portfolio(name="Core")
+    other = await user.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": paper_account("other")})
+    other_id = other.json()["connection"]["id"]
+    run_id = uuid.uuid4()
+    await api.pool.execute(
+        "UPDATE portfolios SET active_run_id = $1, active_run_dry_run = false WHERE id = $2",
+        run_id,
+        uuid.UUID(portfolio["id"]),
+    )
+    moved = await user.put("/api/portfolios/manage", {"id": portfolio["id"], "connectionId": other_id})
+    assert moved.status_code == 409, moved.text
+    assert "rebalance in progress" in moved.text and str(run_id) in moved.text
+    assert (await user.get(f"/api/v1/portfolios/{portfolio['id']}")).json()["connectionId"] == user.connection_id
+    renamed = await user.put("/api/portfolios/manage", {"id": portfolio["id"], "name": "Core 2"})
+    assert renamed.status_code == 200, renamed.text
+    await api.pool.execute("UPDATE portfolios SET active_run_id = NULL WHERE id = $1", uuid.UUID(portfolio["id"]))
+    moved = await user.put("/api/portfolios/manage", {"id": portfolio["id"], "connectionId": other_id})
+    assert moved.status_code == 200 and moved.json()["portfolio"]["connectionId"] == other_id, moved.text
 
 
 async def test_scheduler_control_needs_admin_and_publishes(api: Api) -> None:
