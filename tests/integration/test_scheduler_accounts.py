@@ -171,3 +171,36 @@ async def test_startup_names_accounts_with_several_live_portfolios(stream, owner
     [line] = [w for w in warnings if str(shared) in w]
     assert f"has 2 live portfolios (One ({one}), Two ({two}))" in line and "dry run" in line
     assert not [w for w in warnings if str(mixed) in w]
+
+
+async def test_three_replicas_share_live_portfolios_of_a_few_accounts(stream, owner, db_pool):  # noqa: F811
+    """30 live portfolios on 5 accounts, all due, checked by three replicas at once round after
+    round, each round's runs completing before the next: every portfolio runs exactly once, and no
+    account ever has two live runs (the replicas' claims race on the accounts every round)."""
+    accounts = [await new_account(db_pool, owner) for _ in range(5)]
+    ids = [
+        await add_portfolio(db_pool, owner, name=f"P{i}", connection_id=accounts[i % 5],
+                            created=T0 - timedelta(seconds=i))
+        for i in range(30)
+    ]
+    clock = ManualClock(T0)
+    async with Replica(stream, clock, "r1") as a, Replica(stream, clock, "r2") as b, \
+            Replica(stream, clock, "r3") as c:
+        for _ in range(6):  # one run per account per round: six rounds for six portfolios each
+            await asyncio.gather(*(check.check_once(r) for r in (a, b, c)))
+            active = await active_runs(db_pool, ids)
+            on_account = await db_pool.fetch(
+                "SELECT connection_id, count(*) AS n FROM portfolios WHERE id = ANY($1::uuid[])"
+                " AND active_run_id IS NOT NULL GROUP BY connection_id", ids,
+            )
+            assert len(active) == 5 and all(row["n"] == 1 for row in on_account)
+            clock.advance(timedelta(minutes=1))
+            await handlers.handle_completions(a, [
+                incoming(completion(str(r["active_run_id"]), str(r["id"]), str(r["user_id"]),
+                                    r["active_run_started_at"], clock.now()))
+                for r in active
+            ])
+        assert await active_runs(db_pool, ids) == []
+        assert (await check.check_once(a)).claimed == 0  # daily: none due again before tomorrow
+    events = await due_events(stream)
+    assert sorted(e.portfolio_id for e in events) == sorted(ids)
