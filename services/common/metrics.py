@@ -66,6 +66,10 @@ FEES = Counter("rebalancer_fees", "Fees paid by finished runs, in the quote curr
 
 DUE_BACKLOG = Gauge("rebalancer_due_backlog", "Portfolios due for a rebalance and not yet claimed")
 ACTIVE_RUNS = Gauge("rebalancer_active_runs", "Runs claimed and not yet completed")
+WAITING_FOR_ACCOUNT = Gauge(
+    "rebalancer_due_waiting_for_account",
+    "Live portfolios due and waiting for another live run on their exchange account to end",
+)
 OLDEST_ACTIVE_RUN_AGE = Gauge(
     "rebalancer_oldest_active_run_age_seconds", "Age of the oldest run still active (0 when none)"
 )
@@ -219,8 +223,11 @@ def forget_portfolio(portfolio_id: str) -> None:
     PORTFOLIO_SERIES.latest.pop(portfolio_id, None)
 
 
-def set_schedule_state(due_backlog: int, active_runs: int, oldest_active_run_age_seconds: float) -> None:
+def set_schedule_state(
+    due_backlog: int, active_runs: int, oldest_active_run_age_seconds: float, waiting_for_account: int = 0
+) -> None:
     DUE_BACKLOG.set(due_backlog)
+    WAITING_FOR_ACCOUNT.set(waiting_for_account)
     ACTIVE_RUNS.set(active_runs)
     OLDEST_ACTIVE_RUN_AGE.set(max(oldest_active_run_age_seconds, 0.0))
 

@@ -24,6 +24,7 @@ from services.scheduler.runs import ClaimedRun, due_event, scheduler_failure
 class CheckReport:
     found: int  # due and unclaimed when the check began
     claimed: int  # claimed by this replica
+    waiting: int  # due live rows left waiting for another live run on their account
     expired: int  # leases failed by this replica
     rescheduled: int
     claim_ms: float  # time in the claim transactions (query + outbox write)
@@ -190,11 +191,14 @@ async def check_once(ctx: SchedulerContext, now: datetime | None = None) -> Chec
             break
     if expired:
         await ctx.flush_outbox()
+    waiting = await repo.count_waiting_for_account(ctx.pool, now, ctx.dry_run_mode) if found > claimed else 0
+    if waiting:
+        log.info("[Scheduler] %d portfolio(s) wait for another live run on their exchange account", waiting)
     active, oldest = await repo.active_runs(ctx.pool)
     metrics.set_schedule_state(
-        max(found - claimed, 0), active, (now - oldest).total_seconds() if oldest else 0.0
+        max(found - claimed, 0), active, (now - oldest).total_seconds() if oldest else 0.0, waiting
     )
     total_ms = (time.perf_counter() - started) * 1000
     await repo.record_check(ctx.pool, at=now, elapsed_ms=int(total_ms), due=found)
     log.info("[Scheduler] Check completed in %dms", total_ms)
-    return CheckReport(found, claimed, expired, rescheduled, claim_s * 1000, publish_s * 1000, total_ms)
+    return CheckReport(found, claimed, waiting, expired, rescheduled, claim_s * 1000, publish_s * 1000, total_ms)

@@ -242,6 +242,20 @@ async def count_due(conn: asyncpg.Connection | asyncpg.Pool, now: datetime) -> i
     return int(value)
 
 
+async def count_waiting_for_account(
+    conn: asyncpg.Connection | asyncpg.Pool, now: datetime, forced_dry_run: bool
+) -> int:
+    """Live rows due and unclaimed because another live run trades their account."""
+    value = await conn.fetchval(
+        "SELECT count(*) FROM portfolios p"
+        " WHERE p.rebalance_enabled AND p.active_run_id IS NULL AND p.next_rebalance_at <= $1"
+        f" AND NOT (p.dry_run OR $2) AND {_ACCOUNT_HAS_LIVE_RUN}",
+        now,
+        forced_dry_run,
+    )
+    return int(value)
+
+
 async def active_runs(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, datetime | None]:
     """How many runs are active, and when the oldest started."""
     row = await conn.fetchrow(

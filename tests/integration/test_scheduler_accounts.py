@@ -77,7 +77,7 @@ async def test_an_account_has_one_live_run_at_a_time(stream, owner, db_pool):  #
     clock = ManualClock(T0)
     async with Replica(stream, clock, "r1") as ctx:
         report = await check.check_once(ctx)
-        assert report.found == 8 and report.claimed == 7
+        assert (report.found, report.claimed, report.waiting) == (8, 7, 1)
         active = {str(r["id"]): r for r in await active_runs(db_pool, [first, second, simulated, *alone])}
         assert set(active) == {first, simulated, *alone}  # the dry run shares the account
         held = await db_pool.fetchrow("SELECT next_rebalance_at FROM portfolios WHERE id = $1", second)
@@ -85,7 +85,7 @@ async def test_an_account_has_one_live_run_at_a_time(stream, owner, db_pool):  #
 
         # Checks while the first runs leave the second due; a live trigger of it is refused, and a
         # dry-run portfolio triggered live as well. The same portfolio triggered as a dry run runs.
-        assert (await check.check_once(ctx)).claimed == 0
+        assert ((again := await check.check_once(ctx)).claimed, again.waiting) == (0, 1)
         live_second = RebalanceRequested(correlation_id=str(uuid.uuid4()), portfolio_id=second)
         live_by_hand = RebalanceRequested(correlation_id=str(uuid.uuid4()), portfolio_id=by_hand, dry_run=False)
         dry_by_hand = RebalanceRequested(correlation_id=str(uuid.uuid4()), portfolio_id=by_hand)
@@ -105,7 +105,7 @@ async def test_an_account_has_one_live_run_at_a_time(stream, owner, db_pool):  #
         run = active[first]
         await handlers.handle_completions(ctx, [incoming(completion(
             str(run["active_run_id"]), first, str(owner.user_id), run["active_run_started_at"], clock.now()))])
-        assert (await check.check_once(ctx)).claimed == 1
+        assert ((last := await check.check_once(ctx)).claimed, last.waiting) == (1, 0)
         [now_second] = await active_runs(db_pool, [second])
     events = {e.run_id: e for e in await due_events(stream)}
     assert str(now_second["active_run_id"]) in events

@@ -142,6 +142,7 @@ def test_dashboard_covers_what_an_operator_needs() -> None:
         "rebalancer_exchange_errors_total",
         "rebalancer_dead_letters_total",
         "rebalancer_due_backlog",
+        "rebalancer_due_waiting_for_account",
     ):
         assert needed in read, f"no panel shows {needed}"
 

@@ -124,8 +124,9 @@ def test_dead_letter_counts_both_the_letter_and_the_message_outcome() -> None:
 
 
 def test_state_gauges_and_outbox_lag_is_zero_when_nothing_pending() -> None:
-    metrics.set_schedule_state(due_backlog=7, active_runs=3, oldest_active_run_age_seconds=42.0)
+    metrics.set_schedule_state(due_backlog=7, active_runs=3, oldest_active_run_age_seconds=42.0, waiting_for_account=2)
     assert sample("rebalancer_due_backlog") == 7
+    assert sample("rebalancer_due_waiting_for_account") == 2
     assert sample("rebalancer_active_runs") == 3
     assert sample("rebalancer_oldest_active_run_age_seconds") == 42.0
     metrics.set_outbox_state(pending=2, oldest_age_seconds=5.5)
