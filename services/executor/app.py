@@ -25,6 +25,9 @@ class ExecutorSettings(ServiceSettings):
     # Plans in flight at once; plans of one account still run one after another.
     executor_concurrency: int = 256
     executor_poll_seconds: float = 1.0
+    # A leg of unknown outcome that look-ups do not find is sent again only this long after it was
+    # sent (exchanges other than the paper one may take a while to list a new order).
+    executor_resend_after_seconds: float = 60.0
     reconcile_interval_seconds: float = 30.0
     reconcile_after_seconds: float = 60.0
 
@@ -45,6 +48,7 @@ def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream
             runtime.subjects,
             poll_interval=settings.executor_poll_seconds,
             lease_seconds=settings.scheduler_lease_seconds,
+            resend_after_seconds=settings.executor_resend_after_seconds,
         )
 
     @runtime.on_shutdown

@@ -129,6 +129,7 @@ class Executor:
         *,
         poll_interval: float = 1.0,
         lease_seconds: float = 900.0,
+        resend_after_seconds: float = 60.0,
     ) -> None:
         self.pool = pool
         self.accounts = accounts
@@ -136,6 +137,9 @@ class Executor:
         self.subjects = subjects
         self.poll_interval = poll_interval
         self.lease_seconds = lease_seconds
+        # A leg that may have been sent and that look-ups do not find is sent again only this long
+        # after it was sent, on exchanges that may take a while to list a new order.
+        self.resend_after_seconds = resend_after_seconds
         # A run's orders are sent and followed only this long after its claim (RUN_WINDOW).
         self.run_window = timedelta(seconds=lease_seconds * RUN_WINDOW)
         self._account_locks = KeyedLocks()
@@ -535,6 +539,14 @@ class Executor:
                 # orders are listed for a while only), and its client id may be reused once it is
                 # closed. Sending it again could trade twice; it is looked up again later instead.
                 raise TransientError(f"order {request.client_order_id} was open and is not found now; not re-sent")
+            listing_lags = not exchange.lists_new_orders_at_once
+            if answer is None and intent.may_exist and listing_lags and intent.sent_ago < self.resend_after_seconds:
+                # It may have been placed moments ago and not be listed yet: sent again now, it would
+                # trade twice. Looked up again on the run's retry.
+                raise TransientError(
+                    f"order {request.client_order_id} not listed {intent.sent_ago:.1f}s after it may have"
+                    f" been sent; sent again only if still unlisted {self.resend_after_seconds:.0f}s after"
+                )
         if answer is None:
             answer = await self._send(exchange, request)
         crash_point("executor.after_exchange")

@@ -33,6 +33,9 @@ class Intent:
     # Stored by this very call: a 'sending' intent that is fresh was never sent yet (it was
     # stored as about to be sent), while an older one may have been and is looked up first.
     fresh: bool = False
+    # Seconds since the leg was last sent (or about to be), when it was read: infinite for a leg
+    # sent before migration 012 recorded it.
+    sent_ago: float = 0.0
 
     @property
     def final(self) -> bool:
@@ -56,18 +59,22 @@ WITH runs AS (
         AS w(client_order_id, leg, symbol, side, amount, order_type, limit_price, sending, run)
 ), inserted AS (
     INSERT INTO order_intents (client_order_id, run_id, leg, portfolio_id, user_id, connection_id,
-                               symbol, side, amount, order_type, limit_price, state, attempts)
+                               symbol, side, amount, order_type, limit_price, state, attempts, sent_at)
     SELECT w.client_order_id, r.run_id, w.leg, r.portfolio_id, r.user_id, r.connection_id, w.symbol, w.side,
            w.amount, w.order_type, w.limit_price,
            CASE WHEN w.sending THEN 'sending' ELSE 'intent' END,
-           CASE WHEN w.sending THEN 1 ELSE 0 END
+           CASE WHEN w.sending THEN 1 ELSE 0 END,
+           CASE WHEN w.sending THEN now() END
     FROM wanted w JOIN runs r ON r.run = w.run
     ON CONFLICT (client_order_id) DO NOTHING
     RETURNING run_id, client_order_id, leg, state, amount, result
 )
-SELECT run_id::text, client_order_id, leg, state, amount, result, true AS fresh FROM inserted
+SELECT run_id::text, client_order_id, leg, state, amount, result, true AS fresh, 0::float8 AS sent_ago
+FROM inserted
 UNION ALL
-SELECT i.run_id::text, i.client_order_id, i.leg, i.state, i.amount, i.result, false FROM order_intents i
+SELECT i.run_id::text, i.client_order_id, i.leg, i.state, i.amount, i.result, false,
+       COALESCE(EXTRACT(epoch FROM now() - i.sent_at), 'Infinity')::float8
+FROM order_intents i
 WHERE i.run_id = ANY($8::uuid[]) AND i.client_order_id NOT IN (SELECT client_order_id FROM inserted)
 """
 
@@ -114,7 +121,7 @@ async def ensure_intents_many(pool: asyncpg.Pool, runs: Sequence[WantedIntents])
     by_run: dict[str, dict[int, Intent]] = {run_id: {} for run_id in run_ids}
     for r in found:
         by_run[r["run_id"]][r["leg"]] = Intent(
-            r["client_order_id"], r["leg"], r["state"], r["amount"], r["result"], r["fresh"]
+            r["client_order_id"], r["leg"], r["state"], r["amount"], r["result"], r["fresh"], r["sent_ago"]
         )
     return [by_run[run_id] for run_id in run_ids]
 
@@ -122,8 +129,8 @@ async def ensure_intents_many(pool: asyncpg.Pool, runs: Sequence[WantedIntents])
 async def mark_sending(pool: asyncpg.Pool, client_order_id: str, amount: Decimal) -> None:
     """Committed before the exchange is called: from now on the order may exist."""
     await pool.execute(
-        "UPDATE order_intents SET state = 'sending', amount = $2, attempts = attempts + 1, updated_at = now()"
-        " WHERE client_order_id = $1",
+        "UPDATE order_intents SET state = 'sending', amount = $2, attempts = attempts + 1, updated_at = now(),"
+        " sent_at = now() WHERE client_order_id = $1",
         client_order_id,
         amount,
     )
@@ -131,7 +138,7 @@ async def mark_sending(pool: asyncpg.Pool, client_order_id: str, amount: Decimal
 
 MARK_SENDING_MANY = (
     "UPDATE order_intents i SET state = 'sending', amount = w.amount, attempts = i.attempts + 1,"
-    " updated_at = now()"
+    " updated_at = now(), sent_at = now()"
     " FROM unnest($1::text[], $2::numeric[]) AS w(client_order_id, amount)"
     " WHERE i.client_order_id = w.client_order_id"
 )

@@ -226,6 +226,8 @@ class FakeBinance(FakeExchangeServer):
         )
         if order is not None and order.status != "open" and not self.state.closed_listed:
             return None
+        if order is not None and params.get("origClientOrderId") and not self.state.listed(order):
+            return None
         return order
 
     async def get_order(self, params: dict[str, str]) -> web.Response:

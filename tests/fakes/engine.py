@@ -83,6 +83,9 @@ class ExchangeState:
     force_insufficient_funds: bool = False
     # False: look-ups no longer find orders that are not open (exchanges list closed orders for a while).
     closed_listed: bool = True
+    # Seconds after it is placed before look-ups by client order id find an order (an exchange's
+    # order index may lag its matching engine).
+    listing_delay: float = 0.0
     orders: list[FakeOrder] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _trade_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
@@ -169,6 +172,9 @@ class ExchangeState:
         order.status = "canceled"
         order.closed_at = time.time()
         return order
+
+    def listed(self, order: FakeOrder) -> bool:
+        return time.time() - order.created_at >= self.listing_delay
 
     def find(self, order_id: str | None = None, client_order_id: str | None = None) -> FakeOrder | None:
         for order in reversed(self.orders):

@@ -238,6 +238,7 @@ class FakeKraken(FakeExchangeServer):
             if o.status in statuses
             and (wanted is None or o.client_order_id == wanted)
             and (o.status == "open" or self.state.closed_listed)
+            and (wanted is None or self.state.listed(o))
         }
 
     async def open_orders(self, form: dict[str, str]) -> web.Response:

@@ -7,8 +7,9 @@ contains ``path``):
 - ``rate_limit_next(n)``: answered the dialect's rate-limit error without executing;
 - ``drop_response_next()``: executed, then the connection is closed without an answer;
 - ``fail_next(kind, n, path, after=k)``: any of these kinds, once ``k`` matching requests have passed.
-Standing conditions: ``insufficient_funds``, ``partial_fill(ratio)``, ``reject_auth``, and
-``state.closed_listed`` (False: look-ups no longer find orders that are not open).
+Standing conditions: ``insufficient_funds``, ``partial_fill(ratio)``, ``reject_auth``,
+``state.closed_listed`` (False: look-ups no longer find orders that are not open), and
+``state.listing_delay`` (seconds before look-ups by client order id find a new order).
 """
 
 from __future__ import annotations

@@ -435,6 +435,36 @@ async def test_an_order_seen_open_is_never_sent_again_when_a_lookup_cannot_find_
     assert create_requests(rig.fake, rig.exchange_id, cid) == 1
 
 
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
+async def test_an_order_the_exchange_lists_late_is_not_sent_twice(
+    exchange_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    nats_url: str,
+    namespace: str,
+    db_pool: asyncpg.Pool,
+) -> None:
+    # The BTC sell's answer is lost, and the exchange lists new orders only 8 s after taking them
+    # (its order index lags its matching engine). Every look-up in those 8 s misses the sell; a leg
+    # sent again then would trade twice. It is sent again only once it has been unlisted for
+    # EXECUTOR_RESEND_AFTER_SECONDS (20 s here), so the run's retries find it instead.
+    box = use_exchange_clients(monkeypatch)
+    async with fake_exchange(exchange_id) as fake, ccxt_pipeline(
+        database_url, nats_url, namespace, executor_resend_after_seconds=20
+    ):
+        rig = Rig(exchange_id, fake, db_pool, nats_url, namespace, box)
+        fake.state.listing_delay = 8
+        fake.drop_response_next()
+        history = await rig.rebalance(timeout=60)
+        assert fake.unknown_paths == []
+    assert history.status == "succeeded", history.run["errors"]
+    assert_history_matches_exchange(rig, history, placed=set(LEGS.values()))
+    btc = by_leg(history)[LEGS["BTC"]]
+    assert create_requests(fake, exchange_id, btc["client_order_id"]) == 1 and btc["attempts"] == 1
+    [sell] = fake.orders_with_client_id(btc["client_order_id"])
+    assert sell.status == "closed" and btc["state"] == "filled"
+
+
 async def test_a_resting_limit_order_is_canceled_after_its_timeout(rig: Rig) -> None:
     rig.fake.faulty.resting.add(rig.symbol("ETH"))  # the ETH buy rests on the book unfilled
     history = await rig.rebalance(order_type="limit", limit_timeout_seconds=1)

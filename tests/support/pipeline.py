@@ -141,9 +141,10 @@ async def running(*apps: Any) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def in_process_pipeline(
-    database_url: str, nats_url: str, namespace: str, *, log_level: str = "INFO"
+    database_url: str, nats_url: str, namespace: str, *, log_level: str = "INFO", **executor: Any
 ) -> AsyncIterator[str]:
     """Ledger, pricer, planner and executor in this process; yields the subject namespace.
+    ``executor``: settings of the executor that differ from the tests' (below).
 
     Starting a service replaces the root logger's handlers (``setup_logging``): they are put back
     afterwards, so this process's logging is as it was.
@@ -151,10 +152,17 @@ async def in_process_pipeline(
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
     settings = settings_for(database_url, nats_url, namespace, log_level=log_level)
-    # The reconciler runs often, as in the process stacks (tests.support.processes).
-    executor_settings = ExecutorSettings(
-        **settings.model_dump(), executor_poll_seconds=0.2, reconcile_interval_seconds=2, reconcile_after_seconds=3
-    )
+    # The reconciler runs often, as in the process stacks (tests.support.processes), and a leg of
+    # unknown outcome is sent again 5 s after it was sent, not 60 s (a little after the lookups that
+    # follow a lost answer, so that the wait is exercised).
+    executor_settings = ExecutorSettings(**{
+        **settings.model_dump(),
+        "executor_poll_seconds": 0.2,
+        "reconcile_interval_seconds": 2,
+        "reconcile_after_seconds": 3,
+        "executor_resend_after_seconds": 5,
+        **executor,
+    })
     apps = [
         build_ledger(settings)[1],
         build_pricer(settings)[1],

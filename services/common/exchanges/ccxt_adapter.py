@@ -109,6 +109,7 @@ class CcxtExchange:
     """One account on one ccxt exchange; implements ``port.ExchangePort``."""
 
     places_batches = False  # spot batch endpoints differ by exchange and most have none
+    lists_new_orders_at_once = False  # an exchange's order index may lag its matching engine
 
     def __init__(
         self,

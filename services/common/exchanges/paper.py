@@ -246,6 +246,7 @@ class PaperExchange:
 
     exchange_id = "paper"
     places_batches = True  # create_orders is one transaction
+    lists_new_orders_at_once = True  # placed and looked up in the same database
 
     def __init__(
         self,

@@ -107,6 +107,9 @@ class ExchangePort(Protocol):
     # as possibly sent first. False: it sends one request per order, so the caller marks and sends
     # the orders one at a time (an unsent order is never looked up needlessly).
     places_batches: bool
+    # Whether an order is listed (found by its client order id) as soon as it is placed: then a
+    # look-up that misses it is final. Otherwise an exchange may take a while to list a new order.
+    lists_new_orders_at_once: bool
 
     async def load_markets(self) -> dict[str, Market]: ...
 
