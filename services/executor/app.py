@@ -30,6 +30,7 @@ class ExecutorSettings(ServiceSettings):
     executor_resend_after_seconds: float = 60.0
     reconcile_interval_seconds: float = 30.0
     reconcile_after_seconds: float = 60.0
+    reconcile_max_wait_seconds: float = 3600.0
 
 
 def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream]:
@@ -65,6 +66,7 @@ def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream
             stop,
             interval=settings.reconcile_interval_seconds,
             older_than_seconds=settings.reconcile_after_seconds,
+            max_wait_seconds=settings.reconcile_max_wait_seconds,
         )
 
     async def handle(batch: list[Incoming[PlanCreated]]) -> None:

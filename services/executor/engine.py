@@ -412,8 +412,10 @@ class Executor:
         pending = [(order, intent, self._request(state, order, amount, intent)) for order, amount, intent in fresh]
         # Legs stored as 'sending' with their intents are marked already.
         unmarked = [(r.client_order_id, r.amount) for _, intent, r in pending if intent.state == "intent"]
-        if unmarked:
-            await intents.mark_sending_many(self.pool, unmarked)
+        if unmarked and await intents.mark_sending_many(self.pool, unmarked) < len(unmarked):
+            # A leg was resolved meanwhile (never expected of a leg stored unsent): nothing is
+            # sent; the retry reads every leg's state again and looks up those marked.
+            raise TransientError("a leg of the batch was resolved before it was sent; not sent")
         crash_point("executor.after_intent")
         while pending and self._stop_when_out_of_time(state) is None:
             with metrics.time_exchange_call(exchange.exchange_id, "create_orders"):
@@ -575,7 +577,9 @@ class Executor:
 
     async def _send(self, exchange: ExchangePort, request: OrderRequest) -> OrderAnswer:
         """Send one order, its intent marked first; the answer is handled like a batch's."""
-        await intents.mark_sending(self.pool, request.client_order_id, request.amount)
+        if not await intents.mark_sending(self.pool, request.client_order_id, request.amount):
+            # The reconciler resolved it since the run read it: the retry replays what it found.
+            raise TransientError(f"order {request.client_order_id} was resolved meanwhile; not sent")
         crash_point("executor.after_intent")
         try:
             with metrics.time_exchange_call(exchange.exchange_id, "create_order"):

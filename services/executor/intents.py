@@ -126,31 +126,43 @@ async def ensure_intents_many(pool: asyncpg.Pool, runs: Sequence[WantedIntents])
     return [by_run[run_id] for run_id in run_ids]
 
 
-async def mark_sending(pool: asyncpg.Pool, client_order_id: str, amount: Decimal) -> None:
-    """Committed before the exchange is called: from now on the order may exist."""
-    await pool.execute(
-        "UPDATE order_intents SET state = 'sending', amount = $2, attempts = attempts + 1, updated_at = now(),"
-        " sent_at = now() WHERE client_order_id = $1",
-        client_order_id,
-        amount,
-    )
+# A leg already final (the reconciler, in another process, may have resolved it since it was
+# read) is never marked, so it is never sent again.
+MARK_SENDING = (
+    "UPDATE order_intents SET state = 'sending', amount = $2, attempts = attempts + 1, updated_at = now(),"
+    " sent_at = now() WHERE client_order_id = $1 AND state IN ('intent', 'sending')"
+)
+
+
+async def mark_sending(pool: asyncpg.Pool, client_order_id: str, amount: Decimal) -> bool:
+    """Committed before the exchange is called: from now on the order may exist. False if the leg
+    is no longer one that may be sent (it was resolved meanwhile): it must not be sent."""
+    return bool(_updated(await pool.execute(MARK_SENDING, client_order_id, amount)))
 
 
 MARK_SENDING_MANY = (
     "UPDATE order_intents i SET state = 'sending', amount = w.amount, attempts = i.attempts + 1,"
     " updated_at = now(), sent_at = now()"
     " FROM unnest($1::text[], $2::numeric[]) AS w(client_order_id, amount)"
-    " WHERE i.client_order_id = w.client_order_id"
+    " WHERE i.client_order_id = w.client_order_id AND i.state IN ('intent', 'sending')"
 )
 
 
-async def mark_sending_many(pool: asyncpg.Pool, legs: list[tuple[str, Decimal]]) -> None:
-    """``mark_sending`` for several legs (client order id, amount) in one statement."""
-    await pool.execute(
-        MARK_SENDING_MANY,
-        [client_order_id for client_order_id, _ in legs],
-        [amount for _, amount in legs],
+async def mark_sending_many(pool: asyncpg.Pool, legs: list[tuple[str, Decimal]]) -> int:
+    """``mark_sending`` for several legs (client order id, amount) in one statement; returns how
+    many were marked."""
+    return _updated(
+        await pool.execute(
+            MARK_SENDING_MANY,
+            [client_order_id for client_order_id, _ in legs],
+            [amount for _, amount in legs],
+        )
     )
+
+
+def _updated(status: str) -> int:
+    """The row count of an UPDATE's command tag ("UPDATE 3")."""
+    return int(status.rpartition(" ")[2])
 
 
 async def unmark_unsent(pool: asyncpg.Pool, client_order_ids: list[str]) -> None:
@@ -257,22 +269,31 @@ async def run_intents(pool: asyncpg.Pool, run_id: str) -> dict[int, Intent]:
 
 # Each leg with its run's fields as the ledger recorded them (NULL while the ledger has not), for
 # the reconciler's report of the leg; the prices are the run's, to value a fill in another quote.
+# A leg is looked at again once it has waited $1 seconds, or an eighth of how long it had been
+# unresolved when it was last looked at, if longer (at most $3 seconds): a leg the exchange never
+# lists is looked up less and less often, not once a pass forever, each call taken from its
+# account's rate limit.
 STALE_UNRESOLVED = """
-SELECT i.client_order_id, i.run_id::text, i.leg, i.connection_id::text, i.portfolio_id::text, i.user_id::text,
-       i.symbol, i.side, i.amount, i.order_type,
+SELECT i.client_order_id, i.run_id::text, i.leg, i.state, i.connection_id::text, i.portfolio_id::text,
+       i.user_id::text, i.symbol, i.side, i.amount, i.order_type,
        r.triggered_by, r.started_at, r.quote_currency, r.status AS run_status, s.prices
 FROM order_intents i
 LEFT JOIN rebalance_runs r ON r.id = i.run_id
 LEFT JOIN portfolio_snapshots s ON s.run_id = i.run_id AND s.kind = 'before'
 WHERE i.state IN ('sending', 'open') AND i.updated_at < now() - make_interval(secs => $1)
+  AND i.updated_at < now() - LEAST(make_interval(secs => $3),
+                                   (i.updated_at - COALESCE(i.sent_at, i.created_at)) / 8)
 ORDER BY i.updated_at LIMIT $2
 """
 
 
-async def stale_unresolved(pool: asyncpg.Pool, older_than_seconds: float, limit: int) -> list[asyncpg.Record]:
+async def stale_unresolved(
+    pool: asyncpg.Pool, older_than_seconds: float, limit: int, *, max_wait_seconds: float = 3600.0
+) -> list[asyncpg.Record]:
     """Intents whose outcome is unknown (the process died mid-call, or the run stopped before the
-    exchange said how they ended), least recently looked at first: for the reconciler."""
-    rows: list[asyncpg.Record] = await pool.fetch(STALE_UNRESOLVED, older_than_seconds, limit)
+    exchange said how they ended), due a look and least recently looked at first: for the
+    reconciler."""
+    rows: list[asyncpg.Record] = await pool.fetch(STALE_UNRESOLVED, older_than_seconds, limit, max_wait_seconds)
     return rows
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from contracts.subjects import Subjects
-from contracts.v1 import OrdersReported
+from contracts.v1 import OrdersReported, RunError
 from services.common.bus import OutboxRelay
 from services.common.db import OutboxMessage
 from services.common.exchanges.accounts import ExchangeAccounts
@@ -32,13 +32,22 @@ log = logging.getLogger("services.executor.reconciler")
 
 
 def leg_report(
-    row: Mapping[str, Any], found: OrderResult, *, exchange_id: str, now: datetime
+    row: Mapping[str, Any], found: OrderResult | None, *, exchange_id: str, now: datetime
 ) -> tuple[str, OrdersReported]:
-    """The final state of a stale leg the exchange has closed, and the event that reports it
-    (``row``: the leg's intent with its run's fields as the ledger recorded them)."""
-    state, error = reports.ended(row["leg"], row["symbol"], found.status, found.filled)
-    prices = {asset: Decimal(price) for asset, price in (row["prices"] or {}).items()}
-    prices.setdefault(row["quote_currency"], Decimal(1))
+    """The final state of a stale leg and the event that reports it (``row``: the leg's intent
+    with its run's fields as the ledger recorded them): as the exchange closed it, or, when
+    ``found`` is None, not placed (an exchange that lists every order at once does not have it)."""
+    error: RunError | None
+    if found is None:
+        state, error = "failed", reports.leg_error(
+            row["leg"], "not_placed", f"not placed: {exchange_id} has no order {row['client_order_id']}"
+        )
+        fill = None
+    else:
+        state, error = reports.ended(row["leg"], row["symbol"], found.status, found.filled)
+        prices = {asset: Decimal(price) for asset, price in (row["prices"] or {}).items()}
+        prices.setdefault(row["quote_currency"], Decimal(1))
+        fill = sizing.fill_of(found, row["symbol"].partition("/")[2], prices)
     order = reports.reported_order(
         row["run_id"],
         leg=row["leg"],
@@ -46,9 +55,9 @@ def leg_report(
         symbol=row["symbol"],
         side="buy" if row["side"] == "buy" else "sell",
         order_type="limit" if row["order_type"] == "limit" else "market",
-        amount=found.amount or row["amount"],  # as the engine reports it: what was sent
+        amount=(found.amount if found else None) or row["amount"],  # as the engine reports it: what was sent
         state=state,
-        fill=sizing.fill_of(found, row["symbol"].partition("/")[2], prices),
+        fill=fill,
         error=error,
         dry_run=False,  # a dry run's legs are simulated, never sent
         exchange_id=exchange_id,
@@ -63,6 +72,19 @@ def leg_report(
         "started_at": row["started_at"],
     }
     return state, reports.orders_reported(stage, [order], reconciled=True)
+
+
+def never_placed(row: Mapping[str, Any], found: OrderResult | None, lists_new_orders_at_once: bool) -> bool:
+    """A leg sent by a run that has ended, which an exchange that lists every order the moment it
+    takes it (the paper exchange) does not have: the request never reached it, and nobody will
+    send it now. Elsewhere a miss proves nothing (an order index may lag, closed orders are
+    listed for a while only), so the leg is looked up again later."""
+    return (
+        found is None
+        and lists_new_orders_at_once
+        and row["state"] == "sending"
+        and row["run_status"] not in (None, "running")
+    )
 
 
 async def _cancel_orphan(exchange: ExchangePort, row: Mapping[str, Any], found: OrderResult) -> OrderResult:
@@ -85,11 +107,14 @@ async def reconcile_once(
     subjects: Subjects,
     *,
     older_than_seconds: float,
+    max_wait_seconds: float = 3600.0,
     batch: int = 500,
 ) -> int:
-    """One pass over up to ``batch`` legs of unknown outcome; returns how many it resolved."""
+    """One pass over up to ``batch`` legs of unknown outcome due a look (see
+    ``intents.STALE_UNRESOLVED``); returns how many it resolved."""
     resolved, unanswered = 0, []
-    for row in await intents.stale_unresolved(pool, older_than_seconds, batch):
+    rows = await intents.stale_unresolved(pool, older_than_seconds, batch, max_wait_seconds=max_wait_seconds)
+    for row in rows:
         cid = row["client_order_id"]
         if row["started_at"] is None:
             # Its report needs the run's fields: the ledger is behind; looked up on a later pass.
@@ -98,7 +123,7 @@ async def reconcile_once(
             continue
         try:
             async with accounts.use(row["connection_id"]) as exchange:
-                exchange_id = exchange.exchange_id
+                exchange_id, lists_at_once = exchange.exchange_id, exchange.lists_new_orders_at_once
                 found = await exchange.fetch_order_by_client_id(row["symbol"], cid)
                 if found is not None and found.status == "open" and row["run_status"] != "running":
                     found = await _cancel_orphan(exchange, row, found)
@@ -106,12 +131,12 @@ async def reconcile_once(
             log.warning("reconciler: cannot look up %s yet: %s", cid, exc)
             unanswered.append(cid)
             continue
-        if found is None or found.status == "open":
-            unanswered.append(cid)  # never seen by the exchange, or still working: looked up again later
+        if (found is None and not never_placed(row, found, lists_at_once)) or (found and found.status == "open"):
+            unanswered.append(cid)  # not seen by the exchange yet, or still working: looked up again later
             continue
         state, report = leg_report(row, found, exchange_id=exchange_id, now=datetime.now(UTC))
         message = OutboxMessage(subjects.orders_reported, report.message_id, report.model_dump_json().encode())
-        await intents.resolve(pool, cid, state, intents.result_json(found), message)
+        await intents.resolve(pool, cid, state, intents.result_json(found) if found else None, message)
         log.info("reconciler: order %s of run %s resolved as %s", cid, row["run_id"], state)
         resolved += 1
     await intents.looked_at(pool, unanswered)
@@ -129,10 +154,14 @@ async def run_reconciler(
     *,
     interval: float = 30.0,
     older_than_seconds: float = 60.0,
+    max_wait_seconds: float = 3600.0,
 ) -> None:
     while not stop.is_set():
         try:
-            await reconcile_once(pool, accounts, relay, subjects, older_than_seconds=older_than_seconds)
+            await reconcile_once(
+                pool, accounts, relay, subjects,
+                older_than_seconds=older_than_seconds, max_wait_seconds=max_wait_seconds,
+            )
         except Exception:
             log.exception("reconciler pass failed")
         with contextlib.suppress(TimeoutError):

@@ -91,13 +91,15 @@ ON CONFLICT (message_id) DO NOTHING
 
 
 # A completed run's legs that were of unknown outcome when it completed and have been reported
-# since (by the executor's reconciler) join its figures: counted as executed or failed, their
-# value and fees (in the run's quote, at the run's prices) added, and their error says when they
-# were found. Keyed on the error itself, so a leg is added once whatever order the events come in.
+# since (by the executor's reconciler) join its figures: counted as executed or failed (a leg the
+# paper exchange never took is found not placed), their value and fees (in the run's quote, at
+# the run's prices) added, and their error says what they were found to be and when. Keyed on the
+# error itself, so a leg is added once whatever order the events come in.
 SETTLE_UNKNOWN_LEGS = f"""
 WITH found AS (
     SELECT r.id AS run_id, (e->>'leg')::int AS leg,
-           o.status IN ('filled', 'partially_filled') AS executed, o.status,
+           o.status IN ('filled', 'partially_filled') AS executed,
+           CASE WHEN o.error->>'code' = 'not_placed' THEN 'not placed' ELSE o.status END AS status,
            t.value, t.fee * COALESCE((s.prices->>t.fee_currency)::numeric, 0) AS fee
     FROM rebalance_runs r
     CROSS JOIN LATERAL jsonb_array_elements(r.errors) AS e

@@ -24,9 +24,12 @@ from tests.component.test_ledger import run_events
 pytestmark = pytest.mark.integration
 
 
-def stopped_run(subjects: Subjects) -> tuple[list[Envelope], OrdersReported, OrdersReported, PlanCreated]:
+def stopped_run(
+    subjects: Subjects,
+) -> tuple[list[Envelope], OrdersReported, OrdersReported, OrdersReported, PlanCreated]:
     """A two-leg run whose second leg was of unknown outcome when it completed: its events up to
-    the completion, and the reconciler's later report of that leg, filled and unfilled."""
+    the completion, and the reconciler's later report of that leg: filled, unfilled, and not
+    placed (the paper exchange does not have it)."""
     events = [event for _, event in run_events(subjects)]
     plan = next(e for e in events if isinstance(e, PlanCreated))
     first, second = plan.orders
@@ -64,7 +67,9 @@ def stopped_run(subjects: Subjects) -> tuple[list[Envelope], OrdersReported, Ord
         "prices": {asset: str(price) for asset, price in plan.prices.items()},
     }
 
-    def late(status: OrderStatus, filled: Decimal) -> OrdersReported:
+    def late(status: OrderStatus | None, filled: Decimal) -> OrdersReported:
+        if status is None:
+            return leg_report(row, None, exchange_id="paper", now=done.completed_at)[1]
         found = OrderResult(
             client_order_id=client_order_id,
             exchange_order_id="x-2",
@@ -80,7 +85,13 @@ def stopped_run(subjects: Subjects) -> tuple[list[Envelope], OrdersReported, Ord
         )
         return leg_report(row, found, exchange_id="paper", now=done.completed_at)[1]
 
-    return [*events[:3], fill, done], late("closed", second.amount), late("canceled", Decimal(0)), plan
+    return (
+        [*events[:3], fill, done],
+        late("closed", second.amount),
+        late("canceled", Decimal(0)),
+        late(None, Decimal(0)),
+        plan,
+    )
 
 
 async def write(pool: asyncpg.Pool, *batches: Sequence[Envelope]) -> None:
@@ -97,7 +108,7 @@ async def write(pool: asyncpg.Pool, *batches: Sequence[Envelope]) -> None:
 async def test_a_leg_found_after_its_run_joins_the_runs_figures_once(
     db_pool: asyncpg.Pool, namespace: str, arrival: str
 ) -> None:
-    events, found, _, plan = stopped_run(Subjects(namespace))
+    events, found, _, _, plan = stopped_run(Subjects(namespace))
     *before, done = events
     if arrival == "report after the completion":
         await write(db_pool, events, [found], [found])  # reported twice: added once
@@ -132,7 +143,7 @@ async def test_a_leg_found_after_its_run_joins_the_runs_figures_once(
 
 
 async def test_a_leg_found_unfilled_after_its_run_counts_as_failed(db_pool: asyncpg.Pool, namespace: str) -> None:
-    events, _, unfilled, plan = stopped_run(Subjects(namespace))
+    events, _, unfilled, _, plan = stopped_run(Subjects(namespace))
     await write(db_pool, events, [unfilled])
     run = await db_pool.fetchrow("SELECT * FROM rebalance_runs WHERE id = $1::uuid", plan.run_id)
     assert (run["orders_executed"], run["orders_failed"]) == (1, 1)
@@ -143,10 +154,28 @@ async def test_a_leg_found_unfilled_after_its_run_counts_as_failed(db_pool: asyn
     assert order["status"] == "canceled"
 
 
+async def test_a_leg_the_paper_exchange_never_took_counts_as_failed_not_placed(
+    db_pool: asyncpg.Pool, namespace: str
+) -> None:
+    events, _, _, not_placed, plan = stopped_run(Subjects(namespace))
+    [order] = not_placed.orders
+    assert order.outcome == "failed" and order.fill.filled == 0
+    assert order.error is not None and order.error.code == "not_placed"
+    await write(db_pool, events, [not_placed], [not_placed])  # reported twice: added once
+    run = await db_pool.fetchrow("SELECT * FROM rebalance_runs WHERE id = $1::uuid", plan.run_id)
+    assert (run["orders_executed"], run["orders_failed"]) == (1, 1)
+    assert run["total_value_traded"] == plan.orders[0].value and run["fees"] == plan.orders[0].fee
+    assert run["errors"][0]["code"] == "outcome_found_late"
+    assert run["errors"][0]["message"].endswith("may be on the exchange; found not placed after the run completed")
+    row = await db_pool.fetchrow("SELECT status, error FROM orders WHERE run_id = $1::uuid AND leg = 1", plan.run_id)
+    assert row["status"] == "failed" and row["error"]["code"] == "not_placed"
+    assert await db_pool.fetchval("SELECT count(*) FROM trades WHERE run_id = $1::uuid", plan.run_id) == 1
+
+
 async def test_a_run_whose_unknown_leg_is_not_reported_yet_keeps_its_figures(
     db_pool: asyncpg.Pool, namespace: str
 ) -> None:
-    events, _, _, plan = stopped_run(Subjects(namespace))
+    events, _, _, _, plan = stopped_run(Subjects(namespace))
     await write(db_pool, events, events[-1:])  # the completion again (a second delivery)
     run = await db_pool.fetchrow("SELECT * FROM rebalance_runs WHERE id = $1::uuid", plan.run_id)
     assert (run["orders_executed"], run["orders_failed"]) == (1, 0)

@@ -97,6 +97,22 @@ async def test_legs_a_batch_never_sent_go_back_to_intent_uncounted(db_pool: asyn
     assert await states(db_pool, plan) == [(0, "sending", 1), (1, "intent", 0)]
 
 
+async def test_a_leg_resolved_meanwhile_is_never_marked_to_be_sent_again(db_pool: asyncpg.Pool) -> None:
+    # The reconciler (another process) may resolve a leg between the run's read of it and its
+    # send: the mark that must precede every send refuses a final leg, and the run sends nothing.
+    plan = a_plan()
+    ids = {o.leg: client_order_id_for("paper", plan.run_id, o.leg) for o in plan.orders}
+    await store_intents(db_pool, plan, ids)
+    first = plan.orders[0]
+    assert await intents.mark_sending(db_pool, ids[0], first.amount)
+    assert await intents.mark_sending(db_pool, ids[0], first.amount)  # looked up, not found: sent again
+    await intents.resolve(db_pool, ids[0], "filled", {"exchange_order_id": "7"})
+    assert not await intents.mark_sending(db_pool, ids[0], first.amount)
+    legs = [(ids[o.leg], o.amount) for o in plan.orders]
+    assert await intents.mark_sending_many(db_pool, legs) == 1  # only the leg still unsent
+    assert await states(db_pool, plan) == [(0, "filled", 2), (1, "sending", 1)]
+
+
 async def test_a_phase_outcome_and_its_event_are_written_together_once(db_pool: asyncpg.Pool) -> None:
     plan = a_plan()
     ids = {o.leg: client_order_id_for("paper", plan.run_id, o.leg) for o in plan.orders}

@@ -178,3 +178,70 @@ async def test_an_order_still_resting_after_its_run_ended_is_canceled_and_report
     assert order.outcome == "rejected" and order.fill.status == "canceled" and report.reconciled
     assert order.error is not None and order.error.code == "not_filled"
     assert await reports(db_pool, subjects, running) == []
+
+
+async def test_a_leg_the_paper_exchange_never_took_is_resolved_as_not_placed_once_its_run_has_ended(
+    db_pool: asyncpg.Pool, reconciling: Reconciling
+) -> None:
+    # The paper exchange lists an order the moment it takes it, so a leg of an ended run that it
+    # does not have never reached it, and nobody will send it now: not placed. While its run is
+    # running, the run's retry may still send it; while the ledger has no run, nothing is known.
+    seeded, subjects = reconciling.seeded, reconciling.subjects
+    ended, running, unrecorded = (str(uuid.uuid4()) for _ in range(3))
+    await record_run(db_pool, seeded, ended, status="failed")
+    await record_run(db_pool, seeded, running)
+    legs = {run_id: await unknown_leg(db_pool, seeded, run_id, 0, 10) for run_id in (ended, running, unrecorded)}
+
+    assert await reconciling.once() == 1
+    assert await states(db_pool, [legs[ended]]) == ["failed"]
+    assert await states(db_pool, [legs[running], legs[unrecorded]]) == ["sending", "sending"]
+    [report] = await reports(db_pool, subjects, ended)
+    [order] = report.orders
+    assert report.reconciled and (order.leg, order.outcome, order.client_order_id) == (0, "failed", legs[ended])
+    assert order.error is not None and order.error.code == "not_placed" and legs[ended] in order.error.message
+    assert order.fill.filled == 0 and order.event_id == derived_id(ended, "order", 0, "failed")
+    assert await reports(db_pool, subjects, running) == [] and await reports(db_pool, subjects, unrecorded) == []
+    async with reconciling.accounts.use(seeded.connection_id) as exchange:
+        assert await exchange.fetch_order_by_client_id("BTC/USD", legs[ended]) is None  # nothing was sent
+
+
+async def test_a_leg_never_found_is_looked_up_less_and_less_often(
+    db_pool: asyncpg.Pool, reconciling: Reconciling
+) -> None:
+    # Each look-up of a leg is a call on its account's rate limit. A leg waits at least a minute
+    # between looks, an eighth of how long it had been unresolved at its last look if longer, and
+    # at most an hour: one the exchange never lists is not looked up once a minute forever.
+    seeded = reconciling.seeded
+    run_id = str(uuid.uuid4())
+    await record_run(db_pool, seeded, run_id)  # running: a paper miss is not final yet
+
+    async def leg(n: int, sent_minutes_ago: int, looked_minutes_ago: int) -> str:
+        cid = await unknown_leg(db_pool, seeded, run_id, n, looked_minutes_ago)
+        await db_pool.execute(
+            "UPDATE order_intents SET sent_at = now() - make_interval(mins => $2) WHERE client_order_id = $1",
+            cid,
+            sent_minutes_ago,
+        )
+        return cid
+
+    fresh = await leg(0, 3, 2)  # unresolved a minute when last looked at: waits a minute
+    waiting = await leg(1, 82, 2)  # unresolved 80 minutes: waits 10
+    due = await leg(2, 91, 11)  # unresolved 80 minutes, looked at 11 minutes ago
+    old = await leg(3, 60 * 24 * 30, 61)  # unresolved a month: waits an hour, no more
+    old_waiting = await leg(4, 60 * 24 * 30, 59)
+
+    async def looked_at_now() -> set[str]:
+        rows = await db_pool.fetch(
+            "SELECT client_order_id FROM order_intents WHERE run_id = $1::uuid AND updated_at > now() - interval '5 s'",
+            run_id,
+        )
+        return {r["client_order_id"] for r in rows}
+
+    assert await reconciling.once() == 0
+    assert await looked_at_now() == {fresh, due, old}
+    assert await states(db_pool, [fresh, waiting, due, old, old_waiting]) == ["sending"] * 5
+    # Looked at just now, none is due again yet.
+    await db_pool.execute(
+        "UPDATE order_intents SET updated_at = updated_at - interval '5 s' WHERE run_id = $1::uuid", run_id
+    )
+    assert await reconciling.once() == 0 and await looked_at_now() == set()
