@@ -282,3 +282,36 @@ async def test_connection_in_use_cannot_be_deleted(api: Api) -> None:
     assert (await user.delete(f"/api/v1/connections/{user.connection_id}")).status_code == 409
     spare = await user.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": paper_account("spare")})
     assert (await user.delete(f"/api/v1/connections/{spare.json()['connection']['id']}")).status_code == 204
+
+
+async def test_a_connection_with_orders_of_unknown_outcome_cannot_be_deleted(api: Api) -> None:
+    # A run stopped with a leg that may be on the exchange; its portfolio was deleted since. The
+    # reconciler looks the leg up with the connection's key: deleting the connection now would
+    # leave a resting order never canceled, or a fill never recorded.
+    user, other = await api.user(), await api.user()
+    portfolio = await user.create_portfolio()
+    assert (await user.delete(f"/api/v1/portfolios/{portfolio['id']}")).status_code == 204
+    run_id = str(uuid.uuid4())
+    cids = [f"rb-{run_id[:8]}-{leg}" for leg in range(7)]
+    for leg, cid in enumerate(cids):
+        await api.pool.execute(
+            "INSERT INTO order_intents (client_order_id, run_id, leg, portfolio_id, user_id, connection_id, symbol,"
+            " side, amount, state) VALUES ($1, $2::uuid, $3, $4::uuid, $5, $6::uuid, 'ETH/USD', 'buy', 1, $7)",
+            cid, run_id, leg, portfolio["id"], user.id, user.connection_id, "open" if leg == 0 else "sending",
+        )
+    await api.pool.execute(  # resolved legs and another user's never count
+        "UPDATE order_intents SET state = 'filled' WHERE client_order_id = ANY($1::text[])", cids[5:]
+    )
+    url = f"/api/v1/connections/{user.connection_id}"
+    response = await user.delete(url)
+    assert response.status_code == 409, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith("5 order(s) of unknown outcome on this account are still being looked up: buy ETH/USD")
+    assert cids[0] in detail and cids[4] in detail and run_id in detail and cids[5] not in detail
+    assert (await user.get(url)).status_code == 200  # nothing deleted
+    assert (await other.delete(url)).status_code == 404
+
+    await api.pool.execute("UPDATE order_intents SET state = 'canceled' WHERE client_order_id = ANY($1::text[])", cids)
+    assert (await user.delete(url)).status_code == 204
+    assert (await user.get(url)).status_code == 404
+

@@ -73,6 +73,14 @@ async def connection_in_use(conn: asyncpg.Connection, connection_id: UUID) -> bo
     return used
 
 
+async def unresolved_orders(conn: asyncpg.Connection, connection_id: UUID) -> list[asyncpg.Record]:
+    """Orders on this connection whose outcome the executor's reconciler is still looking up."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT client_order_id, run_id, symbol, side, state FROM connection_unresolved_orders($1)", connection_id
+    )
+    return rows
+
+
 async def delete_connection(conn: asyncpg.Connection, connection_id: UUID) -> bool:
     deleted = await conn.fetchval("DELETE FROM exchange_connections WHERE id = $1 RETURNING id", connection_id)
     return deleted is not None

@@ -164,6 +164,20 @@ def _already_connected(field: str, mine: dict[str, Any] | None) -> HTTPException
     return HTTPException(409, f"{field}: this {what} is already connected; an account has one connection{advice}")
 
 
+def _orders_still_unknown(orders: list[asyncpg.Record]) -> HTTPException:
+    """Without the connection's key, an order still being looked up could never be canceled if it
+    rests, nor its fill recorded: the connection stays until the reconciler has resolved them."""
+    named = ", ".join(
+        f"{o['side']} {o['symbol']} {o['client_order_id']} (run {o['run_id']})" for o in orders[:5]
+    )
+    more = f" and {len(orders) - 5} more" if len(orders) > 5 else ""
+    return HTTPException(
+        409,
+        f"{len(orders)} order(s) of unknown outcome on this account are still being looked up: {named}{more};"
+        " delete the connection once they are resolved (the history shows them as they are found)",
+    )
+
+
 @router.delete(
     "/{connection_id}", status_code=204, response_class=Response, responses={409: {"model": ErrorBody}}
 )
@@ -175,5 +189,7 @@ async def delete_connection(
             raise HTTPException(404, f"connection {connection_id} not found")
         if await repo.connection_in_use(conn, connection_id):
             raise HTTPException(409, "portfolios still use this connection: move or delete them first")
+        if unresolved := await repo.unresolved_orders(conn, connection_id):
+            raise _orders_still_unknown(unresolved)
         await repo.delete_connection(conn, connection_id)
     return Response(status_code=204)
