@@ -38,6 +38,9 @@ class FakeBinance(FakeExchangeServer):
     def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
         super().__init__(state, api_key, secret, hang_seconds)
         self._symbol_by_id = {s.replace("/", ""): s for s in state.markets}
+        # Further API keys of the same account (a user may make several), and the account's id.
+        self.other_api_keys: set[str] = set()
+        self.uid = 1
 
     def rate_limit_response(self) -> web.Response:
         return _error(-1003, "Too many requests; current limit is 6000 request weight per 1 MINUTE.", 429)
@@ -63,7 +66,7 @@ class FakeBinance(FakeExchangeServer):
 
     def _signed(self, handler: Any) -> Any:
         async def checked(request: web.Request) -> web.Response:
-            if self.reject_auth or request.headers.get("X-MBX-APIKEY") != self.api_key:
+            if self.reject_auth or request.headers.get("X-MBX-APIKEY") not in {self.api_key, *self.other_api_keys}:
                 return _error(-2015, "Invalid API-key, IP, or permissions for action.", 401)
             params = dict(request.query)
             body = await request.text()
@@ -155,7 +158,7 @@ class FakeBinance(FakeExchangeServer):
                 {"asset": c, "free": dec(self.state.free(c)), "locked": dec(self.state.locked(c))}
                 for c in self.state.balances
             ],
-            "permissions": ["SPOT"], "uid": 1,
+            "permissions": ["SPOT"], "uid": self.uid,
         })
 
     def _order_json(self, order: FakeOrder, with_fills: bool = False) -> dict[str, Any]:

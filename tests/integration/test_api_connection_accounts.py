@@ -1,8 +1,9 @@
 """An exchange account has one connection (migration 011's ``account_ref``).
 
 The rules that keep an account to one live portfolio and one live run at a time key on the
-connection, so a second connection to the same account (the same paper account, or the same API
-key at the same address) would get around them.
+connection, so a second connection to the same account (the same paper account, the same API key
+at the same address, or another key of an account the exchange names: migration 014) would get
+around them.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import logging
 import uuid
 
 import asyncpg
+import httpx
 import pytest
 
 from services.api.connection_refs import name_accounts
-from services.common.exchanges.account_ref import exchange_account_ref, paper_account_ref
+from services.common.exchanges.account_ref import exchange_account_ref, exchange_account_uid_ref, paper_account_ref
 from services.common.secrets import Credentials
+from tests.fakes.binance import start_fake_binance
 from tests.integration.test_api_harness import Api, api_fixture, paper_account  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -74,6 +77,46 @@ async def test_an_exchange_account_is_connected_once_per_address(api: Api) -> No
         exchange_account_ref("kraken", key, api_url="http://127.0.0.1:9", sandbox=False),
     ]
     assert all(key not in ref for ref in refs)
+
+
+async def test_a_second_api_key_of_a_binance_account_is_the_same_account(api: Api) -> None:
+    # Binance names the account in its balance answer (uid): a checked connection records it, so
+    # a second key of the same account is refused like the same key; the key-based name still
+    # stands for connections that were not checked.
+    alice, bob = await api.user(with_connection=False), await api.user(with_connection=False)
+    transport = api.client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    transport.app.state.ctx.settings = api.settings.model_copy(update={"api_verify_connections": True})  # type: ignore[attr-defined]
+    async with start_fake_binance() as fake:
+        fake.other_api_keys |= {"second-key-of-the-account-0123", "third-key-of-the-account-01234"}
+
+        def body(key: str, label: str) -> dict[str, str]:
+            return {"exchangeId": "binance", "apiKey": key, "secret": fake.secret, "apiUrl": fake.url, "label": label}
+
+        first = await alice.post("/api/v1/connections", body(fake.api_key, "Main"))
+        assert first.status_code == 201, first.text
+        main = first.json()["connection"]["id"]
+        again = await alice.post("/api/v1/connections", body("second-key-of-the-account-0123", "Second key"))
+        assert again.status_code == 409, again.text
+        assert again.json()["error"].startswith(
+            "apiKey: this exchange account (the exchange names it as the account of another API key) is already"
+            f" connected as your connection {main} ('Main')"
+        )
+        taken = await bob.post("/api/v1/connections", body("third-key-of-the-account-01234", "Bob's"))
+        assert taken.status_code == 409 and "another API key" in taken.text and main not in taken.text
+        assert await _connections(api, bob.id) == []
+
+        fake.uid = 2  # the key now opens another account: that one is free
+        other = await alice.post("/api/v1/connections", body("second-key-of-the-account-0123", "Other"))
+        assert other.status_code == 201, other.text
+    refs = await api.pool.fetch(
+        "SELECT account_ref, account_uid_ref FROM exchange_connections WHERE user_id = $1 ORDER BY created_at",
+        alice.id,
+    )
+    assert [r["account_uid_ref"] for r in refs] == [
+        exchange_account_uid_ref("binance", uid, api_url=fake.url, sandbox=False) for uid in ("1", "2")
+    ]
+    assert refs[0]["account_ref"] == exchange_account_ref("binance", fake.api_key, api_url=fake.url, sandbox=False)
 
 
 async def test_the_api_names_the_accounts_of_older_connections_when_it_starts(api: Api, caplog) -> None:

@@ -8,6 +8,8 @@ from uuid import UUID
 import asyncpg
 
 ONE_CONNECTION_PER_ACCOUNT = "exchange_connections_one_per_account"  # migration 011's unique index
+ONE_CONNECTION_PER_EXCHANGE_ACCOUNT = "exchange_connections_one_per_exchange_account"  # migration 014's
+ONE_CONNECTION_PER_ACCOUNT_INDEXES = frozenset({ONE_CONNECTION_PER_ACCOUNT, ONE_CONNECTION_PER_EXCHANGE_ACCOUNT})
 
 _PUBLIC_COLUMNS = (
     "id, exchange_id, label, api_key_hint, api_url, sandbox, paper_account, created_at, updated_at"
@@ -39,11 +41,12 @@ async def insert_connection(
     sandbox: bool,
     paper_account: str | None,
     account_ref: str,
+    account_uid_ref: str | None = None,
 ) -> dict[str, Any]:
     row = await conn.fetchrow(
         "INSERT INTO exchange_connections (user_id, exchange_id, label, credentials_enc, key_version,"
-        " api_key_hint, api_url, sandbox, paper_account, account_ref)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " api_key_hint, api_url, sandbox, paper_account, account_ref, account_uid_ref)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         f" RETURNING {_PUBLIC_COLUMNS}",
         user_id,
         exchange_id,
@@ -55,14 +58,23 @@ async def insert_connection(
         sandbox,
         paper_account,
         account_ref,
+        account_uid_ref,
     )
     assert row is not None
     return dict(row)
 
 
-async def connection_to_account(conn: asyncpg.Connection, account_ref: str) -> dict[str, Any] | None:
-    """The caller's connection to this exchange account, if any (other users' rows are not visible)."""
-    row = await conn.fetchrow("SELECT id, label FROM exchange_connections WHERE account_ref = $1", account_ref)
+async def connection_to_account(
+    conn: asyncpg.Connection, account_ref: str, account_uid_ref: str | None = None
+) -> dict[str, Any] | None:
+    """The caller's connection to this exchange account, by its key or by the exchange's own id of
+    it, if any (other users' rows are not visible)."""
+    row = await conn.fetchrow(
+        "SELECT id, label, account_ref FROM exchange_connections WHERE account_ref = $1 OR account_uid_ref = $2"
+        " ORDER BY account_ref = $1 DESC LIMIT 1",
+        account_ref,
+        account_uid_ref,
+    )
     return dict(row) if row else None
 
 

@@ -14,7 +14,7 @@ from services.api.context import ApiContext, get_context
 from services.api.errors import ERROR_RESPONSES, invalid
 from services.api.repositories import connections as repo
 from services.api.schemas import ConnectionCreate, ConnectionEnvelope, ConnectionList, ConnectionOut, ErrorBody
-from services.common.exchanges.account_ref import exchange_account_ref, paper_account_ref
+from services.common.exchanges.account_ref import exchange_account_ref, exchange_account_uid_ref, paper_account_ref
 from services.common.secrets import Credentials, mask
 
 router = APIRouter(prefix="/api/v1/connections", tags=["connections"], responses=ERROR_RESPONSES)
@@ -68,9 +68,10 @@ def _problems(body: ConnectionCreate) -> list[tuple[str, str]]:
     return problems
 
 
-async def _verify(ctx: ApiContext, body: ConnectionCreate, credentials: Credentials) -> None:
+async def _verify(ctx: ApiContext, body: ConnectionCreate, credentials: Credentials) -> str | None:
     """Build the client (catches sandbox mode without a test URL) and, unless turned off, check
-    that markets load and the keys work."""
+    that markets load and the keys work; returns the exchange's own id of the account, where the
+    check learned one."""
     from services.common.exchanges.ccxt_adapter import CcxtExchange, SandboxUnsupported, UnknownExchange
     from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
 
@@ -81,8 +82,7 @@ async def _verify(ctx: ApiContext, body: ConnectionCreate, credentials: Credenti
     except UnknownExchange as exc:
         raise invalid([("exchangeId", str(exc))]) from None
     try:
-        if ctx.settings.api_verify_connections:
-            await check_connection(exchange)
+        return await check_connection(exchange) if ctx.settings.api_verify_connections else None
     except ConnectionCheckError as exc:
         field = {"credentials": "apiKey", "unreachable": "apiUrl", "markets": "exchangeId"}[exc.reason]
         raise invalid([(field, str(exc))]) from None
@@ -105,6 +105,7 @@ async def add_connection(
     sealed: bytes | None = None
     key_version: str | None = None
     hint = ""
+    account_uid_ref: str | None = None
     if body.exchange_id == PAPER:
         assert body.paper_account is not None
         account_ref, field = paper_account_ref(body.paper_account), "paperAccount"
@@ -120,14 +121,17 @@ async def add_connection(
             exchange_account_ref(body.exchange_id, credentials.api_key, api_url=body.api_url, sandbox=body.sandbox),
             "apiKey",
         )
-        await _verify(ctx, body, credentials)
+        if account_uid := await _verify(ctx, body, credentials):
+            account_uid_ref = exchange_account_uid_ref(
+                body.exchange_id, account_uid, api_url=body.api_url, sandbox=body.sandbox
+            )
         sealed, key_version = box.seal(credentials)
         hint = mask(credentials.api_key)
     label = body.label or (f"Paper ({body.paper_account})" if body.exchange_id == PAPER else body.exchange_id)
     async with ctx.tx(who.user_id) as conn:
-        mine = await repo.connection_to_account(conn, account_ref)
+        mine = await repo.connection_to_account(conn, account_ref, account_uid_ref)
         if mine is not None:
-            raise _already_connected(field, mine)
+            raise _already_connected(field, mine, other_key=mine["account_ref"] != account_ref)
         try:
             row = await repo.insert_connection(
                 conn,
@@ -141,19 +145,27 @@ async def add_connection(
                 sandbox=body.sandbox,
                 paper_account=body.paper_account,
                 account_ref=account_ref,
+                account_uid_ref=account_uid_ref,
             )
         except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name != repo.ONE_CONNECTION_PER_ACCOUNT:
+            if exc.constraint_name not in repo.ONE_CONNECTION_PER_ACCOUNT_INDEXES:
                 raise
-            raise _already_connected(field, None) from None
+            other_key = exc.constraint_name == repo.ONE_CONNECTION_PER_EXCHANGE_ACCOUNT
+            raise _already_connected(field, None, other_key=other_key) from None
     return ConnectionEnvelope(connection=ConnectionOut.model_validate(row))
 
 
-def _already_connected(field: str, mine: dict[str, Any] | None) -> HTTPException:
+def _already_connected(field: str, mine: dict[str, Any] | None, *, other_key: bool = False) -> HTTPException:
     """An account has one connection: the rules that keep it to one live portfolio and one live run
     at a time key on the connection. The caller's own connection to it is named (``mine``); another
-    user's is found by the unique index when inserting, and not shown."""
-    what = "paper account" if field == "paperAccount" else "exchange account (this API key at this address)"
+    user's is found by the unique index when inserting, and not shown. ``other_key``: the account
+    was recognised by the exchange's own id of it, under another API key."""
+    if field == "paperAccount":
+        what = "paper account"
+    elif other_key:
+        what = "exchange account (the exchange names it as the account of another API key)"
+    else:
+        what = "exchange account (this API key at this address)"
     if mine is not None:
         return HTTPException(
             409,

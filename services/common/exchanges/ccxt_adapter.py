@@ -23,6 +23,7 @@ import aiohttp
 import ccxt.async_support as ccxt_async
 
 from services.common.exchanges import port
+from services.common.exchanges.account_ref import account_uid_in_balance
 from services.common.exchanges.ccxt_client_ids import client_order_params
 from services.common.exchanges.ccxt_errors import classify, revoked_credentials, safe_message
 from services.common.exchanges.ccxt_fees import (
@@ -125,6 +126,8 @@ class CcxtExchange:
         self.exchange_id = exchange_id
         self.api_url = api_url
         self.sandbox = sandbox
+        # The exchange's own id of this account, once a balance answer has named it (Binance).
+        self.account_uid: str | None = None
         self._shared_markets = shared_markets
         self._client = build_ccxt_client(
             exchange_id,
@@ -189,6 +192,7 @@ class CcxtExchange:
 
     async def fetch_balance(self) -> dict[str, port.Balance]:
         balance = await self._call("fetch_balance", self._client.fetch_balance)
+        self.account_uid = account_uid_in_balance(self.exchange_id, balance.get("info")) or self.account_uid
         return balances_from_ccxt(balance)
 
     async def fetch_prices(self, symbols: list[str] | None = None) -> dict[str, Decimal]:

@@ -18,8 +18,9 @@ class ConnectionCheckError(Exception):
         self.reason = reason
 
 
-async def check_connection(exchange: CcxtExchange) -> None:
-    """Raise ``ConnectionCheckError`` unless markets load and an authenticated call succeeds."""
+async def check_connection(exchange: CcxtExchange) -> str | None:
+    """Raise ``ConnectionCheckError`` unless markets load and an authenticated call succeeds;
+    returns the exchange's own id of the account, where its balance answer names one."""
     name = exchange.exchange_id
     try:
         markets = await exchange.load_markets()
@@ -51,3 +52,4 @@ async def check_connection(exchange: CcxtExchange) -> None:
         raise ConnectionCheckError(
             "credentials", f"{name} did not accept an authenticated request ({exc})"
         ) from None
+    return exchange.account_uid
