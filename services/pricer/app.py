@@ -52,6 +52,8 @@ class Pricer:
         async with self.accounts.use(connection_id) as exchange:
             with metrics.time_exchange_call(exchange.exchange_id, "fetch_balance"):
                 balances = await exchange.fetch_balance()
+            if exchange.account_uid is not None:
+                await self.accounts.record_account_uid(connection_id)
         prices = await self.accounts.prices(connection_id)
         markets = await self.accounts.markets(connection_id)
         valuation = value_portfolio(due.strategy, balances, prices, markets)

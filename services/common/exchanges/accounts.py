@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from decimal import Decimal
 import asyncpg
 
 from services.common.coalesce import Coalescer
+from services.common.exchanges.account_ref import exchange_account_uid_ref
 from services.common.exchanges.port import ExchangePort, Market, RunFailed
 from services.common.exchanges.single_flight import SingleFlightCache
 from services.common.settings import ServiceSettings
@@ -33,16 +35,22 @@ FROM unnest($1::uuid[]) WITH ORDINALITY AS asked(id, position)
 LEFT JOIN exchange_connections c ON c.id = asked.id
 ORDER BY asked.position
 """
+# The exchange's own name of a connection's account, where it has none yet (migration 014).
+RECORD_ACCOUNT_UID = (
+    "UPDATE exchange_connections SET account_uid_ref = $2 WHERE id = $1::uuid AND account_uid_ref IS NULL"
+)
+log = logging.getLogger("services.common.exchanges.accounts")
 
 
 class _Open:
     """An open exchange instance and how many ``use`` blocks hold it now."""
 
-    __slots__ = ("exchange", "in_flight")
+    __slots__ = ("exchange", "in_flight", "uid_recorded")
 
     def __init__(self, exchange: ExchangePort) -> None:
         self.exchange = exchange
         self.in_flight = 0
+        self.uid_recorded = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,32 @@ class ExchangeAccounts:
             yield held.exchange
         finally:
             held.in_flight -= 1
+
+    async def record_account_uid(self, connection_id: str) -> None:
+        """Once per open instance: the exchange's own id of the account, learned from a balance
+        answer, is recorded for a connection that has none (made before migration 014, or not
+        checked). Another connection already known by it trades the same account: both are
+        named in an error, since two live portfolios on them undo each other's trades."""
+        held = self._open_instances.get(connection_id)
+        uid = held.exchange.account_uid if held is not None else None
+        if held is None or held.uid_recorded or uid is None:
+            return
+        held.uid_recorded = True
+        conn = await self.connection(connection_id)
+        ref = exchange_account_uid_ref(conn.exchange_id, uid, api_url=conn.api_url, sandbox=conn.sandbox)
+        try:
+            await self.pool.execute(RECORD_ACCOUNT_UID, connection_id, ref)
+        except asyncpg.UniqueViolationError:
+            other = await self.pool.fetchval(
+                "SELECT id::text FROM exchange_connections WHERE account_uid_ref = $1", ref
+            )
+            log.error(
+                "exchange connections %s and %s trade the same %s account (the exchange names one account"
+                " for both API keys): a live portfolio on each would undo the other's trades; keep one",
+                other,
+                connection_id,
+                conn.exchange_id,
+            )
 
     async def _hold(self, connection_id: str) -> _Open:
         """The connection's instance, counted in flight before anything else can evict it."""

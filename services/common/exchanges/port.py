@@ -110,6 +110,9 @@ class ExchangePort(Protocol):
     # Whether an order is listed (found by its client order id) as soon as it is placed: then a
     # look-up that misses it is final. Otherwise an exchange may take a while to list a new order.
     lists_new_orders_at_once: bool
+    # The exchange's own id of the account, once a balance answer has named it (Binance); None
+    # where the exchange does not name it.
+    account_uid: str | None
 
     async def load_markets(self) -> dict[str, Market]: ...
 
