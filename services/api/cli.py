@@ -10,7 +10,7 @@ User commands talk to the API over HTTP (``REBALANCER_API_URL``, ``REBALANCER_TO
     rebalancer history [--portfolio ID] [--limit 10] [--success] [--from ISO] [--to ISO]
     rebalancer trades [--portfolio ID]         rebalancer trades export --csv FILE
     rebalancer stats [--portfolio ID]
-    rebalancer connections list | add --exchange ID [--api-key K --secret S | --paper-account A]
+    rebalancer connections list | add --exchange ID [--api-key K --secret S | --paper-account A] | delete ID
     rebalancer scheduler status | start | stop
 """
 
@@ -185,6 +185,9 @@ def run_command(args: argparse.Namespace) -> str:
     if args.group == "connections":
         if args.action == "list":
             return table(client.call("GET", "/api/v1/connections")["connections"], CONNECTION_COLUMNS)
+        if args.action == "delete":
+            client.call("DELETE", f"/api/v1/connections/{args.id}")
+            return f"deleted connection {args.id}"
         return _add_connection(client, args)
     if args.group == "scheduler":
         if args.action == "status":
@@ -318,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--exchange-api-url", dest="api_url_exchange")
     add.add_argument("--sandbox", action="store_true")
     add.add_argument("--paper-account")
+    connection_actions.add_parser(
+        "delete", help="once no portfolio uses it and no order of unknown outcome on it is being looked up"
+    ).add_argument("id")
 
     scheduler = groups.add_parser("scheduler", help="status, start, stop (start/stop need an admin token)")
     scheduler.add_argument("action", choices=["status", "start", "stop", "restart"])

@@ -57,6 +57,7 @@ async def test_cli_end_to_end(api_url: str, database_url: str, db_pool, capsys, 
     account = paper_account("cli")
     code, out, _ = await cli(capsys, *base, "connections", "add", "--exchange", "paper", "--paper-account", account)
     assert code == 0 and "added connection" in out
+    connection_id = out.split()[2]
     code, out, err = await cli(capsys, *base, "connections", "add", "--exchange", "paper", "--paper-account", account)
     assert code != 0 and "paperAccount: this paper account is already connected as your connection" in out + err
     code, out, _ = await cli(capsys, *base, "connections", "list")
@@ -119,8 +120,14 @@ async def test_cli_end_to_end(api_url: str, database_url: str, db_pool, capsys, 
     code, out, _ = await cli(capsys, *base, "scheduler", "stop")
     assert code == 0 and "scheduler stop requested" in out
 
+    code, _, err = await cli(capsys, *base, "connections", "delete", connection_id)
+    assert code == 1 and "HTTP 409: portfolios still use this connection" in err, err
     code, out, _ = await cli(capsys, *base, "portfolios", "delete", portfolio_id)
     assert code == 0 and "deleted" in out
+    code, out, _ = await cli(capsys, *base, "connections", "delete", connection_id)
+    assert code == 0 and out.strip() == f"deleted connection {connection_id}", out
+    code, out, _ = await cli(capsys, *base, "connections", "list")
+    assert connection_id not in out
 
 
 async def test_cli_reports_auth_and_connection_errors(api_url: str, capsys) -> None:
