@@ -159,6 +159,9 @@ class ExchangeAccounts:
                 connection_id,
                 conn.exchange_id,
             )
+        except asyncpg.PostgresError as exc:  # bookkeeping: it never fails the run; tried again next time
+            held.uid_recorded = False
+            log.warning("could not record the account of connection %s: %s", connection_id, exc)
 
     async def _hold(self, connection_id: str) -> _Open:
         """The connection's instance, counted in flight before anything else can evict it."""
