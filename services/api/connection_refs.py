@@ -10,6 +10,7 @@ import logging
 
 import asyncpg
 
+from services.common.db import rows_affected
 from services.common.exchanges.account_ref import PAPER, exchange_account_ref
 from services.common.secrets import CredentialsUnreadable, SecretBox
 
@@ -55,7 +56,7 @@ async def name_accounts(pool: asyncpg.Pool, box: SecretBox | None) -> int:
     """Set ``account_ref`` where it is missing; returns how many connections were named."""
     async with pool.acquire() as conn:  # as the owner: every user's connections
         try:
-            named = int((await conn.execute(NAME_PAPER_ACCOUNTS)).split()[-1])
+            named = rows_affected(await conn.execute(NAME_PAPER_ACCOUNTS))
         except asyncpg.UniqueViolationError:
             named = 0  # a connection made meanwhile took a name; the next start names the rest
         for row in await conn.fetch(PAPER_DUPLICATES):

@@ -105,6 +105,11 @@ async def create_pool(
             delay = min(delay * 2, 5.0)
 
 
+def rows_affected(status: str) -> int:
+    """The row count of a command tag as asyncpg's ``execute`` returns it ("UPDATE 3", "INSERT 0 2")."""
+    return int(status.rpartition(" ")[2])
+
+
 async def claim_inbox(conn: asyncpg.Connection, consumer: str, message_ids: Sequence[str]) -> set[str]:
     """Record message ids as processed by ``consumer``; return those not seen before.
 

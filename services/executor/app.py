@@ -13,6 +13,7 @@ from services.common.exchanges.accounts import ExchangeAccounts
 from services.common.logs import run_context
 from services.common.runtime import Runtime
 from services.common.settings import ServiceSettings
+from services.executor import intents
 from services.executor.engine import Executor
 from services.executor.reconciler import run_reconciler
 
@@ -30,7 +31,7 @@ class ExecutorSettings(ServiceSettings):
     executor_resend_after_seconds: float = 60.0
     reconcile_interval_seconds: float = 30.0
     reconcile_after_seconds: float = 60.0
-    reconcile_max_wait_seconds: float = 3600.0
+    reconcile_max_wait_seconds: float = intents.MAX_LOOKUP_WAIT_SECONDS
 
 
 def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream]:

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from contracts.v1 import PlanCreated
-from services.common.db import OutboxMessage
+from services.common.db import OutboxMessage, rows_affected
 from services.common.exchanges.port import OrderResult
 
 FINAL_STATES = frozenset({"filled", "rejected", "failed", "canceled"})
@@ -137,7 +137,7 @@ MARK_SENDING = (
 async def mark_sending(pool: asyncpg.Pool, client_order_id: str, amount: Decimal) -> bool:
     """Committed before the exchange is called: from now on the order may exist. False if the leg
     is no longer one that may be sent (it was resolved meanwhile): it must not be sent."""
-    return bool(_updated(await pool.execute(MARK_SENDING, client_order_id, amount)))
+    return bool(rows_affected(await pool.execute(MARK_SENDING, client_order_id, amount)))
 
 
 MARK_SENDING_MANY = (
@@ -151,18 +151,13 @@ MARK_SENDING_MANY = (
 async def mark_sending_many(pool: asyncpg.Pool, legs: list[tuple[str, Decimal]]) -> int:
     """``mark_sending`` for several legs (client order id, amount) in one statement; returns how
     many were marked."""
-    return _updated(
+    return rows_affected(
         await pool.execute(
             MARK_SENDING_MANY,
             [client_order_id for client_order_id, _ in legs],
             [amount for _, amount in legs],
         )
     )
-
-
-def _updated(status: str) -> int:
-    """The row count of an UPDATE's command tag ("UPDATE 3")."""
-    return int(status.rpartition(" ")[2])
 
 
 async def unmark_unsent(pool: asyncpg.Pool, client_order_ids: list[str]) -> None:
@@ -269,6 +264,9 @@ async def run_intents(pool: asyncpg.Pool, run_id: str) -> dict[int, Intent]:
 
 # Each leg with its run's fields as the ledger recorded them (NULL while the ledger has not), for
 # the reconciler's report of the leg; the prices are the run's, to value a fill in another quote.
+# The longest a leg of unknown outcome waits between two look-ups (RECONCILE_MAX_WAIT_SECONDS).
+MAX_LOOKUP_WAIT_SECONDS = 3600.0
+
 # A leg is looked at again once it has waited $1 seconds, or an eighth of how long it had been
 # unresolved when it was last looked at, if longer (at most $3 seconds): a leg the exchange never
 # lists is looked up less and less often, not once a pass forever, each call taken from its
@@ -288,7 +286,7 @@ ORDER BY i.updated_at LIMIT $2
 
 
 async def stale_unresolved(
-    pool: asyncpg.Pool, older_than_seconds: float, limit: int, *, max_wait_seconds: float = 3600.0
+    pool: asyncpg.Pool, older_than_seconds: float, limit: int, *, max_wait_seconds: float = MAX_LOOKUP_WAIT_SECONDS
 ) -> list[asyncpg.Record]:
     """Intents whose outcome is unknown (the process died mid-call, or the run stopped before the
     exchange said how they ended), due a look and least recently looked at first: for the

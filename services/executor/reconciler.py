@@ -74,17 +74,12 @@ def leg_report(
     return state, reports.orders_reported(stage, [order], reconciled=True)
 
 
-def never_placed(row: Mapping[str, Any], found: OrderResult | None, lists_new_orders_at_once: bool) -> bool:
-    """A leg sent by a run that has ended, which an exchange that lists every order the moment it
-    takes it (the paper exchange) does not have: the request never reached it, and nobody will
-    send it now. Elsewhere a miss proves nothing (an order index may lag, closed orders are
-    listed for a while only), so the leg is looked up again later."""
-    return (
-        found is None
-        and lists_new_orders_at_once
-        and row["state"] == "sending"
-        and row["run_status"] not in (None, "running")
-    )
+def never_placed(row: Mapping[str, Any], lists_new_orders_at_once: bool) -> bool:
+    """Whether a leg the exchange does not have was never placed: it was sent by a run that has
+    ended, to an exchange that lists every order the moment it takes it (the paper exchange), so
+    the request never reached it, and nobody will send it now. Elsewhere a miss proves nothing (an
+    order index may lag, closed orders are listed for a while only): the leg is looked up again."""
+    return lists_new_orders_at_once and row["state"] == "sending" and row["run_status"] not in (None, "running")
 
 
 async def _cancel_orphan(exchange: ExchangePort, row: Mapping[str, Any], found: OrderResult) -> OrderResult:
@@ -107,7 +102,7 @@ async def reconcile_once(
     subjects: Subjects,
     *,
     older_than_seconds: float,
-    max_wait_seconds: float = 3600.0,
+    max_wait_seconds: float = intents.MAX_LOOKUP_WAIT_SECONDS,
     batch: int = 500,
 ) -> int:
     """One pass over up to ``batch`` legs of unknown outcome due a look (see
@@ -131,8 +126,8 @@ async def reconcile_once(
             log.warning("reconciler: cannot look up %s yet: %s", cid, exc)
             unanswered.append(cid)
             continue
-        if (found is None and not never_placed(row, found, lists_at_once)) or (found and found.status == "open"):
-            unanswered.append(cid)  # not seen by the exchange yet, or still working: looked up again later
+        if (found.status == "open") if found is not None else not never_placed(row, lists_at_once):
+            unanswered.append(cid)  # still working, or not seen by the exchange yet: looked up again later
             continue
         state, report = leg_report(row, found, exchange_id=exchange_id, now=datetime.now(UTC))
         message = OutboxMessage(subjects.orders_reported, report.message_id, report.model_dump_json().encode())
@@ -154,7 +149,7 @@ async def run_reconciler(
     *,
     interval: float = 30.0,
     older_than_seconds: float = 60.0,
-    max_wait_seconds: float = 3600.0,
+    max_wait_seconds: float = intents.MAX_LOOKUP_WAIT_SECONDS,
 ) -> None:
     while not stop.is_set():
         try:
