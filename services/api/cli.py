@@ -48,7 +48,7 @@ ORDER_COLUMNS = [
 ]
 CONNECTION_COLUMNS = [
     ("id", "ID"), ("exchangeId", "EXCHANGE"), ("label", "LABEL"), ("apiKeyHint", "KEY"),
-    ("paperAccount", "PAPER ACCOUNT"), ("sandbox", "SANDBOX"),
+    ("paperAccount", "PAPER ACCOUNT"), ("sandbox", "SANDBOX"), ("sharesAccount", "SHARES ACCOUNT"),
 ]
 
 

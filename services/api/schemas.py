@@ -290,6 +290,8 @@ class ConnectionOut(CamelModel):
     paper_account: str | None
     created_at: datetime
     updated_at: datetime
+    # The exchange names its account as another connection's (migration 015): live runs refused.
+    shares_account: bool = False
 
 
 class ConnectionList(BaseModel):

@@ -54,6 +54,8 @@ class Pricer:
                 balances = await exchange.fetch_balance()
             if exchange.account_uid is not None:
                 await self.accounts.record_account_uid(connection_id)
+        if not due.strategy.dry_run:
+            await self.accounts.refuse_live_run_on_shared_account(connection_id)
         prices = await self.accounts.prices(connection_id)
         markets = await self.accounts.markets(connection_id)
         valuation = value_portfolio(due.strategy, balances, prices, markets)

@@ -1,6 +1,7 @@
 """A Binance connection made before migration 014, or without the connection check, learns the
 exchange's own id of its account from the pricer's balance answer; a second connection to the same
-account is then named in an error (two live portfolios on them would undo each other's trades).
+account is then marked (migration 015) and its live runs refused (live portfolios on both would undo
+each other's trades, and could trade at once).
 ccxt's real Binance and Kraken classes against the fake servers, real PostgreSQL."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import asyncpg
 import pytest
 
+from contracts.v1 import RebalanceCompleted
 from services.common.exchanges.account_ref import exchange_account_uid_ref
 from services.common.exchanges.accounts import ExchangeAccounts
 from services.pricer.app import Pricer
@@ -27,7 +29,7 @@ async def uid_ref(pool: asyncpg.Pool, connection_id: str) -> str | None:
     return ref
 
 
-async def test_the_pricer_records_the_account_a_binance_key_opens_and_names_a_second_connection_to_it(
+async def test_the_pricer_records_the_account_a_binance_key_opens_and_refuses_live_runs_on_a_second_connection(
     db_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     box = use_exchange_clients(monkeypatch)
@@ -36,9 +38,15 @@ async def test_the_pricer_records_the_account_a_binance_key_opens_and_names_a_se
         first = await seed_ccxt_portfolio(db_pool, "binance", fake, box)
         second = await seed_ccxt_portfolio(db_pool, "binance", fake, box)
         accounts = ExchangeAccounts(db_pool)
-        pricer = Pricer(accounts)
         try:
-            await named_twice(pricer, first, second, fake.url, db_pool, caplog)
+            await named_twice(Pricer(accounts), first, second, fake.url, db_pool, caplog)
+            # Another process (a pricer replica, a restart) reads the mark with the connection.
+            replica = ExchangeAccounts(db_pool)
+            try:
+                await refused_live(Pricer(replica), second, f"connection {first.connection_id}")
+            finally:
+                await replica.close()
+            await freed_once_the_first_is_deleted(Pricer(accounts), first, second, db_pool)
         finally:
             await accounts.close()
 
@@ -46,18 +54,58 @@ async def test_the_pricer_records_the_account_a_binance_key_opens_and_names_a_se
 async def named_twice(
     pricer: Pricer, first: Seeded, second: Seeded, url: str, db_pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The first connection valued takes the account's name; the second is named in an error."""
+    """The first connection valued takes the account's name; the second is marked as its second
+    connection, named in an error log once, and refused live runs; its dry runs go on."""
     assert await uid_ref(db_pool, first.connection_id) is None
     await pricer.value(due(first.strategy))
     expected = exchange_account_uid_ref("binance", "1", api_url=url, sandbox=False)
     assert await uid_ref(db_pool, first.connection_id) == expected
     with caplog.at_level(logging.ERROR, logger="services.common.exchanges.accounts"):
-        valued = await pricer.value(due(second.strategy))
-        await pricer.value(due(second.strategy))  # named once per open client, not every run
-    assert valued.total_value > 0  # the run itself goes on
+        # Another user's connection is not named to this one's user.
+        await refused_live(pricer, second, "another user's connection")
+        assert first.connection_id not in await refused_live(pricer, second, "another user's connection")
+        dry = await pricer.value(due(second.strategy.model_copy(update={"dry_run": True})))
+    assert dry.total_value > 0
     [error] = [r.getMessage() for r in caplog.records if "trade the same" in r.getMessage()]
     assert first.connection_id in error and second.connection_id in error and "binance account" in error
     assert await uid_ref(db_pool, second.connection_id) is None
+    assert await same_account_as(db_pool, second.connection_id) == first.connection_id
+    assert await same_account_as(db_pool, first.connection_id) is None
+    assert (await pricer.value(due(first.strategy))).total_value > 0  # the first trades on
+    # Both connections of one user: the other is named, so the user knows which two they are.
+    await db_pool.execute(
+        "UPDATE exchange_connections SET user_id = (SELECT user_id FROM exchange_connections WHERE id = $1::uuid)"
+        " WHERE id = $2::uuid",
+        first.connection_id,
+        second.connection_id,
+    )
+    await refused_live(pricer, second, f"connection {first.connection_id}")
+
+
+async def freed_once_the_first_is_deleted(pricer: Pricer, first: Seeded, second: Seeded, db_pool: asyncpg.Pool) -> None:
+    async with db_pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM portfolios WHERE connection_id = $1::uuid", first.connection_id)
+        await conn.execute("DELETE FROM exchange_connections WHERE id = $1::uuid", first.connection_id)
+    assert await same_account_as(db_pool, second.connection_id) is None
+    assert (await pricer.value(due(second.strategy))).total_value > 0  # at once, in the process that marked it
+
+
+async def refused_live(pricer: Pricer, seeded: Seeded, other: str) -> str:
+    """The live run fails at the pricer with ``shared_account``, before anything is planned."""
+    outcome = await pricer.outcome(due(seeded.strategy))
+    assert isinstance(outcome, RebalanceCompleted) and outcome.status == "failed"
+    [error] = outcome.errors
+    assert error.code == "shared_account" and error.stage == "pricer"
+    assert f"exchange connection {seeded.connection_id} trades the same binance account as {other}" in error.message
+    assert "delete one of the two connections (dry runs go on)" in error.message
+    return error.message
+
+
+async def same_account_as(pool: asyncpg.Pool, connection_id: str) -> str | None:
+    other: str | None = await pool.fetchval(
+        "SELECT same_account_as::text FROM exchange_connections WHERE id = $1::uuid", connection_id
+    )
+    return other
 
 
 async def test_an_exchange_that_does_not_name_the_account_records_nothing(

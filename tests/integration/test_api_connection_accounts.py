@@ -119,6 +119,25 @@ async def test_a_second_api_key_of_a_binance_account_is_the_same_account(api: Ap
     assert refs[0]["account_ref"] == exchange_account_ref("binance", fake.api_key, api_url=fake.url, sandbox=False)
 
 
+async def test_a_connection_the_pricer_found_to_share_an_account_says_so(api: Api) -> None:
+    # The pricer marks a second connection to an account (migration 015) and refuses its live runs;
+    # the API shows which connection that is, so its user knows which one to delete.
+    alice = await api.user(with_connection=False)
+    ids = []
+    for name in ("first", "second"):
+        made = await alice.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": paper_account(name)})
+        assert made.status_code == 201, made.text
+        assert made.json()["connection"]["sharesAccount"] is False
+        ids.append(made.json()["connection"]["id"])
+    await api.pool.execute(
+        "UPDATE exchange_connections SET same_account_as = $1::uuid WHERE id = $2::uuid", ids[0], ids[1]
+    )
+    listed = await alice.get("/api/v1/connections")
+    assert [(c["id"], c["sharesAccount"]) for c in listed.json()["connections"]] == [(ids[0], False), (ids[1], True)]
+    one = await alice.get(f"/api/v1/connections/{ids[1]}")
+    assert one.status_code == 200 and one.json()["connection"]["sharesAccount"] is True
+
+
 async def test_the_api_names_the_accounts_of_older_connections_when_it_starts(api: Api, caplog) -> None:
     """Connections made before migration 011 (or written by a seed) have no name: the API's start
     names them, the oldest of two to one account first, and warns of the other."""

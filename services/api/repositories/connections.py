@@ -12,7 +12,8 @@ ONE_CONNECTION_PER_EXCHANGE_ACCOUNT = "exchange_connections_one_per_exchange_acc
 ONE_CONNECTION_PER_ACCOUNT_INDEXES = frozenset({ONE_CONNECTION_PER_ACCOUNT, ONE_CONNECTION_PER_EXCHANGE_ACCOUNT})
 
 _PUBLIC_COLUMNS = (
-    "id, exchange_id, label, api_key_hint, api_url, sandbox, paper_account, created_at, updated_at"
+    "id, exchange_id, label, api_key_hint, api_url, sandbox, paper_account, created_at, updated_at,"
+    " same_account_as IS NOT NULL AS shares_account"
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 from collections import OrderedDict
@@ -22,7 +23,7 @@ import asyncpg
 
 from services.common.coalesce import Coalescer
 from services.common.exchanges.account_ref import exchange_account_uid_ref
-from services.common.exchanges.port import ExchangePort, Market, RunFailed
+from services.common.exchanges.port import ExchangePort, Market, RetryLater, RunFailed
 from services.common.exchanges.single_flight import SingleFlightCache
 from services.common.settings import ServiceSettings
 
@@ -30,7 +31,8 @@ PAPER = "paper"
 
 # One row per asked id, in order; an unknown id gets a row of NULLs.
 READ_CONNECTIONS = """
-SELECT c.id::text, c.user_id::text, c.exchange_id, c.api_url, c.sandbox, c.paper_account, c.credentials_enc
+SELECT c.id::text, c.user_id::text, c.exchange_id, c.api_url, c.sandbox, c.paper_account, c.credentials_enc,
+       c.same_account_as::text
 FROM unnest($1::uuid[]) WITH ORDINALITY AS asked(id, position)
 LEFT JOIN exchange_connections c ON c.id = asked.id
 ORDER BY asked.position
@@ -39,6 +41,19 @@ ORDER BY asked.position
 RECORD_ACCOUNT_UID = (
     "UPDATE exchange_connections SET account_uid_ref = $2 WHERE id = $1::uuid AND account_uid_ref IS NULL"
 )
+# A connection the exchange names as another's account (migration 015); returns that connection.
+RECORD_SAME_ACCOUNT = """
+UPDATE exchange_connections c SET same_account_as = first.id
+FROM exchange_connections first
+WHERE c.id = $1::uuid AND first.account_uid_ref = $2 AND first.id <> c.id
+RETURNING first.id::text
+"""
+# The connection's first connection to its account, if it still has one; named to its own user only.
+SAME_ACCOUNT_AS = """
+SELECT first.id::text, first.user_id = c.user_id AS same_user
+FROM exchange_connections c JOIN exchange_connections first ON first.id = c.same_account_as
+WHERE c.id = $1::uuid
+"""
 log = logging.getLogger("services.common.exchanges.accounts")
 
 
@@ -62,6 +77,7 @@ class Connection:
     sandbox: bool
     paper_account: str | None
     credentials_enc: bytes | None
+    same_account_as: str | None = None  # another connection to its account (migration 015)
 
     @property
     def market_key(self) -> tuple[str, str | None]:
@@ -71,6 +87,12 @@ class Connection:
 
 class UnknownConnection(RunFailed):
     code = "unknown_connection"
+
+
+class SharedAccount(RunFailed):
+    """A live run on a second connection to one exchange account (migration 015)."""
+
+    code = "shared_account"
 
 
 class ExchangeAccounts:
@@ -115,6 +137,7 @@ class ExchangeAccounts:
             sandbox=row["sandbox"],
             paper_account=row["paper_account"],
             credentials_enc=bytes(row["credentials_enc"]) if row["credentials_enc"] is not None else None,
+            same_account_as=row["same_account_as"],
         )
         self._connections[connection_id] = conn
         while len(self._connections) > self.max_open:
@@ -137,8 +160,8 @@ class ExchangeAccounts:
     async def record_account_uid(self, connection_id: str) -> None:
         """Once per open instance: the exchange's own id of the account, learned from a balance
         answer, is recorded for a connection that has none (made before migration 014, or not
-        checked). Another connection already known by it trades the same account: both are
-        named in an error, since two live portfolios on them undo each other's trades."""
+        checked). Another connection already known by it trades the same account: this one is
+        marked as its second connection (``same_account_as``), whose live runs are refused."""
         held = self._open_instances.get(connection_id)
         uid = held.exchange.account_uid if held is not None else None
         if held is None or held.uid_recorded or uid is None:
@@ -149,19 +172,52 @@ class ExchangeAccounts:
         try:
             await self.pool.execute(RECORD_ACCOUNT_UID, connection_id, ref)
         except asyncpg.UniqueViolationError:
-            other = await self.pool.fetchval(
-                "SELECT id::text FROM exchange_connections WHERE account_uid_ref = $1", ref
-            )
-            log.error(
-                "exchange connections %s and %s trade the same %s account (the exchange names one account"
-                " for both API keys): a live portfolio on each would undo the other's trades; keep one",
-                other,
-                connection_id,
-                conn.exchange_id,
-            )
+            try:
+                await self._record_same_account(conn, ref)
+            except asyncpg.PostgresError as exc:  # unmarked, a live run would trade the account twice
+                held.uid_recorded = False
+                raise RetryLater(f"could not record that connection {connection_id} shares its account: {exc}") from exc
         except asyncpg.PostgresError as exc:  # bookkeeping: it never fails the run; tried again next time
             held.uid_recorded = False
             log.warning("could not record the account of connection %s: %s", connection_id, exc)
+
+    async def _record_same_account(self, conn: Connection, uid_ref: str) -> None:
+        first = await self.pool.fetchval(RECORD_SAME_ACCOUNT, conn.id, uid_ref)
+        if first is None:
+            return  # the other connection was deleted meanwhile; the next open instance records it
+        self._remember(dataclasses.replace(conn, same_account_as=first))
+        log.error(
+            "exchange connections %s and %s trade the same %s account (the exchange names one account"
+            " for both API keys): live runs on %s are refused until one of the two is deleted",
+            first,
+            conn.id,
+            conn.exchange_id,
+            conn.id,
+        )
+
+    async def refuse_live_run_on_shared_account(self, connection_id: str) -> None:
+        """Raise SharedAccount when the connection is a second connection to its account. Live
+        portfolios on both would undo each other's trades, and could trade at once: the scheduler's
+        one-live-run rule knows connections, not accounts. Read again from the database when set,
+        so deleting the other connection frees it at once; a free connection costs no query."""
+        conn = await self.connection(connection_id)
+        if conn.same_account_as is None:
+            return
+        first = await self.pool.fetchrow(SAME_ACCOUNT_AS, connection_id)
+        if first is None:
+            self._remember(dataclasses.replace(conn, same_account_as=None))
+            return
+        other = f"connection {first['id']}" if first["same_user"] else "another user's connection"
+        raise SharedAccount(
+            f"exchange connection {connection_id} trades the same {conn.exchange_id} account as {other}"
+            " (the exchange names one account for both API keys): a live run on it is refused, since"
+            " live portfolios on both would undo each other's trades; delete one of the two connections"
+            " (dry runs go on)"
+        )
+
+    def _remember(self, conn: Connection) -> None:
+        if conn.id in self._connections:
+            self._connections[conn.id] = conn
 
     async def _hold(self, connection_id: str) -> _Open:
         """The connection's instance, counted in flight before anything else can evict it."""
