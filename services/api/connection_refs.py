@@ -1,8 +1,9 @@
 """Names the exchange account of connections made before ``account_ref`` existed (migration 011)
 or written without the API (seeds, benchmarks). Runs when the API starts: paper connections in one
 statement, exchange connections one by one, since only the API can open their API keys. A
-connection to an account another connection already names keeps NULL and is logged: an account
-should have one connection, so that its one-live-portfolio rule holds."""
+connection to an account another connection already names keeps NULL, is marked as that one's
+second connection (``same_account_as``: the pricer refuses its live runs) and is logged: an account
+has one connection, so that its one-live-portfolio and one-live-run rules hold."""
 
 from __future__ import annotations
 
@@ -44,10 +45,17 @@ ORDER BY created_at, id
 """
 
 
-def _warn_duplicate(connection_id: object, exchange_id: str, named_id: object) -> None:
+async def _mark_duplicate(conn: asyncpg.Connection, connection_id: object, exchange_id: str, named_id: object) -> None:
+    """The pricer refuses live runs on a connection marked as another's (migration 015)."""
+    await conn.execute(
+        "UPDATE exchange_connections SET same_account_as = $2 WHERE id = $1 AND same_account_as IS NULL",
+        connection_id,
+        named_id,
+    )
     log.warning(
         "Exchange connection %s trades the same %s account as connection %s: two live portfolios on"
-        " them would undo each other's trades; move its portfolios to the other connection and delete it",
+        " them would undo each other's trades, so its live runs are refused; move its portfolios to the"
+        " other connection and delete it",
         connection_id, exchange_id, named_id,
     )
 
@@ -60,7 +68,7 @@ async def name_accounts(pool: asyncpg.Pool, box: SecretBox | None) -> int:
         except asyncpg.UniqueViolationError:
             named = 0  # a connection made meanwhile took a name; the next start names the rest
         for row in await conn.fetch(PAPER_DUPLICATES):
-            _warn_duplicate(row["id"], PAPER, row["named_id"])
+            await _mark_duplicate(conn, row["id"], PAPER, row["named_id"])
         if box is None:
             return named  # exchange connections are named by a start that has the keys
         for row in await conn.fetch(UNNAMED_EXCHANGE_CONNECTIONS):
@@ -78,5 +86,5 @@ async def name_accounts(pool: asyncpg.Pool, box: SecretBox | None) -> int:
                 named += 1
             except asyncpg.UniqueViolationError:
                 first = await conn.fetchval("SELECT id FROM exchange_connections WHERE account_ref = $1", ref)
-                _warn_duplicate(row["id"], row["exchange_id"], first)
+                await _mark_duplicate(conn, row["id"], row["exchange_id"], first)
     return named

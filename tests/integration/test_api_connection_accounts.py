@@ -18,6 +18,7 @@ import pytest
 
 from services.api.connection_refs import name_accounts
 from services.common.exchanges.account_ref import exchange_account_ref, exchange_account_uid_ref, paper_account_ref
+from services.common.exchanges.accounts import ExchangeAccounts, SharedAccount
 from services.common.secrets import Credentials
 from tests.fakes.binance import start_fake_binance
 from tests.integration.test_api_harness import Api, api_fixture, paper_account  # noqa: F401
@@ -173,6 +174,19 @@ async def test_the_api_names_the_accounts_of_older_connections_when_it_starts(ap
     for second, first in ((paper_second, paper_first), (kraken_second, kraken_first)):
         assert any(f"connection {second} trades the same" in w and f"as connection {first}" in w for w in warnings)
     assert all(key not in w for w in warnings)
+    # Each second connection is marked as its account's, and the pricer refuses its live runs.
+    marks = {r["id"]: r["same_account_as"] for r in await api.pool.fetch(
+        "SELECT id, same_account_as FROM exchange_connections WHERE user_id = $1", user.id
+    )}
+    assert marks == {
+        paper_first: None, paper_second: paper_first, paper_unnamed: None,
+        kraken_first: None, kraken_second: kraken_first,
+    }
+    accounts = ExchangeAccounts(api.pool)
+    await accounts.refuse_live_run_on_shared_account(str(paper_first))
+    for second, first in ((paper_second, paper_first), (kraken_second, kraken_first)):
+        with pytest.raises(SharedAccount, match=f"as connection {first}: a live run on it is refused"):
+            await accounts.refuse_live_run_on_shared_account(str(second))
     # Naming again changes nothing; a new connection to a named account is refused.
     assert await name_accounts(api.pool, api.box) == 0
     assert {r["id"]: r["account_ref"] for r in await _connections(api, user.id)} == refs

@@ -209,10 +209,9 @@ class ExchangeAccounts:
             return
         other = f"connection {first['id']}" if first["same_user"] else "another user's connection"
         raise SharedAccount(
-            f"exchange connection {connection_id} trades the same {conn.exchange_id} account as {other}"
-            " (the exchange names one account for both API keys): a live run on it is refused, since"
-            " live portfolios on both would undo each other's trades; delete one of the two connections"
-            " (dry runs go on)"
+            f"exchange connection {connection_id} trades the same {conn.exchange_id} account as {other}:"
+            " a live run on it is refused, since live portfolios on both would undo each other's trades;"
+            " delete one of the two connections (dry runs go on)"
         )
 
     def _remember(self, conn: Connection) -> None:
