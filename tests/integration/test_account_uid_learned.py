@@ -46,7 +46,7 @@ async def test_the_pricer_records_the_account_a_binance_key_opens_and_refuses_li
                 await refused_live(Pricer(replica), second, f"connection {first.connection_id}")
             finally:
                 await replica.close()
-            await freed_once_the_first_is_deleted(Pricer(accounts), first, second, db_pool)
+            await freed_once_the_first_is_deleted(Pricer(accounts), first, second, fake.url, db_pool)
         finally:
             await accounts.close()
 
@@ -82,12 +82,18 @@ async def named_twice(
     await refused_live(pricer, second, f"connection {first.connection_id}")
 
 
-async def freed_once_the_first_is_deleted(pricer: Pricer, first: Seeded, second: Seeded, db_pool: asyncpg.Pool) -> None:
+async def freed_once_the_first_is_deleted(
+    pricer: Pricer, first: Seeded, second: Seeded, url: str, db_pool: asyncpg.Pool
+) -> None:
     async with db_pool.acquire() as conn, conn.transaction():
         await conn.execute("DELETE FROM portfolios WHERE connection_id = $1::uuid", first.connection_id)
         await conn.execute("DELETE FROM exchange_connections WHERE id = $1::uuid", first.connection_id)
     assert await same_account_as(db_pool, second.connection_id) is None
     assert (await pricer.value(due(second.strategy))).total_value > 0  # at once, in the process that marked it
+    await pricer.value(due(second.strategy))  # and it takes the account's name, so no new key can take it
+    assert await uid_ref(db_pool, second.connection_id) == exchange_account_uid_ref(
+        "binance", "1", api_url=url, sandbox=False
+    )
 
 
 async def refused_live(pricer: Pricer, seeded: Seeded, other: str) -> str:

@@ -204,8 +204,11 @@ class ExchangeAccounts:
         if conn.same_account_as is None:
             return
         first = await self.pool.fetchrow(SAME_ACCOUNT_AS, connection_id)
-        if first is None:
+        if first is None:  # the other was deleted: this one is the account's, and takes its name next
             self._remember(dataclasses.replace(conn, same_account_as=None))
+            held = self._open_instances.get(connection_id)
+            if held is not None:
+                held.uid_recorded = False
             return
         other = f"connection {first['id']}" if first["same_user"] else "another user's connection"
         raise SharedAccount(
