@@ -137,6 +137,11 @@ async def test_a_connection_the_pricer_found_to_share_an_account_says_so(api: Ap
     assert [(c["id"], c["sharesAccount"]) for c in listed.json()["connections"]] == [(ids[0], False), (ids[1], True)]
     one = await alice.get(f"/api/v1/connections/{ids[1]}")
     assert one.status_code == 200 and one.json()["connection"]["sharesAccount"] is True
+    # Deleting the other one frees it.
+    deleted = await alice.delete(f"/api/v1/connections/{ids[0]}")
+    assert deleted.status_code == 204, deleted.text
+    freed = await alice.get(f"/api/v1/connections/{ids[1]}")
+    assert freed.json()["connection"]["sharesAccount"] is False
 
 
 async def test_the_api_names_the_accounts_of_older_connections_when_it_starts(api: Api, caplog) -> None:
