@@ -62,6 +62,8 @@ async def test_cli_end_to_end(api_url: str, database_url: str, db_pool, capsys, 
     assert code != 0 and "paperAccount: this paper account is already connected as your connection" in out + err
     code, out, _ = await cli(capsys, *base, "connections", "list")
     assert "paper" in out and "EXCHANGE" in out
+    header, _, row = out.splitlines()[:3]
+    assert header.split()[-2:] == ["SHARES", "ACCOUNT"] and row.split()[-1] == "no"  # not another's account
 
     code, out, _ = await cli(
         capsys,
