@@ -159,8 +159,9 @@ async def _account_free_for_live_run(
     conn: asyncpg.Connection, connection_id: UUID, portfolio_id: UUID, is_dry_run: bool
 ) -> None:
     """A live run trades the whole account: a dry-run portfolio may not trade live beside the
-    account's live portfolio (422), and no live run starts while another trades the account (409;
-    the scheduler refuses it too, this answers at once)."""
+    account's live portfolio (422), a live portfolio made after another on the account may not
+    trade at all (409), and no live run starts while another trades the account (409). The
+    scheduler refuses each of these too; this answers at once."""
     if is_dry_run:
         other = await repo.live_portfolio_on(conn, connection_id, portfolio_id)
         if other is not None:
@@ -170,6 +171,16 @@ async def _account_free_for_live_run(
                 " a live run of this dry-run portfolio would undo that portfolio's allocation; trigger"
                 " it as a dry run, or connect another account",
             )])
+    else:
+        first = await repo.live_portfolio_before(conn, connection_id, portfolio_id)
+        if first is not None:
+            raise HTTPException(
+                409,
+                f"portfolio {first['name']!r} ({first['id']}) was made first and trades this exchange"
+                " connection live: each rebalances the whole account, so the two would undo each other's"
+                " trades, and this one's live runs are refused; trigger it as a dry run (dryRun), make it"
+                " one, or move it to its own account",
+            )
     busy = await repo.live_run_on(conn, connection_id, portfolio_id)
     if busy is not None:
         raise HTTPException(

@@ -17,6 +17,7 @@ from services.scheduler.clock import Clock, SystemClock
 from services.scheduler.context import SchedulerContext, log
 from services.scheduler.handlers import handle_completions, handle_control, handle_requests
 from services.scheduler.loop import CheckLoop
+from services.scheduler.runs import SECOND_LIVE_PORTFOLIO
 from services.scheduler.settings import SchedulerSettings
 
 
@@ -35,13 +36,15 @@ class SchedulerService:
 
 async def warn_of_shared_accounts(ctx: SchedulerContext) -> None:
     """Name accounts that have several live portfolios: each rebalances the whole account, so they
-    undo each other's trades. They keep running, one at a time; the user should choose one."""
+    would undo each other's trades. The oldest keeps the account; the others' live runs fail
+    (runs.account_taken) until the user chooses."""
     for row in await repo.shared_live_accounts(ctx.pool):
+        first, *others = row["portfolios"]
         log.warning(
-            "[Scheduler] Exchange connection %s has %d live portfolios (%s): each rebalances the whole"
-            " account, so they undo each other's trades and pay the fees both ways. They run one at a"
-            " time; make all but one a dry run, or move them to their own accounts",
-            row["connection_id"], len(row["portfolios"]), ", ".join(row["portfolios"]),
+            "[Scheduler] Exchange connection %s has %d live portfolios: each rebalances the whole account,"
+            " so they would undo each other's trades. %s was made first and keeps trading; the live runs"
+            " of %s fail with %s. Make all but one a dry run, or move them to their own accounts",
+            row["connection_id"], len(row["portfolios"]), first, ", ".join(others), SECOND_LIVE_PORTFOLIO,
         )
 
 

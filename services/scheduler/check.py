@@ -17,7 +17,7 @@ from services.common.crash import crash_point
 from services.common.logs import run_context
 from services.scheduler import repository as repo
 from services.scheduler.context import PRODUCER, SchedulerContext, log
-from services.scheduler.runs import ClaimedRun, due_event, scheduler_failure
+from services.scheduler.runs import SECOND_LIVE_PORTFOLIO, ClaimedRun, account_taken, due_event, scheduler_failure
 
 
 @dataclass(frozen=True)
@@ -48,38 +48,50 @@ async def emit_claimed(
     ctx: SchedulerContext, conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], now: datetime
 ) -> list[ClaimedRun]:
     """Write the due events of freshly claimed rows to the outbox (caller's transaction) and return
-    the runs started. A row whose strategy cannot be snapshotted fails its run at once and is
-    released."""
+    the runs started. A live run whose account belongs to another live portfolio, or a row whose
+    strategy cannot be snapshotted, fails at once and is released."""
     runs = [claimed_run(r) for r in rows]
     started: list[ClaimedRun] = []
     messages: list[db.OutboxMessage] = []
     releases: list[repo.Release] = []
     for run, row in zip(runs, rows, strict=True):
-        try:
-            event = due_event(run)
-            subject = ctx.subjects.rebalance_due
-            started.append(run)
-        except (ValidationError, ValueError, TypeError, KeyError) as exc:
-            reason = f"unusable strategy: {exc}"[:500]
-            with run_context(run.run_id):
-                log.error("[Scheduler] ✗ Cannot start %s (%s): %s", run.name, run.portfolio_id, reason)
-            event = scheduler_failure(  # type: ignore[assignment]
-                run_id=run.run_id,
-                portfolio_id=run.portfolio_id,
-                user_id=run.user_id,
-                triggered_by=run.triggered_by,
-                dry_run=run.dry_run,
-                started_at=run.started_at,
-                now=now,
-                code="invalid_strategy",
-                message=reason,
-            )
-            subject = ctx.subjects.rebalance_completed
-            releases.append(repo.Release(run.portfolio_id, run.run_id, ctx.next_due_after(row, now), None))
-        messages.append(db.OutboxMessage(subject, event.message_id, event.model_dump_json().encode()))
+        failure = _refused(run)
+        if failure is None:
+            try:
+                event = due_event(run)
+            except (ValidationError, ValueError, TypeError, KeyError) as exc:
+                failure = "invalid_strategy", f"unusable strategy: {exc}"[:500]
+            else:
+                messages.append(db.OutboxMessage(ctx.subjects.rebalance_due, event.message_id,
+                                                 event.model_dump_json().encode()))
+                started.append(run)
+                continue
+        code, reason = failure
+        with run_context(run.run_id):
+            log.error("[Scheduler] ✗ Cannot start %s (%s): %s", run.name, run.portfolio_id, reason)
+        failed = scheduler_failure(
+            run_id=run.run_id,
+            portfolio_id=run.portfolio_id,
+            user_id=run.user_id,
+            triggered_by=run.triggered_by,
+            dry_run=run.dry_run,
+            started_at=run.started_at,
+            now=now,
+            code=code,
+            message=reason,
+        )
+        messages.append(db.OutboxMessage(ctx.subjects.rebalance_completed, failed.message_id,
+                                         failed.model_dump_json().encode()))
+        releases.append(repo.Release(run.portfolio_id, run.run_id, ctx.next_due_after(row, now), None))
     await db.add_to_outbox(conn, PRODUCER, messages)
     await repo.release_claims(conn, releases)
     return started
+
+
+def _refused(run: ClaimedRun) -> tuple[str, str] | None:
+    """The code and reason a claimed run fails at once without trading, or None."""
+    reason = account_taken(run)
+    return None if reason is None else (SECOND_LIVE_PORTFOLIO, reason)
 
 
 # A claim voided by another replica's live run on the same account is tried again at once (the

@@ -14,14 +14,27 @@ from typing import Any
 
 import asyncpg
 
-# Columns a claim returns: the strategy snapshot and the claim itself.
-_CLAIM_RETURNING = """
+# For a live claim: the live portfolio its account already belongs to, if any (name and id). A
+# portfolio rebalances its whole account, so two live ones undo each other's trades; the API refuses
+# a second, and of those made before it the oldest keeps the account. A dry-run portfolio triggered
+# live beside a live one is refused too (the API answers that with a 422). Null for a dry run.
+# Looked up by migration 016's index.
+_LIVE_PORTFOLIO_BEFORE = """
+    CASE WHEN p.active_run_dry_run THEN NULL ELSE (
+        SELECT ARRAY[o.name, o.id::text] FROM portfolios o
+        WHERE o.connection_id = p.connection_id AND o.id <> p.id AND NOT o.dry_run
+          AND (p.dry_run OR (o.created_at, o.id) < (p.created_at, p.id))
+        ORDER BY o.created_at, o.id LIMIT 1)
+    END AS live_portfolio_before"""
+
+# Columns a claim returns: the strategy snapshot, the claim itself, and whether it may trade.
+_CLAIM_RETURNING = f"""
     p.id, p.user_id, p.connection_id, p.name, p.target_weights::text AS target_weights,
     p.quote_currency, p.rebalance_threshold, p.threshold_kind, p.rebalance_mode,
     p.always_rebalance, p.max_orders_per_rebalance, p.dry_run, p.leave_alone, p.cash_reserve,
     p.order_type, p.limit_timeout_seconds, p.rebalance_interval, p.cron, p.timezone, p.created_at,
     c.exchange_id, p.active_run_id, p.active_run_started_at, p.active_run_trigger,
-    p.active_run_dry_run, due.due_at
+    p.active_run_dry_run, due.due_at, {_LIVE_PORTFOLIO_BEFORE}
 """
 
 ONE_LIVE_RUN_PER_ACCOUNT = "portfolios_one_live_run_per_connection"  # migration 010's unique index

@@ -59,6 +59,29 @@ def due_event(run: ClaimedRun) -> RebalanceDue:
     )
 
 
+SECOND_LIVE_PORTFOLIO = "second_live_portfolio"
+
+
+def account_taken(run: ClaimedRun) -> str | None:
+    """Why a live run may not trade its account, or None: the account belongs to another, older
+    live portfolio (the claim's ``live_portfolio_before``), and a portfolio rebalances its whole
+    account, so the two would undo each other's trades and pay the fees both ways."""
+    other = run.portfolio.get("live_portfolio_before")
+    if run.dry_run or not other:
+        return None
+    name, portfolio_id = other
+    if run.portfolio["dry_run"]:
+        return (
+            f"this dry-run portfolio's exchange account trades live for portfolio {name!r} ({portfolio_id}):"
+            " a live run of it would undo that portfolio's allocation; trigger it as a dry run"
+        )
+    return (
+        f"portfolio {name!r} ({portfolio_id}) was made first and trades the same exchange connection live:"
+        " each rebalances the whole account, so the two would undo each other's trades; make this one"
+        " a dry run or move it to its own account (its dry runs go on)"
+    )
+
+
 def scheduler_failure(
     *,
     run_id: str,

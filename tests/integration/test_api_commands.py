@@ -63,8 +63,9 @@ async def test_trigger_refuses_active_run_and_unknown_portfolio(api: Api) -> Non
 
 async def test_a_live_trigger_needs_the_exchange_account_to_itself(api: Api) -> None:
     # A run values and trades the whole account: a dry-run portfolio is not triggered live beside the
-    # account's live portfolio (422 naming dryRun), and no live run starts while another trades the
-    # account (409). Neither publishes anything; a dry-run trigger is accepted either way.
+    # account's live portfolio (422 naming dryRun), a live portfolio made after another on the account
+    # is not triggered live (409), and no live run starts while another trades the account (409).
+    # None publishes anything; a dry-run trigger is accepted in each case.
     user = await api.user()
     core = await user.create_portfolio(name="Core")
     simulated = await user.create_portfolio(name="What if", dryRun=True, targetWeights={"BTC": 100})
@@ -80,24 +81,37 @@ async def test_a_live_trigger_needs_the_exchange_account_to_itself(api: Api) -> 
         assert refused.json()["fields"] == ["dryRun"] and "'Core'" in refused.text and core["id"] in refused.text
     assert await _last_on_stream(api, subject) == last
 
-    # The account's live portfolio runs; a second live portfolio on it (made before the API refused
-    # them) waits for it, while a dry run of it may start.
+    # A second live portfolio on the account, made before the API refused them: the account is the
+    # first's, so a live trigger of the second is a 409 naming it (the scheduler fails its live runs
+    # too); a dry run of it may start.
+    await api.pool.execute("UPDATE portfolios SET dry_run = false WHERE id = $1", uuid.UUID(simulated["id"]))
+    second = await user.post(f"/api/v1/portfolios/{simulated['id']}/trigger")
+    assert second.status_code == 409, second.text
+    assert f"portfolio 'Core' ({core['id']}) was made first" in second.text
+    assert await _last_on_stream(api, subject) == last
+    dry = await user.post(f"/api/v1/portfolios/{simulated['id']}/trigger", {"dryRun": True})
+    assert dry.status_code == 202, dry.text
+    last = await _last_on_stream(api, subject)
+
+    # With no live portfolio, dry-run ones may be triggered live, one at a time: while one's live
+    # run trades the account, another's live trigger is a 409 naming that run.
+    for portfolio in (core, simulated):
+        made_dry = await user.put("/api/portfolios/manage", {"id": portfolio["id"], "dryRun": True})
+        assert made_dry.status_code == 200, made_dry.text
     run_id = uuid.uuid4()
     await api.pool.execute(
         "UPDATE portfolios SET active_run_id = $1, active_run_dry_run = false WHERE id = $2",
         run_id,
-        uuid.UUID(core["id"]),
+        uuid.UUID(simulated["id"]),
     )
-    await api.pool.execute("UPDATE portfolios SET dry_run = false WHERE id = $1", uuid.UUID(simulated["id"]))
-    busy = await user.post(f"/api/v1/portfolios/{simulated['id']}/trigger")
+    busy = await user.post(f"/api/v1/portfolios/{core['id']}/trigger", {"dryRun": False})
     assert busy.status_code == 409, busy.text
-    assert "'Core'" in busy.text and str(run_id) in busy.text and "one live run per account" in busy.text
+    assert "'What if'" in busy.text and str(run_id) in busy.text and "one live run per account" in busy.text
     assert await _last_on_stream(api, subject) == last
-    dry = await user.post(f"/api/v1/portfolios/{simulated['id']}/trigger", {"dryRun": True})
-    assert dry.status_code == 202, dry.text
-    # A dry run of the live portfolio in progress does not hold the account.
-    await api.pool.execute("UPDATE portfolios SET active_run_dry_run = true WHERE id = $1", uuid.UUID(core["id"]))
-    assert (await user.post(f"/api/v1/portfolios/{simulated['id']}/trigger")).status_code == 202
+    # A dry run in progress does not hold the account.
+    await api.pool.execute("UPDATE portfolios SET active_run_dry_run = true WHERE id = $1",
+                           uuid.UUID(simulated["id"]))
+    assert (await user.post(f"/api/v1/portfolios/{core['id']}/trigger", {"dryRun": False})).status_code == 202
 
 
 async def test_a_portfolio_stays_on_its_account_while_its_run_trades_it(api: Api) -> None:

@@ -19,6 +19,7 @@ from services.common.exchanges import paper_batch
 from services.common.exchanges.accounts import READ_CONNECTIONS
 from services.common.exchanges.paper import READ_BALANCES
 from services.executor import intents
+from services.scheduler import repository as scheduler_repo
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +32,9 @@ STATEMENTS = {
     "paper_read_accounts": (paper_batch.READ_ACCOUNTS, "paper_balances"),
     "paper_read_accounts_orders": (paper_batch.READ_ACCOUNTS, "paper_orders"),
     "read_connections": (READ_CONNECTIONS, "exchange_connections"),
+    # A live claim looks up the connection's other live portfolios (migration 016's index).
+    "claim_one": (scheduler_repo.CLAIM_ONE_SQL, "portfolios"),
+    "claim_due": (scheduler_repo.CLAIM_DUE_SQL, "portfolios"),
 }
 
 

@@ -16,11 +16,12 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from contracts.v1.messages import RebalanceRequested
+from contracts.v1.messages import RebalanceCompleted, RebalanceRequested
 from services.scheduler import check, handlers
 from services.scheduler import repository as repo
 from services.scheduler.app import warn_of_shared_accounts
 from services.scheduler.clock import ManualClock
+from services.scheduler.runs import SECOND_LIVE_PORTFOLIO
 from tests.integration.test_scheduler import (  # noqa: F401
     T0,
     Replica,
@@ -31,6 +32,7 @@ from tests.integration.test_scheduler import (  # noqa: F401
     incoming,
     owner,
     stream,
+    stream_messages,
 )
 
 pytestmark = pytest.mark.integration
@@ -100,18 +102,35 @@ async def test_an_account_has_one_live_run_at_a_time(stream, owner, db_pool):  #
         [dry] = await active_runs(db_pool, [by_hand])
         assert str(dry["active_run_id"]) == dry_by_hand.correlation_id
 
-        # Once the first completes, the next check claims the second.
+        # Once the first completes, the next check claims the second, made after it: its live run
+        # fails at once, since the account is the first's, and it is due again on its schedule. A
+        # dry-run portfolio triggered live fails the same way; triggered as a dry run, the second runs.
         clock.advance(timedelta(minutes=3))
         run = active[first]
         await handlers.handle_completions(ctx, [incoming(completion(
             str(run["active_run_id"]), first, str(owner.user_id), run["active_run_started_at"], clock.now()))])
         assert ((last := await check.check_once(ctx)).claimed, last.waiting) == (1, 0)
-        [now_second] = await active_runs(db_pool, [second])
+        assert await active_runs(db_pool, [second]) == []
+        assert await db_pool.fetchval("SELECT next_rebalance_at FROM portfolios WHERE id = $1", second) == (
+            ctx.next_due_after(await db_pool.fetchrow("SELECT * FROM portfolios WHERE id = $1", second), clock.now()))
+        spare = await add_portfolio(db_pool, owner, name="Spare", connection_id=shared, dry_run=True, enabled=False)
+        live_spare = RebalanceRequested(correlation_id=str(uuid.uuid4()), portfolio_id=spare, dry_run=False)
+        dry_second = RebalanceRequested(correlation_id=str(uuid.uuid4()), portfolio_id=second, dry_run=True)
+        await handlers.handle_requests(ctx, [incoming(live_spare), incoming(dry_second)])
+        assert [str(r["id"]) for r in await active_runs(db_pool, [second, spare])] == [second]
     events = {e.run_id: e for e in await due_events(stream)}
-    assert str(now_second["active_run_id"]) in events
     assert sorted(e.portfolio_id for e in events.values()) == sorted(
         [first, simulated, *alone, by_hand, second])
     assert events[dry_by_hand.correlation_id].strategy.dry_run is True
+    assert events[dry_second.correlation_id].strategy.dry_run is True
+    failed = [RebalanceCompleted.model_validate_json(m.data) for m in
+              await stream_messages(stream, stream.subjects.rebalance_completed)]
+    assert [(f.portfolio_id, f.status, f.dry_run, f.errors[0].code) for f in failed] == [
+        (second, "failed", False, SECOND_LIVE_PORTFOLIO), (spare, "failed", False, SECOND_LIVE_PORTFOLIO)]
+    assert f"portfolio 'First' ({first}) was made first" in failed[0].reason
+    assert f"this dry-run portfolio's exchange account trades live for portfolio 'First' ({first})" in (
+        failed[1].reason)
+    assert failed[1].run_id == live_spare.correlation_id and failed[1].triggered_by == "manual"
 
 
 @pytest.mark.parametrize("path", ["scheduled", "manual"])
@@ -169,38 +188,49 @@ async def test_startup_names_accounts_with_several_live_portfolios(stream, owner
             await warn_of_shared_accounts(ctx)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     [line] = [w for w in warnings if str(shared) in w]
-    assert f"has 2 live portfolios (One ({one}), Two ({two}))" in line and "dry run" in line
+    assert "has 2 live portfolios" in line and "dry run" in line
+    assert f"One ({one}) was made first and keeps trading; the live runs of Two ({two}) fail with" in line
     assert not [w for w in warnings if str(mixed) in w]
 
 
-async def test_three_replicas_share_live_portfolios_of_a_few_accounts(stream, owner, db_pool):  # noqa: F811
-    """30 live portfolios on 5 accounts, all due, checked by three replicas at once round after
-    round, each round's runs completing before the next: every portfolio runs exactly once, and no
-    account ever has two live runs (the replicas' claims race on the accounts every round)."""
+async def test_three_replicas_claim_live_portfolios_of_a_few_accounts_once_each(stream, owner, db_pool):  # noqa: F811
+    """30 live portfolios on 5 accounts (made before the API kept an account to one), all due,
+    checked by three replicas at once round after round, each round's runs completing before the
+    next. The replicas' claims race on the accounts every round, yet no account ever has two live
+    runs, and every portfolio is claimed exactly once: the oldest of each account runs, and the
+    others' live runs fail at once, since the account is the oldest's."""
     accounts = [await new_account(db_pool, owner) for _ in range(5)]
     ids = [
         await add_portfolio(db_pool, owner, name=f"P{i}", connection_id=accounts[i % 5],
                             created=T0 - timedelta(seconds=i))
         for i in range(30)
     ]
+    oldest = ids[25:]  # one per account
     clock = ManualClock(T0)
     async with Replica(stream, clock, "r1") as a, Replica(stream, clock, "r2") as b, \
             Replica(stream, clock, "r3") as c:
-        for _ in range(6):  # one run per account per round: six rounds for six portfolios each
-            await asyncio.gather(*(check.check_once(r) for r in (a, b, c)))
+        for _ in range(10):
+            reports = await asyncio.gather(*(check.check_once(r) for r in (a, b, c)))
             active = await active_runs(db_pool, ids)
             on_account = await db_pool.fetch(
                 "SELECT connection_id, count(*) AS n FROM portfolios WHERE id = ANY($1::uuid[])"
                 " AND active_run_id IS NOT NULL GROUP BY connection_id", ids,
             )
-            assert len(active) == 5 and all(row["n"] == 1 for row in on_account)
+            assert all(row["n"] == 1 for row in on_account)
+            assert {str(r["id"]) for r in active} <= set(oldest)
             clock.advance(timedelta(minutes=1))
             await handlers.handle_completions(a, [
                 incoming(completion(str(r["active_run_id"]), str(r["id"]), str(r["user_id"]),
                                     r["active_run_started_at"], clock.now()))
                 for r in active
             ])
+            if not any(r.claimed for r in reports) and not any(r.waiting for r in reports):
+                break
         assert await active_runs(db_pool, ids) == []
         assert (await check.check_once(a)).claimed == 0  # daily: none due again before tomorrow
     events = await due_events(stream)
-    assert sorted(e.portfolio_id for e in events) == sorted(ids)
+    assert sorted(e.portfolio_id for e in events) == sorted(oldest)
+    failed = [RebalanceCompleted.model_validate_json(m.data) for m in
+              await stream_messages(stream, stream.subjects.rebalance_completed)]
+    assert sorted(f.portfolio_id for f in failed) == sorted(ids[:25])
+    assert {f.errors[0].code for f in failed} == {SECOND_LIVE_PORTFOLIO}

@@ -126,6 +126,21 @@ async def live_portfolio_on(
     return found
 
 
+async def live_portfolio_before(
+    conn: asyncpg.Connection, connection_id: UUID, portfolio_id: UUID
+) -> asyncpg.Record | None:
+    """The live portfolio made before this one on its connection, if any (two made before the API
+    kept an account to one): it keeps the account, and the scheduler fails this one's live runs."""
+    found: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT o.id, o.name FROM portfolios o JOIN portfolios p ON p.id = $2"
+        " WHERE o.connection_id = $1 AND o.id <> p.id AND NOT o.dry_run"
+        " AND (o.created_at, o.id) < (p.created_at, p.id) ORDER BY o.created_at, o.id LIMIT 1",
+        connection_id,
+        portfolio_id,
+    )
+    return found
+
+
 async def live_run_on(conn: asyncpg.Connection, connection_id: UUID, other_than: UUID) -> asyncpg.Record | None:
     """Another portfolio's live run active on this connection, if any."""
     found: asyncpg.Record | None = await conn.fetchrow(
