@@ -14,6 +14,7 @@ from contracts.v1.messages import RebalanceCompleted
 from services.scheduler.report import completion_line, money
 from services.scheduler.runs import (
     ClaimedRun,
+    account_taken,
     due_event,
     effective_dry_run,
     scheduler_failure,
@@ -72,6 +73,22 @@ def test_scheduler_failure_id_is_derived_from_run_and_code():
     assert event.message_id == derived_id(run_id, "lease_expired") == build().message_id
     assert event.status == "failed" and event.errors[0].code == "lease_expired"
     assert event.errors[0].stage == "scheduler"
+
+
+def test_a_live_run_may_not_trade_an_account_an_older_live_portfolio_keeps():
+    first = ["Core", str(uuid.uuid4())]
+    def run(*, dry_run: bool, portfolio_dry_run: bool, before: list[str] | None) -> ClaimedRun:
+        return ClaimedRun(run_id="r", portfolio=row(dry_run=portfolio_dry_run, live_portfolio_before=before),
+                          triggered_by="scheduler", dry_run=dry_run, started_at=NOW, due_at=NOW)
+
+    assert account_taken(run(dry_run=False, portfolio_dry_run=False, before=None)) is None
+    assert account_taken(run(dry_run=True, portfolio_dry_run=False, before=first)) is None  # a dry run goes on
+    second = account_taken(run(dry_run=False, portfolio_dry_run=False, before=first))
+    assert second is not None and f"portfolio 'Core' ({first[1]}) was made first" in second
+    assert "make this one a dry run" in second
+    by_hand = account_taken(run(dry_run=False, portfolio_dry_run=True, before=first))
+    assert by_hand is not None
+    assert "this dry-run portfolio's exchange account trades live for portfolio 'Core'" in by_hand
 
 
 def test_dry_run_mode_only_makes_runs_safer():
