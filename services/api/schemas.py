@@ -166,6 +166,9 @@ class PortfolioOut(CamelModel):
     order_type: str
     limit_timeout_seconds: int
     active_run_id: UUID | None
+    # Another live portfolio made first on this one's connection (before the API refused a second):
+    # it keeps the account, and this portfolio's live runs fail with second_live_portfolio.
+    account_kept_by: UUID | None = None
 
 
 class PortfolioEnvelope(BaseModel):

@@ -92,12 +92,16 @@ async def test_a_live_trigger_needs_the_exchange_account_to_itself(api: Api) -> 
     dry = await user.post(f"/api/v1/portfolios/{simulated['id']}/trigger", {"dryRun": True})
     assert dry.status_code == 202, dry.text
     last = await _last_on_stream(api, subject)
+    kept_by = {p["name"]: p["accountKeptBy"] for p in (await user.get("/api/portfolios/manage")).json()["portfolios"]}
+    assert kept_by == {"Core": None, "What if": core["id"]}
+    assert (await user.get(f"/api/v1/portfolios/{simulated['id']}")).json()["accountKeptBy"] == core["id"]
 
     # With no live portfolio, dry-run ones may be triggered live, one at a time: while one's live
     # run trades the account, another's live trigger is a 409 naming that run.
     for portfolio in (core, simulated):
         made_dry = await user.put("/api/portfolios/manage", {"id": portfolio["id"], "dryRun": True})
         assert made_dry.status_code == 200, made_dry.text
+        assert made_dry.json()["portfolio"]["accountKeptBy"] is None
     run_id = uuid.uuid4()
     await api.pool.execute(
         "UPDATE portfolios SET active_run_id = $1, active_run_dry_run = false WHERE id = $2",

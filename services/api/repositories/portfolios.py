@@ -14,7 +14,12 @@ _COLUMNS = (
     " rebalance_interval, cron, timezone, rebalance_threshold, threshold_kind, rebalance_mode,"
     " always_rebalance, max_orders_per_rebalance, dry_run, leave_alone, cash_reserve, order_type,"
     " limit_timeout_seconds, created_at, updated_at, last_rebalanced_at, next_rebalance_at,"
-    " active_run_id"
+    " active_run_id,"
+    # A live portfolio made after another on its connection (before the API kept an account to one
+    # live portfolio): the first keeps the account, and the scheduler fails this one's live runs.
+    " (SELECT o.id FROM portfolios o WHERE NOT portfolios.dry_run AND o.connection_id = portfolios.connection_id"
+    "  AND o.id <> portfolios.id AND NOT o.dry_run AND (o.created_at, o.id) < (portfolios.created_at, portfolios.id)"
+    "  ORDER BY o.created_at, o.id LIMIT 1) AS account_kept_by"
 )
 _WRITABLE = (
     "connection_id", "name", "target_weights", "quote_currency", "rebalance_enabled",
