@@ -1,4 +1,5 @@
-"""A minimal fake of Coinbase Advanced Trade's create-order endpoint that records what it receives.
+"""A minimal fake of Coinbase Advanced Trade's create-order and list-accounts endpoints that records
+what it receives.
 
 Enough to prove how the client order id travels; markets are given to ccxt directly by the test.
 """
@@ -21,6 +22,27 @@ class FakeCoinbase:
         self.orders: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.url = ""
+        # The portfolio the API key is scoped to: every account listed names it.
+        self.portfolio_id = str(uuid.uuid4())
+        self.balances = {"BTC": "0.5", "USD": "1000"}
+        self.page_size = 1  # accounts per page, so that ccxt follows the cursor
+
+    async def list_accounts(self, request: web.Request) -> web.Response:
+        """GET /api/v3/brokerage/accounts, one page per cursor."""
+        self.headers.append(dict(request.headers))
+        start = int(request.query.get("cursor") or 0)
+        listed = list(self.balances.items())[start:start + self.page_size]
+        more = start + self.page_size < len(self.balances)
+        return web.json_response({
+            "accounts": [{
+                "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.portfolio_id}/{currency}")),
+                "name": f"{currency} Wallet", "currency": currency,
+                "available_balance": {"value": amount, "currency": currency},
+                "default": True, "active": True, "type": "ACCOUNT_TYPE_CRYPTO", "ready": True,
+                "hold": {"value": "0", "currency": currency}, "retail_portfolio_id": self.portfolio_id,
+            } for currency, amount in listed],
+            "has_next": more, "cursor": str(start + self.page_size) if more else "", "size": len(listed),
+        })
 
     async def create_order(self, request: web.Request) -> web.Response:
         body = json.loads(await request.text())
@@ -45,6 +67,7 @@ async def start_fake_coinbase() -> AsyncIterator[FakeCoinbase]:
     fake = FakeCoinbase()
     app = web.Application()
     app.router.add_post("/api/v3/brokerage/orders", fake.create_order)
+    app.router.add_get("/api/v3/brokerage/accounts", fake.list_accounts)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

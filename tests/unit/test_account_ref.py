@@ -17,6 +17,22 @@ def test_the_account_id_is_read_only_where_the_exchange_names_the_account() -> N
     assert account_uid_in_balance("kraken", {"uid": 7}) is None  # a field it does not mean
 
 
+def test_coinbase_names_the_portfolio_its_accounts_belong_to() -> None:
+    def accounts(*portfolios: str | None) -> dict[str, object]:
+        return {"accounts": [{"uuid": f"a{i}", "currency": "BTC", "retail_portfolio_id": p}
+                             for i, p in enumerate(portfolios)], "has_next": False}
+
+    for exchange_id in ("coinbase", "coinbaseadvanced"):
+        assert account_uid_in_balance(exchange_id, accounts("p-1", "p-1", None)) == "p-1"
+        assert account_uid_in_balance(exchange_id, accounts("p-1", "p-2")) is None  # a legacy key's many
+        assert account_uid_in_balance(exchange_id, accounts()) is None
+        assert account_uid_in_balance(exchange_id, {"accounts": "?"}) is None
+        assert account_uid_in_balance(exchange_id, {"uid": 7}) is None
+    # One account under either name of the exchange's API.
+    assert exchange_account_uid_ref("coinbaseadvanced", "p-1", api_url=None, sandbox=False) == (
+        exchange_account_uid_ref("coinbase", "p-1", api_url=None, sandbox=False))
+
+
 def test_names_hold_digests_and_differ_by_address_and_kind() -> None:
     by_uid = exchange_account_uid_ref("binance", "42", api_url=None, sandbox=False)
     assert by_uid.startswith("binance:account:") and len(by_uid.removeprefix("binance:account:")) == 40

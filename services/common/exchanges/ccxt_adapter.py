@@ -58,10 +58,15 @@ class SandboxUnsupported(ValueError):
     """Sandbox mode was asked for an exchange that has no test URL in ccxt."""
 
 
-def _spot_only_options(exchange_id: str) -> dict[str, Any]:
+def _exchange_options(exchange_id: str) -> dict[str, Any]:
     # Binance loads futures and options markets from other hosts by default; we trade spot only.
     if exchange_id.startswith("binance") and exchange_id not in ("binancecoinm", "binanceusdm"):
         return {"fetchMarkets": {"types": ["spot"]}, "fetchMargins": False}
+    # Coinbase: the balances of the portfolio the key is scoped to, which its orders trade and
+    # whose accounts name it (Advanced Trade's accounts), not ccxt's default of the Coinbase App's
+    # wallets (v2), which name no portfolio.
+    if exchange_id in ("coinbase", "coinbaseadvanced"):
+        return {"fetchBalance": "v3PrivateGetBrokerageAccounts"}
     return {}
 
 
@@ -82,7 +87,7 @@ def build_ccxt_client(
         "timeout": timeout_ms,
         # Milliseconds between requests; ccxt's per-exchange default unless set (fakes, tests).
         **({"rateLimit": rate_limit_ms} if rate_limit_ms is not None else {}),
-        "options": {"maxRetriesOnFailure": 0, **_spot_only_options(exchange_id)},
+        "options": {"maxRetriesOnFailure": 0, **_exchange_options(exchange_id)},
     }
     if credentials is not None:
         register_secret(*credentials.values())
