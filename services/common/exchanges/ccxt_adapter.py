@@ -63,8 +63,8 @@ def _exchange_options(exchange_id: str) -> dict[str, Any]:
     if exchange_id.startswith("binance") and exchange_id not in ("binancecoinm", "binanceusdm"):
         return {"fetchMarkets": {"types": ["spot"]}, "fetchMargins": False}
     # Coinbase: the balances of the portfolio the key is scoped to, which its orders trade and
-    # whose accounts name it (Advanced Trade's accounts), not ccxt's default of the Coinbase App's
-    # wallets (v2), which name no portfolio.
+    # whose accounts name it (Advanced Trade's accounts, with open orders' holds apart), not ccxt's
+    # default of the Coinbase App's wallets (v2), which name no portfolio and count holds as free.
     if exchange_id in ("coinbase", "coinbaseadvanced"):
         return {"fetchBalance": "v3PrivateGetBrokerageAccounts"}
     return {}
