@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import ccxt.async_support as ccxt_async
 from faststream import FastStream
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from contracts.v1 import PlanCreated
@@ -29,9 +31,30 @@ class ExecutorSettings(ServiceSettings):
     # A leg of unknown outcome that look-ups do not find is sent again only this long after it was
     # sent (exchanges other than the paper one may take a while to list a new order).
     executor_resend_after_seconds: float = 60.0
+    # The same wait for one exchange, where its order index lags more or less than most, as JSON:
+    # EXECUTOR_RESEND_AFTER_SECONDS_BY_EXCHANGE='{"kraken": 300}'.
+    executor_resend_after_seconds_by_exchange: dict[str, float] = {}
     reconcile_interval_seconds: float = 30.0
     reconcile_after_seconds: float = 60.0
     reconcile_max_wait_seconds: float = intents.MAX_LOOKUP_WAIT_SECONDS
+
+
+    @field_validator("executor_resend_after_seconds")
+    @classmethod
+    def _positive_wait(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("the wait before a leg is sent again must be more than 0 seconds")
+        return value
+
+    @field_validator("executor_resend_after_seconds_by_exchange")
+    @classmethod
+    def _known_exchanges(cls, value: dict[str, float]) -> dict[str, float]:
+        for exchange_id, seconds in value.items():
+            if exchange_id not in ccxt_async.exchanges:
+                raise ValueError(f"{exchange_id!r} is not a ccxt exchange id (the paper exchange needs no wait)")
+            if seconds <= 0:
+                raise ValueError(f"the wait for {exchange_id} must be more than 0 seconds, not {seconds}")
+        return value
 
 
 def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream]:
@@ -51,6 +74,7 @@ def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream
             poll_interval=settings.executor_poll_seconds,
             lease_seconds=settings.scheduler_lease_seconds,
             resend_after_seconds=settings.executor_resend_after_seconds,
+            resend_after_seconds_by_exchange=settings.executor_resend_after_seconds_by_exchange,
         )
 
     @runtime.on_shutdown

@@ -130,6 +130,7 @@ class Executor:
         poll_interval: float = 1.0,
         lease_seconds: float = 900.0,
         resend_after_seconds: float = 60.0,
+        resend_after_seconds_by_exchange: Mapping[str, float] | None = None,
     ) -> None:
         self.pool = pool
         self.accounts = accounts
@@ -140,6 +141,7 @@ class Executor:
         # A leg that may have been sent and that look-ups do not find is sent again only this long
         # after it was sent, on exchanges that may take a while to list a new order.
         self.resend_after_seconds = resend_after_seconds
+        self.resend_after_seconds_by_exchange = dict(resend_after_seconds_by_exchange or {})
         # A run's orders are sent and followed only this long after its claim (RUN_WINDOW).
         self.run_window = timedelta(seconds=lease_seconds * RUN_WINDOW)
         self._account_locks = KeyedLocks()
@@ -542,17 +544,22 @@ class Executor:
                 # closed. Sending it again could trade twice; it is looked up again later instead.
                 raise TransientError(f"order {request.client_order_id} was open and is not found now; not re-sent")
             listing_lags = not exchange.lists_new_orders_at_once
-            if answer is None and intent.may_exist and listing_lags and intent.sent_ago < self.resend_after_seconds:
+            wait = self.resend_after(exchange.exchange_id)
+            if answer is None and intent.may_exist and listing_lags and intent.sent_ago < wait:
                 # It may have been placed moments ago and not be listed yet: sent again now, it would
                 # trade twice. Looked up again on the run's retry.
                 raise TransientError(
                     f"order {request.client_order_id} not listed {intent.sent_ago:.1f}s after it may have"
-                    f" been sent; sent again only if still unlisted {self.resend_after_seconds:.0f}s after"
+                    f" been sent; sent again only if still unlisted {wait:.0f}s after"
                 )
         if answer is None:
             answer = await self._send(exchange, request)
         crash_point("executor.after_exchange")
         return await self._answered(state, order, intent, request, answer, exchange)
+
+    def resend_after(self, exchange_id: str) -> float:
+        """Seconds a leg of unknown outcome must go unlisted on this exchange before it is sent again."""
+        return self.resend_after_seconds_by_exchange.get(exchange_id, self.resend_after_seconds)
 
     def _request(self, state: RunState, order: PlannedOrder, amount: Decimal, intent: Intent) -> OrderRequest:
         return OrderRequest(

@@ -446,11 +446,13 @@ async def test_an_order_the_exchange_lists_late_is_not_sent_twice(
 ) -> None:
     # The BTC sell's answer is lost, and the exchange lists new orders only 8 s after taking them
     # (its order index lags its matching engine). Every look-up in those 8 s misses the sell; a leg
-    # sent again then would trade twice. It is sent again only once it has been unlisted for
-    # EXECUTOR_RESEND_AFTER_SECONDS (20 s here), so the run's retries find it instead.
+    # sent again then would trade twice. It is sent again only once it has been unlisted for the
+    # exchange's wait (EXECUTOR_RESEND_AFTER_SECONDS_BY_EXCHANGE: 20 s here, where the others' 1 s
+    # would send it twice), so the run's retries find it instead.
     box = use_exchange_clients(monkeypatch)
     async with fake_exchange(exchange_id) as fake, ccxt_pipeline(
-        database_url, nats_url, namespace, executor_resend_after_seconds=20
+        database_url, nats_url, namespace, executor_resend_after_seconds=1,
+        executor_resend_after_seconds_by_exchange={exchange_id: 20},
     ):
         rig = Rig(exchange_id, fake, db_pool, nats_url, namespace, box)
         fake.state.listing_delay = 8
