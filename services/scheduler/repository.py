@@ -48,12 +48,17 @@ _ACCOUNT_HAS_LIVE_RUN = """EXISTS (
 
 # Scheduled claims: the due rows in due order, locked without waiting on other replicas' locks.
 # A live row of an account with a live run waits for it; of two live rows of one account in a
-# batch, the one due first is claimed and the other waits. ``examined`` (rows locked) tells the
-# check whether more due rows may follow. The trigger and dry-run rules mirror runs.trigger_of /
-# runs.effective_dry_run.
+# batch, one is claimed and the other waits: the account's oldest live portfolio before one whose
+# run will fail at once (_LIVE_PORTFOLIO_BEFORE), else the one due first. ``examined`` (rows
+# locked) tells the check whether more due rows may follow. The trigger and dry-run rules mirror
+# runs.trigger_of / runs.effective_dry_run.
 CLAIM_DUE_SQL = f"""
 WITH due AS (
-    SELECT p.id, p.connection_id, p.next_rebalance_at AS due_at, p.dry_run OR $4 AS dry
+    SELECT p.id, p.connection_id, p.next_rebalance_at AS due_at, p.dry_run OR $4 AS dry,
+           NOT (p.dry_run OR $4) AND EXISTS (
+               SELECT 1 FROM portfolios o
+               WHERE o.connection_id = p.connection_id AND o.id <> p.id AND NOT o.dry_run
+                 AND (o.created_at, o.id) < (p.created_at, p.id)) AS refused
     FROM portfolios p
     WHERE p.rebalance_enabled AND p.active_run_id IS NULL AND p.next_rebalance_at <= $1
       AND (p.dry_run OR $4 OR NOT {_ACCOUNT_HAS_LIVE_RUN})
@@ -62,7 +67,8 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 ), chosen AS (
     SELECT id, due_at FROM (
-        SELECT id, due_at, dry, row_number() OVER (PARTITION BY connection_id, dry ORDER BY due_at, id) AS nth
+        SELECT id, due_at, dry,
+               row_number() OVER (PARTITION BY connection_id, dry ORDER BY refused, due_at, id) AS nth
         FROM due
     ) ranked
     WHERE dry OR nth = 1

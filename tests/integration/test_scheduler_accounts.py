@@ -133,6 +133,37 @@ async def test_an_account_has_one_live_run_at_a_time(stream, owner, db_pool):  #
     assert failed[1].run_id == live_spare.correlation_id and failed[1].triggered_by == "manual"
 
 
+async def test_the_portfolio_keeping_the_account_is_claimed_before_one_due_earlier_that_it_refuses(
+    stream, owner, db_pool  # noqa: F811
+):
+    """Of two live portfolios on one account, the younger due first: the check claims the older,
+    which keeps the account, and the younger waits. Claimed first, the younger would fail at once
+    and put the older's run off to the next check (an hour, by default)."""
+    shared = await new_account(db_pool, owner)
+    older = await add_portfolio(db_pool, owner, name="Older", connection_id=shared, created=T0 - timedelta(minutes=5))
+    younger = await add_portfolio(db_pool, owner, name="Younger", connection_id=shared,
+                                  created=T0 - timedelta(minutes=1))
+    await db_pool.execute("UPDATE portfolios SET next_rebalance_at = $2 WHERE id = $1", uuid.UUID(younger),
+                          T0 - timedelta(minutes=10))
+    clock = ManualClock(T0)
+    async with Replica(stream, clock, "r1") as ctx:
+        report = await check.check_once(ctx)
+        assert (report.claimed, report.waiting) == (1, 1)
+        [run] = await active_runs(db_pool, [older, younger])
+        assert str(run["id"]) == older
+        assert await stream_messages(stream, stream.subjects.rebalance_completed) == []
+        # Once the older's run completes, the younger is claimed, and its run fails at once.
+        clock.advance(timedelta(minutes=1))
+        await handlers.handle_completions(ctx, [incoming(completion(
+            str(run["active_run_id"]), older, str(owner.user_id), run["active_run_started_at"], clock.now()))])
+        assert (await check.check_once(ctx)).claimed == 1
+        assert await active_runs(db_pool, [older, younger]) == []
+    [failed] = [RebalanceCompleted.model_validate_json(m.data) for m in
+                await stream_messages(stream, stream.subjects.rebalance_completed)]
+    assert (failed.portfolio_id, failed.errors[0].code) == (younger, SECOND_LIVE_PORTFOLIO)
+    assert [e.portfolio_id for e in await due_events(stream)] == [older]
+
+
 @pytest.mark.parametrize("path", ["scheduled", "manual"])
 async def test_a_claim_racing_another_replicas_live_claim_on_the_account_does_not_start_a_second(
     stream, owner, db_pool, database_url, path  # noqa: F811
