@@ -172,7 +172,7 @@ async def _account_free_for_live_run(
                 " it as a dry run, or connect another account",
             )])
     else:
-        first = await repo.live_portfolio_before(conn, connection_id, portfolio_id)
+        first = await repo.live_portfolio_before(conn, portfolio_id)
         if first is not None:
             raise HTTPException(
                 409,

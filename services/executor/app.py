@@ -38,7 +38,6 @@ class ExecutorSettings(ServiceSettings):
     reconcile_after_seconds: float = 60.0
     reconcile_max_wait_seconds: float = intents.MAX_LOOKUP_WAIT_SECONDS
 
-
     @field_validator("executor_resend_after_seconds")
     @classmethod
     def _positive_wait(cls, value: float) -> float:

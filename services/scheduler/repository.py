@@ -14,27 +14,28 @@ from typing import Any
 
 import asyncpg
 
-# For a live claim: the live portfolio its account already belongs to, if any (name and id). A
-# portfolio rebalances its whole account, so two live ones undo each other's trades; the API refuses
-# a second, and of those made before it the oldest keeps the account. A dry-run portfolio triggered
-# live beside a live one is refused too (the API answers that with a 422). Null for a dry run.
-# Looked up by migration 016's index.
-_LIVE_PORTFOLIO_BEFORE = """
-    CASE WHEN p.active_run_dry_run THEN NULL ELSE (
-        SELECT ARRAY[o.name, o.id::text] FROM portfolios o
-        WHERE o.connection_id = p.connection_id AND o.id <> p.id AND NOT o.dry_run
-          AND (p.dry_run OR (o.created_at, o.id) < (p.created_at, p.id))
-        ORDER BY o.created_at, o.id LIMIT 1)
-    END AS live_portfolio_before"""
+from services.common.live_portfolios import first_live_beside
+
+
+def _live_portfolio_before(live: str) -> str:
+    """The claim's column naming the live portfolio its account belongs to (name and id), if any,
+    and null unless its run is live (the SQL condition ``live``). Of several live portfolios on
+    one account (made before the API refused a second) the oldest keeps it; a dry-run portfolio
+    triggered live beside a live one is refused too (the API answers that with a 422)."""
+    return (
+        f"CASE WHEN {live} THEN (SELECT ARRAY[o.name, o.id::text] {first_live_beside(or_any_when='p.dry_run')})"
+        " END AS live_portfolio_before"
+    )
+
 
 # Columns a claim returns: the strategy snapshot, the claim itself, and whether it may trade.
-_CLAIM_RETURNING = f"""
+_CLAIM_RETURNING = """
     p.id, p.user_id, p.connection_id, p.name, p.target_weights::text AS target_weights,
     p.quote_currency, p.rebalance_threshold, p.threshold_kind, p.rebalance_mode,
     p.always_rebalance, p.max_orders_per_rebalance, p.dry_run, p.leave_alone, p.cash_reserve,
     p.order_type, p.limit_timeout_seconds, p.rebalance_interval, p.cron, p.timezone, p.created_at,
     c.exchange_id, p.active_run_id, p.active_run_started_at, p.active_run_trigger,
-    p.active_run_dry_run, due.due_at, {_LIVE_PORTFOLIO_BEFORE}
+    p.active_run_dry_run, due.due_at, due.live_portfolio_before
 """
 
 ONE_LIVE_RUN_PER_ACCOUNT = "portfolios_one_live_run_per_connection"  # migration 010's unique index
@@ -49,16 +50,13 @@ _ACCOUNT_HAS_LIVE_RUN = """EXISTS (
 # Scheduled claims: the due rows in due order, locked without waiting on other replicas' locks.
 # A live row of an account with a live run waits for it; of two live rows of one account in a
 # batch, one is claimed and the other waits: the account's oldest live portfolio before one whose
-# run will fail at once (_LIVE_PORTFOLIO_BEFORE), else the one due first. ``examined`` (rows
+# run will fail at once (live_portfolio_before), else the one due first. ``examined`` (rows
 # locked) tells the check whether more due rows may follow. The trigger and dry-run rules mirror
 # runs.trigger_of / runs.effective_dry_run.
 CLAIM_DUE_SQL = f"""
 WITH due AS (
     SELECT p.id, p.connection_id, p.next_rebalance_at AS due_at, p.dry_run OR $4 AS dry,
-           NOT (p.dry_run OR $4) AND EXISTS (
-               SELECT 1 FROM portfolios o
-               WHERE o.connection_id = p.connection_id AND o.id <> p.id AND NOT o.dry_run
-                 AND (o.created_at, o.id) < (p.created_at, p.id)) AS refused
+           {_live_portfolio_before("NOT (p.dry_run OR $4)")}
     FROM portfolios p
     WHERE p.rebalance_enabled AND p.active_run_id IS NULL AND p.next_rebalance_at <= $1
       AND (p.dry_run OR $4 OR NOT {_ACCOUNT_HAS_LIVE_RUN})
@@ -66,9 +64,10 @@ WITH due AS (
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), chosen AS (
-    SELECT id, due_at FROM (
-        SELECT id, due_at, dry,
-               row_number() OVER (PARTITION BY connection_id, dry ORDER BY refused, due_at, id) AS nth
+    SELECT id, due_at, live_portfolio_before FROM (
+        SELECT id, due_at, dry, live_portfolio_before,
+               row_number() OVER (PARTITION BY connection_id, dry
+                                  ORDER BY live_portfolio_before IS NOT NULL, due_at, id) AS nth
         FROM due
     ) ranked
     WHERE dry OR nth = 1
@@ -90,7 +89,10 @@ SELECT claimed.*, (SELECT count(*) FROM due) AS examined FROM claimed
 # claim are one statement, so two requests racing for one portfolio cannot both win. Enabled or
 # not: a manual trigger runs either.
 CLAIM_ONE_SQL = f"""
-WITH due AS (SELECT $1::uuid AS id, $2::timestamptz AS due_at)
+WITH due AS (
+    SELECT p.id, $2::timestamptz AS due_at, {_live_portfolio_before("NOT (COALESCE($5, p.dry_run) OR $6)")}
+    FROM portfolios p WHERE p.id = $1::uuid
+)
 UPDATE portfolios p
 SET active_run_id = COALESCE($7::uuid, gen_random_uuid()),
     lease_expires_at = $2 + $3::interval,

@@ -9,6 +9,8 @@ from uuid import UUID
 
 import asyncpg
 
+from services.common.live_portfolios import first_live_beside
+
 _COLUMNS = (
     "id, user_id, connection_id, name, target_weights, quote_currency, rebalance_enabled,"
     " rebalance_interval, cron, timezone, rebalance_threshold, threshold_kind, rebalance_mode,"
@@ -17,9 +19,7 @@ _COLUMNS = (
     " active_run_id,"
     # A live portfolio made after another on its connection (before the API kept an account to one
     # live portfolio): the first keeps the account, and the scheduler fails this one's live runs.
-    " (SELECT o.id FROM portfolios o WHERE NOT portfolios.dry_run AND o.connection_id = portfolios.connection_id"
-    "  AND o.id <> portfolios.id AND NOT o.dry_run AND (o.created_at, o.id) < (portfolios.created_at, portfolios.id)"
-    "  ORDER BY o.created_at, o.id LIMIT 1) AS account_kept_by"
+    f" CASE WHEN NOT p.dry_run THEN (SELECT o.id {first_live_beside()}) END AS account_kept_by"
 )
 _WRITABLE = (
     "connection_id", "name", "target_weights", "quote_currency", "rebalance_enabled",
@@ -44,13 +44,13 @@ def row_dict(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def list_portfolios(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM portfolios ORDER BY created_at, id")
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM portfolios p ORDER BY created_at, id")
     return [row_dict(r) for r in rows]
 
 
 async def get_portfolio(conn: asyncpg.Connection, portfolio_id: UUID, *, lock: bool = False) -> dict[str, Any] | None:
     suffix = " FOR UPDATE" if lock else ""
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM portfolios WHERE id = $1{suffix}", portfolio_id)
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM portfolios p WHERE id = $1{suffix}", portfolio_id)
     return row_dict(row) if row else None
 
 
@@ -71,7 +71,7 @@ async def insert_portfolio(conn: asyncpg.Connection, user_id: UUID, values: dict
         f"${i}::text::jsonb" if c == "target_weights" else f"${i}" for i, c in enumerate(_WRITABLE, start=2)
     )
     row = await conn.fetchrow(
-        f"INSERT INTO portfolios (user_id, next_rebalance_at, {columns}) VALUES ($1, NULL, {placeholders})"
+        f"INSERT INTO portfolios AS p (user_id, next_rebalance_at, {columns}) VALUES ($1, NULL, {placeholders})"
         f" RETURNING {_COLUMNS}",
         user_id,
         *_params(values),
@@ -90,7 +90,7 @@ async def update_portfolio(
         for i, c in enumerate(_WRITABLE, start=2)
     )
     row = await conn.fetchrow(
-        f"UPDATE portfolios SET {assignments}, updated_at = now()"
+        f"UPDATE portfolios AS p SET {assignments}, updated_at = now()"
         f" WHERE id = $1 RETURNING {_COLUMNS}",
         portfolio_id,
         *_params(values),
@@ -131,16 +131,12 @@ async def live_portfolio_on(
     return found
 
 
-async def live_portfolio_before(
-    conn: asyncpg.Connection, connection_id: UUID, portfolio_id: UUID
-) -> asyncpg.Record | None:
+async def live_portfolio_before(conn: asyncpg.Connection, portfolio_id: UUID) -> asyncpg.Record | None:
     """The live portfolio made before this one on its connection, if any (two made before the API
     kept an account to one): it keeps the account, and the scheduler fails this one's live runs."""
     found: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT o.id, o.name FROM portfolios o JOIN portfolios p ON p.id = $2"
-        " WHERE o.connection_id = $1 AND o.id <> p.id AND NOT o.dry_run"
-        " AND (o.created_at, o.id) < (p.created_at, p.id) ORDER BY o.created_at, o.id LIMIT 1",
-        connection_id,
+        f"SELECT keeper.id, keeper.name FROM portfolios p"
+        f" CROSS JOIN LATERAL (SELECT o.id, o.name {first_live_beside()}) keeper WHERE p.id = $1",
         portfolio_id,
     )
     return found
