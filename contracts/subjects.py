@@ -29,6 +29,10 @@ class Subjects:
     def scheduler_control(self) -> str:
         return self._s("cmd", "scheduler", "control")
 
+    @property
+    def orders_abandon(self) -> str:
+        return self._s("cmd", "orders", "abandon")
+
     # Events of one run, in flow order
     @property
     def rebalance_due(self) -> str:

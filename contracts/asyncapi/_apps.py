@@ -20,6 +20,7 @@ from pydantic.json_schema import models_json_schema
 
 from contracts.subjects import Subjects
 from contracts.v1 import (
+    AbandonOrders,
     PlanCreated,
     PortfolioValued,
     RebalanceCompleted,
@@ -40,7 +41,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = dict(event_models(SUBJECTS))
 CONSUMES: dict[str, dict[str, list[type[BaseModel]]]] = {
     "pricer": {SUBJECTS.rebalance_due: [RebalanceDue]},
     "planner": {SUBJECTS.portfolio_valued: [PortfolioValued]},
-    "executor": {SUBJECTS.plan_created: [PlanCreated]},
+    "executor": {SUBJECTS.plan_created: [PlanCreated], SUBJECTS.orders_abandon: [AbandonOrders]},
     "ledger": {SUBJECTS.all_events: list(EVENT_MODELS.values())},
     "scheduler": {
         SUBJECTS.rebalance_request: [RebalanceRequested],

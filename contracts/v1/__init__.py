@@ -2,6 +2,7 @@
 
 from contracts.v1.messages import (
     RUN_MESSAGES,
+    AbandonOrders,
     OrderEvent,
     OrderFailed,
     OrderFilled,
@@ -33,6 +34,7 @@ from contracts.v1.strategy import (
 
 __all__ = [
     "RUN_MESSAGES",
+    "AbandonOrders",
     "AssetDrift",
     "Fill",
     "Holding",

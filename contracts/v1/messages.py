@@ -42,6 +42,18 @@ class SchedulerControl(Envelope):
     dry_run_mode: bool | None = None
 
 
+class AbandonOrders(Envelope):
+    """cmd: the owner of an exchange connection gives up on orders of unknown outcome on it (its
+    key was revoked, its account closed): the executor looks each up once more, resolves one the
+    exchange answers for as the reconciler would, and records the rest as abandoned, their
+    outcome never known. Only legs of runs that have ended, on this user's connection, are
+    touched."""
+
+    user_id: str
+    connection_id: str
+    client_order_ids: list[str]
+
+
 class RunStage(Envelope):
     """Fields every message of a running rebalance carries."""
 

@@ -104,6 +104,11 @@ class RunError(Contract):
 OUTCOME_UNKNOWN = "outcome_unknown"
 # The same leg once the reconciler has found how it ended (the ledger rewrites the code).
 OUTCOME_FOUND_LATE = "outcome_found_late"
+# A leg of unknown outcome its owner gave up on (the connection's key revoked, the account closed):
+# the executor reports it with this code, the ledger records the order as abandoned, and a run
+# that named it as of unknown outcome says so with OUTCOME_ABANDONED.
+LEG_ABANDONED = "abandoned"
+OUTCOME_ABANDONED = "outcome_abandoned"
 
 
 class Fill(Contract):

@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = groups.add_parser("history", help="rebalance runs, newest first")
     orders = groups.add_parser("orders", help="orders whatever became of them, with errors, newest first")
-    orders.add_argument("--status", help="submitted, filled, partially_filled, rejected, failed or canceled")
+    orders.add_argument("--status", help="submitted, filled, partially_filled, rejected, failed, canceled or abandoned")
     orders.add_argument("--run", help="one run's orders")
     trades = groups.add_parser("trades", help="trades; `trades export --csv FILE` for tax")
     trades.add_argument("action", nargs="?", choices=["list", "export"], default="list")

@@ -16,7 +16,7 @@ import nats
 from fastapi import HTTPException
 
 from contracts.envelope import new_id
-from contracts.v1.messages import RebalanceRequested, SchedulerControl
+from contracts.v1.messages import AbandonOrders, RebalanceRequested, SchedulerControl
 from services.api.auth import Principal
 from services.api.context import ApiContext
 from services.api.errors import invalid
@@ -151,7 +151,7 @@ async def request_run(ctx: ApiContext, who: Principal, portfolio_id: UUID, dry_r
         triggered_by="manual",
         dry_run=dry_run,
     )
-    await _publish(ctx, ctx.bus.subjects.rebalance_request, message)
+    await publish_command(ctx, ctx.bus.subjects.rebalance_request, message)
     return message.message_id
 
 
@@ -202,11 +202,13 @@ async def control_scheduler(ctx: ApiContext, command: SchedulerCommand) -> str:
         check_interval=str(config.check_interval) if config and config.check_interval else None,
         dry_run_mode=config.dry_run_mode if config else None,
     )
-    await _publish(ctx, ctx.bus.subjects.scheduler_control, message)
+    await publish_command(ctx, ctx.bus.subjects.scheduler_control, message)
     return message.message_id
 
 
-async def _publish(ctx: ApiContext, subject: str, message: RebalanceRequested | SchedulerControl) -> None:
+async def publish_command(
+    ctx: ApiContext, subject: str, message: RebalanceRequested | SchedulerControl | AbandonOrders
+) -> None:
     try:
         await ctx.bus.publish_event(subject, message)
     except _PUBLISH_ERRORS as exc:

@@ -34,7 +34,9 @@ ThresholdKind = Literal["absolute", "relative", "value"]
 RebalanceMode = Literal["target", "band"]
 OrderType = Literal["market", "limit"]
 TriggeredBy = Literal["scheduler", "manual", "threshold", "api"]
-OrderStatus = Literal["submitted", "open", "filled", "partially_filled", "rejected", "failed", "canceled"]
+OrderStatus = Literal[
+    "submitted", "open", "filled", "partially_filled", "rejected", "failed", "canceled", "abandoned"
+]
 
 
 class CamelModel(BaseModel):
@@ -305,6 +307,36 @@ class ConnectionList(BaseModel):
 class ConnectionEnvelope(BaseModel):
     success: bool = True
     connection: ConnectionOut
+
+
+class UnresolvedOrderOut(CamelModel):
+    """An order whose request may have reached the exchange and whose outcome is not known yet:
+    the executor's reconciler looks it up with the connection's key."""
+
+    client_order_id: str
+    run_id: UUID
+    # running, succeeded, partial or failed; None while the history has not recorded the run.
+    run_status: str | None
+    symbol: str
+    side: str
+    state: str = Field(description="sending (the request may have reached the exchange) | open (resting)")
+
+
+class UnresolvedOrderList(BaseModel):
+    success: bool = True
+    orders: list[UnresolvedOrderOut]
+
+
+class AbandonOrdersIn(InputModel):
+    client_order_ids: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=1, max_length=500)
+    ]
+
+
+class AbandonOrdersAccepted(CamelModel):
+    success: bool = True
+    message_id: str
+    orders: list[UnresolvedOrderOut]
 
 
 # ---------------------------------------------------------------- history

@@ -41,7 +41,9 @@ OTHER = "other"
 RUN_RESULTS = frozenset({"succeeded", "partial", "failed", "skipped"})
 RUN_TRIGGERS = frozenset({"scheduler", "manual", "threshold", "api"})
 ORDER_SIDES = frozenset({"buy", "sell"})
-ORDER_STATUSES = frozenset({"submitted", "filled", "partially_filled", "rejected", "failed", "canceled"})
+ORDER_STATUSES = frozenset(
+    {"submitted", "filled", "partially_filled", "rejected", "failed", "canceled", "abandoned"}
+)
 MESSAGE_OUTCOMES = frozenset({"processed", "duplicate", "retried", "dead_lettered", "ignored"})
 
 # Runs take seconds to minutes (limit orders wait up to their timeout).

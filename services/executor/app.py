@@ -9,13 +9,14 @@ from faststream import FastStream
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-from contracts.v1 import PlanCreated
+from contracts.v1 import AbandonOrders, PlanCreated
 from services.common.bus import Incoming
 from services.common.exchanges.accounts import ExchangeAccounts
 from services.common.logs import run_context
 from services.common.runtime import Runtime
 from services.common.settings import ServiceSettings
 from services.executor import intents
+from services.executor.abandon import abandon_orders
 from services.executor.engine import Executor
 from services.executor.reconciler import run_reconciler
 
@@ -106,5 +107,18 @@ def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream
         concurrent=settings.executor_concurrency,
         ack_wait_seconds=120.0,
         description="Executes each plan's orders and emits order events and rebalance.completed.",
+    )
+    async def handle_abandon(batch: list[Incoming[AbandonOrders]]) -> None:
+        for item in batch:
+            await abandon_orders(runtime.pool, state["executor"].accounts, relay, runtime.subjects, item.message)
+
+    runtime.bus.consumer(
+        subject=runtime.subjects.orders_abandon,
+        purpose="abandon",
+        models=AbandonOrders,
+        handle=handle_abandon,
+        batch_size=10,
+        description="Gives up on orders of unknown outcome at their owner's request: each is looked up"
+        " once more, and the ones the exchange cannot answer for are recorded as abandoned.",
     )
     return runtime, runtime.app()

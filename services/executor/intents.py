@@ -2,7 +2,7 @@
 the executor knows which orders may exist and looks them up instead of sending them again.
 
 States: intent (stored, never sent) -> sending (a request may have reached the exchange) ->
-open (resting on the book) -> filled | rejected | failed | canceled (final).
+open (resting on the book) -> filled | rejected | failed | canceled | abandoned (final).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from contracts.v1 import PlanCreated
 from services.common.db import OutboxMessage, rows_affected
 from services.common.exchanges.port import OrderResult
 
-FINAL_STATES = frozenset({"filled", "rejected", "failed", "canceled"})
+# abandoned: its owner gave up on a leg of unknown outcome (services.executor.abandon); it is
+# never looked up or sent again.
+FINAL_STATES = frozenset({"filled", "rejected", "failed", "canceled", "abandoned"})
 
 
 @dataclass(frozen=True)
@@ -262,22 +264,24 @@ async def run_intents(pool: asyncpg.Pool, run_id: str) -> dict[int, Intent]:
     return {r["leg"]: Intent(r["client_order_id"], r["leg"], r["state"], r["amount"], r["result"]) for r in rows}
 
 
-# Each leg with its run's fields as the ledger recorded them (NULL while the ledger has not), for
-# the reconciler's report of the leg; the prices are the run's, to value a fill in another quote.
 # The longest a leg of unknown outcome waits between two look-ups (RECONCILE_MAX_WAIT_SECONDS).
 MAX_LOOKUP_WAIT_SECONDS = 3600.0
 
-# A leg is looked at again once it has waited $1 seconds, or an eighth of how long it had been
-# unresolved when it was last looked at, if longer (at most $3 seconds): a leg the exchange never
-# lists is looked up less and less often, not once a pass forever, each call taken from its
-# account's rate limit.
-STALE_UNRESOLVED = """
+# Each leg with its run's fields as the ledger recorded them (NULL while the ledger has not), for
+# the report of the leg; the prices are the run's, to value a fill in another quote.
+LEGS_WITH_RUNS = """
 SELECT i.client_order_id, i.run_id::text, i.leg, i.state, i.connection_id::text, i.portfolio_id::text,
        i.user_id::text, i.symbol, i.side, i.amount, i.order_type,
        r.triggered_by, r.started_at, r.quote_currency, r.status AS run_status, s.prices
 FROM order_intents i
 LEFT JOIN rebalance_runs r ON r.id = i.run_id
 LEFT JOIN portfolio_snapshots s ON s.run_id = i.run_id AND s.kind = 'before'
+"""
+# A leg is looked at again once it has waited $1 seconds, or an eighth of how long it had been
+# unresolved when it was last looked at, if longer (at most $3 seconds): a leg the exchange never
+# lists is looked up less and less often, not once a pass forever, each call taken from its
+# account's rate limit.
+STALE_UNRESOLVED = LEGS_WITH_RUNS + """
 WHERE i.state IN ('sending', 'open') AND i.updated_at < now() - make_interval(secs => $1)
   AND i.updated_at < now() - LEAST(make_interval(secs => $3),
                                    (i.updated_at - COALESCE(i.sent_at, i.created_at)) / 8)
@@ -292,6 +296,23 @@ async def stale_unresolved(
     exchange said how they ended), due a look and least recently looked at first: for the
     reconciler."""
     rows: list[asyncpg.Record] = await pool.fetch(STALE_UNRESOLVED, older_than_seconds, limit, max_wait_seconds)
+    return rows
+
+
+# The legs of unknown outcome among ``$1`` on the user's connection (for an AbandonOrders command).
+OWNED_UNRESOLVED = LEGS_WITH_RUNS + """
+WHERE i.client_order_id = ANY($1::text[]) AND i.connection_id = $2::uuid AND i.user_id = $3::uuid
+  AND i.state IN ('sending', 'open')
+ORDER BY i.created_at, i.client_order_id
+"""
+
+
+async def owned_unresolved(
+    pool: asyncpg.Pool, client_order_ids: Sequence[str], connection_id: str, user_id: str
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await pool.fetch(
+        OWNED_UNRESOLVED, list(client_order_ids), connection_id, user_id
+    )
     return rows
 
 
@@ -328,20 +349,24 @@ async def resolve(
     state: str,
     result: dict[str, Any] | None,
     report: OutboxMessage | None = None,
-) -> None:
+) -> bool:
     """Set the state the exchange reports for a leg that may exist (a resting order, or one the
-    reconciler found), and queue ``report``, the event that reports it, in the same statement."""
+    reconciler found), and queue ``report``, the event that reports it, in the same statement.
+    False if the leg was no longer unresolved (whoever resolved it reported it)."""
     exchange_order_id = (result or {}).get("exchange_order_id")
     if report is None:
-        await pool.execute(RESOLVE, client_order_id, state, result, exchange_order_id)
-    else:
-        await pool.execute(
-            RESOLVE_REPORTED,
-            client_order_id,
-            state,
-            result,
-            exchange_order_id,
-            report.subject,
-            report.message_id,
-            report.payload,
+        return bool(rows_affected(await pool.execute(RESOLVE, client_order_id, state, result, exchange_order_id)))
+    return bool(
+        rows_affected(
+            await pool.execute(
+                RESOLVE_REPORTED,
+                client_order_id,
+                state,
+                result,
+                exchange_order_id,
+                report.subject,
+                report.message_id,
+                report.payload,
+            )
         )
+    )

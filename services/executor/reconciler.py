@@ -22,6 +22,7 @@ import asyncpg
 
 from contracts.subjects import Subjects
 from contracts.v1 import OrdersReported, RunError
+from contracts.v1.strategy import LEG_ABANDONED
 from services.common.bus import OutboxRelay
 from services.common.db import OutboxMessage
 from services.common.exchanges.accounts import ExchangeAccounts
@@ -32,17 +33,30 @@ log = logging.getLogger("services.executor.reconciler")
 
 
 def leg_report(
-    row: Mapping[str, Any], found: OrderResult | None, *, exchange_id: str, now: datetime
+    row: Mapping[str, Any],
+    found: OrderResult | None,
+    *,
+    exchange_id: str,
+    now: datetime,
+    abandoned: str | None = None,
 ) -> tuple[str, OrdersReported]:
     """The final state of a stale leg and the event that reports it (``row``: the leg's intent
     with its run's fields as the ledger recorded them): as the exchange closed it, or, when
-    ``found`` is None, not placed (an exchange that lists every order at once does not have it)."""
+    ``found`` is None, not placed (an exchange that lists every order at once does not have it),
+    or, when ``abandoned`` says why, given up on by its owner with its outcome unknown."""
     error: RunError | None
-    if found is None:
+    fill = None
+    if abandoned is not None:
+        state, error = "abandoned", reports.leg_error(
+            row["leg"],
+            LEG_ABANDONED,
+            f"outcome unknown: abandoned by its owner on {now:%Y-%m-%d %H:%M} UTC ({abandoned}); order"
+            f" {row['client_order_id']} may have traded on {exchange_id}: check the account's history there",
+        )
+    elif found is None:
         state, error = "failed", reports.leg_error(
             row["leg"], "not_placed", f"not placed: {exchange_id} has no order {row['client_order_id']}"
         )
-        fill = None
     else:
         state, error = reports.ended(row["leg"], row["symbol"], found.status, found.filled)
         prices = {asset: Decimal(price) for asset, price in (row["prices"] or {}).items()}
@@ -82,7 +96,7 @@ def never_placed(row: Mapping[str, Any], lists_new_orders_at_once: bool) -> bool
     return lists_new_orders_at_once and row["state"] == "sending" and row["run_status"] not in (None, "running")
 
 
-async def _cancel_orphan(exchange: ExchangePort, row: Mapping[str, Any], found: OrderResult) -> OrderResult:
+async def cancel_orphan(exchange: ExchangePort, row: Mapping[str, Any], found: OrderResult) -> OrderResult:
     """An order still resting after its run ended: nobody follows it any more, and a newer run of
     the portfolio must not meet it, so it is canceled; the cancel's answer says what it filled."""
     if not found.exchange_order_id:
@@ -93,6 +107,17 @@ async def _cancel_orphan(exchange: ExchangePort, row: Mapping[str, Any], found: 
         row["run_id"],
     )
     return await exchange.cancel_order(row["symbol"], found.exchange_order_id)
+
+
+async def look_up(accounts: ExchangeAccounts, row: Mapping[str, Any]) -> tuple[str, bool, OrderResult | None]:
+    """Look a leg up by its client order id (``row``: as ``leg_report`` takes it), canceling it if
+    it still rests after its run ended: the exchange's id, whether it lists new orders at once, and
+    the order as it now stands (None: not listed). Raises ExchangeError when it cannot say."""
+    async with accounts.use(row["connection_id"]) as exchange:
+        found = await exchange.fetch_order_by_client_id(row["symbol"], row["client_order_id"])
+        if found is not None and found.status == "open" and row["run_status"] != "running":
+            found = await cancel_orphan(exchange, row, found)
+        return exchange.exchange_id, exchange.lists_new_orders_at_once, found
 
 
 async def reconcile_once(
@@ -117,11 +142,7 @@ async def reconcile_once(
             unanswered.append(cid)
             continue
         try:
-            async with accounts.use(row["connection_id"]) as exchange:
-                exchange_id, lists_at_once = exchange.exchange_id, exchange.lists_new_orders_at_once
-                found = await exchange.fetch_order_by_client_id(row["symbol"], cid)
-                if found is not None and found.status == "open" and row["run_status"] != "running":
-                    found = await _cancel_orphan(exchange, row, found)
+            exchange_id, lists_at_once, found = await look_up(accounts, row)
         except ExchangeError as exc:
             log.warning("reconciler: cannot look up %s yet: %s", cid, exc)
             unanswered.append(cid)

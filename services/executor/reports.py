@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from contracts.envelope import derived_id
 from contracts.v1 import Fill, OrderOutcome, OrdersReported, ReportedOrder, RunError
+from contracts.v1.strategy import LEG_ABANDONED
 
 # A leg's final state as the order event reports it (a canceled, unfilled order is a rejection).
 OUTCOMES: dict[str, OrderOutcome] = {
@@ -22,6 +23,7 @@ OUTCOMES: dict[str, OrderOutcome] = {
     "rejected": "rejected",
     "canceled": "rejected",
     "failed": "failed",
+    "abandoned": "failed",  # the ledger tells it from a failure by its error code (LEG_ABANDONED)
 }
 
 
@@ -78,7 +80,12 @@ def orders_reported(
     """One message for the legs recorded together (``stage``: the envelope and run fields). Its id
     names exactly those outcomes, so a replay of the same legs re-queues the same message, which
     the outbox keeps once."""
-    outcomes = ",".join(f"{o.leg}:{o.outcome}" for o in sorted(orders, key=lambda o: o.leg))
+    # An abandoned leg is reported as failed: named apart, its report never shares an id with one
+    # saying the leg failed.
+    outcomes = ",".join(
+        f"{o.leg}:{o.outcome}" + (f":{LEG_ABANDONED}" if o.error and o.error.code == LEG_ABANDONED else "")
+        for o in sorted(orders, key=lambda o: o.leg)
+    )
     return OrdersReported(
         message_id=derived_id(stage["run_id"], "orders", outcomes), **stage, orders=list(orders), reconciled=reconciled
     )

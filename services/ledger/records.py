@@ -26,7 +26,7 @@ from contracts.v1 import (
     RunStage,
 )
 from contracts.v1.messages import ORDER_EVENTS, OrderFacts
-from contracts.v1.strategy import OUTCOME_UNKNOWN
+from contracts.v1.strategy import LEG_ABANDONED, OUTCOME_UNKNOWN
 from services.common.db import RawJson
 from services.ledger.views import JsonObject, PlanView, ValuedView
 
@@ -157,7 +157,7 @@ class Rows:
         status = {
             "filled": "filled" if f.filled >= e.amount else "partially_filled",
             "rejected": "rejected" if f.status != "canceled" else "canceled",
-            "failed": "failed",
+            "failed": "abandoned" if e.error is not None and e.error.code == LEG_ABANDONED else "failed",
         }.get(outcome, "submitted")
         error = e.error.model_dump(mode="json") if e.error else None
         self.orders.append(

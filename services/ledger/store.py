@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from contracts.v1.strategy import OUTCOME_FOUND_LATE, OUTCOME_UNKNOWN
+from contracts.v1.strategy import OUTCOME_ABANDONED, OUTCOME_FOUND_LATE, OUTCOME_UNKNOWN
 from services.ledger.records import Rows, describe_run
 
 _RUN_KEY_COLUMNS = "id, portfolio_id, user_id, triggered_by, started_at"
@@ -93,8 +93,9 @@ ON CONFLICT (message_id) DO NOTHING
 # A completed run's legs that were of unknown outcome when it completed and have been reported
 # since (by the executor's reconciler) join its figures: counted as executed or failed (a leg the
 # paper exchange never took is found not placed), their value and fees (in the run's quote, at
-# the run's prices) added, and their error says what they were found to be and when. Keyed on the
-# error itself, so a leg is added once whatever order the events come in.
+# the run's prices) added, and their error says what they were found to be and when. A leg its
+# owner abandoned counts as neither: its error says so. Keyed on the error itself, so a leg is
+# added once whatever order the events come in.
 SETTLE_UNKNOWN_LEGS = f"""
 WITH found AS (
     SELECT r.id AS run_id, (e->>'leg')::int AS leg,
@@ -109,7 +110,8 @@ WITH found AS (
     WHERE r.id = ANY($1::uuid[]) AND r.status <> 'running' AND e->>'code' = '{OUTCOME_UNKNOWN}'
 ), runs AS (
     SELECT run_id, jsonb_object_agg(leg::text, status) AS legs,
-           count(*) FILTER (WHERE executed) AS executed, count(*) FILTER (WHERE NOT executed) AS failed,
+           count(*) FILTER (WHERE executed) AS executed,
+           count(*) FILTER (WHERE NOT executed AND status <> 'abandoned') AS failed,
            COALESCE(sum(value), 0) AS traded, COALESCE(sum(fee), 0) AS fees
     FROM found GROUP BY run_id
 )
@@ -120,10 +122,16 @@ UPDATE rebalance_runs r SET
     fees = r.fees + f.fees,
     errors = (
         SELECT jsonb_agg(CASE WHEN e->>'code' = '{OUTCOME_UNKNOWN}' AND f.legs ? (e->>'leg')
-                              THEN e || jsonb_build_object(
-                                  'code', '{OUTCOME_FOUND_LATE}',
-                                  'message', (e->>'message') || '; found ' || (f.legs->>(e->>'leg'))
-                                             || ' after the run completed')
+                              THEN e || CASE WHEN f.legs->>(e->>'leg') = 'abandoned'
+                                  THEN jsonb_build_object(
+                                      'code', '{OUTCOME_ABANDONED}',
+                                      'message', (e->>'message')
+                                                 || '; abandoned by its owner after the run completed,'
+                                                 || ' its outcome never known')
+                                  ELSE jsonb_build_object(
+                                      'code', '{OUTCOME_FOUND_LATE}',
+                                      'message', (e->>'message') || '; found ' || (f.legs->>(e->>'leg'))
+                                                 || ' after the run completed') END
                               ELSE e END
                          ORDER BY n)
         FROM jsonb_array_elements(r.errors) WITH ORDINALITY AS x(e, n)

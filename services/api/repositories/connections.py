@@ -86,12 +86,15 @@ async def connection_in_use(conn: asyncpg.Connection, connection_id: UUID) -> bo
     return used
 
 
-async def unresolved_orders(conn: asyncpg.Connection, connection_id: UUID) -> list[asyncpg.Record]:
-    """Orders on this connection whose outcome the executor's reconciler is still looking up."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT client_order_id, run_id, symbol, side, state FROM connection_unresolved_orders($1)", connection_id
+async def unresolved_orders(conn: asyncpg.Connection, connection_id: UUID) -> list[dict[str, Any]]:
+    """Orders on this connection whose outcome the executor's reconciler is still looking up, with
+    their run's status as the history has it (None until it records the run)."""
+    rows = await conn.fetch(
+        "SELECT o.client_order_id, o.run_id, o.symbol, o.side, o.state, r.status AS run_status"
+        " FROM connection_unresolved_orders($1) o LEFT JOIN rebalance_runs r ON r.id = o.run_id",
+        connection_id,
     )
-    return rows
+    return [dict(r) for r in rows]
 
 
 async def delete_connection(conn: asyncpg.Connection, connection_id: UUID) -> bool:

@@ -9,11 +9,24 @@ from uuid import UUID
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Response
 
+from contracts.envelope import new_id
+from contracts.v1 import AbandonOrders
 from services.api.auth import Principal, current_principal
 from services.api.context import ApiContext, get_context
 from services.api.errors import ERROR_RESPONSES, invalid
+from services.api.operations import publish_command
 from services.api.repositories import connections as repo
-from services.api.schemas import ConnectionCreate, ConnectionEnvelope, ConnectionList, ConnectionOut, ErrorBody
+from services.api.schemas import (
+    AbandonOrdersAccepted,
+    AbandonOrdersIn,
+    ConnectionCreate,
+    ConnectionEnvelope,
+    ConnectionList,
+    ConnectionOut,
+    ErrorBody,
+    UnresolvedOrderList,
+    UnresolvedOrderOut,
+)
 from services.common.exchanges.account_ref import exchange_account_ref, exchange_account_uid_ref, paper_account_ref
 from services.common.secrets import Credentials, mask
 
@@ -176,17 +189,85 @@ def _already_connected(field: str, mine: dict[str, Any] | None, *, other_key: bo
     return HTTPException(409, f"{field}: this {what} is already connected; an account has one connection{advice}")
 
 
-def _orders_still_unknown(orders: list[asyncpg.Record]) -> HTTPException:
-    """Without the connection's key, an order still being looked up could never be canceled if it
-    rests, nor its fill recorded: the connection stays until the reconciler has resolved them."""
+def _named(orders: list[dict[str, Any]]) -> str:
     named = ", ".join(
         f"{o['side']} {o['symbol']} {o['client_order_id']} (run {o['run_id']})" for o in orders[:5]
     )
-    more = f" and {len(orders) - 5} more" if len(orders) > 5 else ""
+    return named + (f" and {len(orders) - 5} more" if len(orders) > 5 else "")
+
+
+def _orders_still_unknown(connection_id: UUID, orders: list[dict[str, Any]]) -> HTTPException:
+    """Without the connection's key, an order still being looked up could never be canceled if it
+    rests, nor its fill recorded: the connection stays until the reconciler has resolved them, or
+    its owner gives them up."""
     return HTTPException(
         409,
-        f"{len(orders)} order(s) of unknown outcome on this account are still being looked up: {named}{more};"
-        " delete the connection once they are resolved (the history shows them as they are found)",
+        f"{len(orders)} order(s) of unknown outcome on this account are still being looked up: {_named(orders)};"
+        " delete the connection once they are resolved (the history shows them as they are found). If the"
+        " exchange can never answer for them (the API key was revoked, the account closed), give them up:"
+        f" POST /api/v1/connections/{connection_id}/abandon-orders with their clientOrderIds",
+    )
+
+
+@router.get("/{connection_id}/unresolved-orders", response_model=UnresolvedOrderList)
+async def list_unresolved_orders(
+    connection_id: UUID, who: Principal = Depends(current_principal), ctx: ApiContext = Depends(get_context)
+) -> UnresolvedOrderList:
+    """Orders on this connection whose outcome is not known yet, oldest first."""
+    async with ctx.tx(who.user_id) as conn:
+        if await repo.get_connection(conn, connection_id) is None:
+            raise HTTPException(404, f"connection {connection_id} not found")
+        rows = await repo.unresolved_orders(conn, connection_id)
+    return UnresolvedOrderList(orders=[UnresolvedOrderOut.model_validate(r) for r in rows])
+
+
+@router.post(
+    "/{connection_id}/abandon-orders",
+    response_model=AbandonOrdersAccepted,
+    status_code=202,
+    responses={
+        409: {"model": ErrorBody, "description": "a named order's run still follows it"},
+        503: {"model": ErrorBody},
+    },
+)
+async def abandon_orders(
+    connection_id: UUID,
+    body: AbandonOrdersIn,
+    who: Principal = Depends(current_principal),
+    ctx: ApiContext = Depends(get_context),
+) -> AbandonOrdersAccepted:
+    """Give up on orders of unknown outcome that the exchange can never answer for (the API key was
+    revoked, the account closed), so that the connection can be deleted. The executor looks each
+    up once more: one the exchange answers for is recorded as it ended (a resting one is canceled);
+    the rest are recorded as abandoned, their outcome unknown, in the orders history and in their
+    run's errors. Only orders of runs that have ended can be given up."""
+    async with ctx.tx(who.user_id) as conn:
+        if await repo.get_connection(conn, connection_id) is None:
+            raise HTTPException(404, f"connection {connection_id} not found")
+        unresolved = {o["client_order_id"]: o for o in await repo.unresolved_orders(conn, connection_id)}
+    if unknown := [cid for cid in body.client_order_ids if cid not in unresolved]:
+        raise invalid([(
+            "clientOrderIds",
+            f"not an order of unknown outcome on this connection: {', '.join(unknown[:5])}"
+            + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            + f" (GET /api/v1/connections/{connection_id}/unresolved-orders lists them)",
+        )])
+    asked = [unresolved[cid] for cid in dict.fromkeys(body.client_order_ids)]
+    if running := [o for o in asked if o["run_status"] in (None, "running")]:
+        raise HTTPException(
+            409,
+            f"{len(running)} of these orders belong to runs still following them: {_named(running)};"
+            " the run looks them up and records how they end; try again once it has completed",
+        )
+    message = AbandonOrders(
+        correlation_id=new_id(),
+        user_id=str(who.user_id),
+        connection_id=str(connection_id),
+        client_order_ids=[o["client_order_id"] for o in asked],
+    )
+    await publish_command(ctx, ctx.bus.subjects.orders_abandon, message)
+    return AbandonOrdersAccepted(
+        message_id=message.message_id, orders=[UnresolvedOrderOut.model_validate(o) for o in asked]
     )
 
 
@@ -202,6 +283,6 @@ async def delete_connection(
         if await repo.connection_in_use(conn, connection_id):
             raise HTTPException(409, "portfolios still use this connection: move or delete them first")
         if unresolved := await repo.unresolved_orders(conn, connection_id):
-            raise _orders_still_unknown(unresolved)
+            raise _orders_still_unknown(connection_id, unresolved)
         await repo.delete_connection(conn, connection_id)
     return Response(status_code=204)
