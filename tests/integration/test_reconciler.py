@@ -5,6 +5,7 @@ unknown leg in turn, however many never reached the exchange."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,11 +17,15 @@ import pytest
 
 from contracts.envelope import derived_id
 from contracts.subjects import Subjects
-from contracts.v1 import OrdersReported
+from contracts.v1 import AbandonOrders, OrdersReported
 from services.common.bus import Bus, OutboxRelay
+from services.common.devstack import free_port
 from services.common.exchanges.accounts import ExchangeAccounts
 from services.common.exchanges.port import OrderRequest
+from services.common.secrets import Credentials
+from services.executor.abandon import abandon_orders
 from services.executor.reconciler import reconcile_once
+from tests.support.ccxt_pipeline import use_exchange_clients
 from tests.support.pipeline import Seeded, seed_portfolio
 
 pytestmark = pytest.mark.integration
@@ -245,3 +250,73 @@ async def test_a_leg_never_found_is_looked_up_less_and_less_often(
         "UPDATE order_intents SET updated_at = updated_at - interval '5 s' WHERE run_id = $1::uuid", run_id
     )
     assert await reconciling.once() == 0 and await looked_at_now() == set()
+
+
+async def test_abandoning_records_what_a_last_look_up_finds_and_gives_up_only_what_nobody_can_answer_for(
+    db_pool: asyncpg.Pool, reconciling: Reconciling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The owner gives up on legs of unknown outcome (AbandonOrders). Each is looked up once more:
+    # a fill found is recorded as filled, a resting order canceled, a leg the paper exchange never
+    # took recorded as not placed; only a leg whose exchange cannot answer is abandoned. Legs whose
+    # run still follows them, or that the ledger has not recorded, and other connections' legs
+    # named in the command are left as they are.
+    seeded, accounts, subjects = reconciling.seeded, reconciling.accounts, reconciling.subjects
+    ended, running, unrecorded = (str(uuid.uuid4()) for _ in range(3))
+    await record_run(db_pool, seeded, ended, status="failed")
+    await record_run(db_pool, seeded, running)
+    filled, resting, never_sent = [await unknown_leg(db_pool, seeded, ended, leg, 10) for leg in range(3)]
+    followed = await unknown_leg(db_pool, seeded, running, 0, 10)
+    not_recorded = await unknown_leg(db_pool, seeded, unrecorded, 0, 10)
+    async with accounts.use(seeded.connection_id) as exchange:
+        assert (await exchange.create_order(OrderRequest("BTC/USD", "buy", Decimal("0.01"), filled))).filled > 0
+        limit = OrderRequest("BTC/USD", "buy", Decimal("0.2"), resting, order_type="limit", price=Decimal("100"))
+        assert (await exchange.create_order(limit)).status == "open"
+    # Another user's paper account, and a Kraken account whose exchange no longer answers.
+    other = await seed_portfolio(db_pool, weights={"BTC": 50, "USD": 50}, balances={"USD": "1000"})
+    other_run = str(uuid.uuid4())
+    await record_run(db_pool, other, other_run, status="failed")
+    others = await unknown_leg(db_pool, other, other_run, 0, 10)
+    box = use_exchange_clients(monkeypatch)
+    sealed, key_version = box.seal(Credentials(api_key="revoked-key", secret="cmV2b2tlZC1zZWNyZXQ="))
+    gone = await db_pool.fetchval(
+        "INSERT INTO exchange_connections (user_id, exchange_id, label, credentials_enc, key_version, api_key_hint,"
+        " api_url) VALUES ($1::uuid, 'kraken', 'closed', $2, $3, 're…ey', $4) RETURNING id::text",
+        seeded.user_id, sealed, key_version, f"http://127.0.0.1:{free_port()}",
+    )
+    gone_run = str(uuid.uuid4())
+    await record_run(db_pool, seeded, gone_run, status="partial")
+    lost = await unknown_leg(db_pool, dataclasses.replace(seeded, connection_id=gone), gone_run, 0, 10)
+
+    def command(connection_id: str, *cids: str) -> AbandonOrders:
+        return AbandonOrders(
+            correlation_id=str(uuid.uuid4()), user_id=seeded.user_id, connection_id=connection_id,
+            client_order_ids=list(cids),
+        )
+
+    done = await abandon_orders(
+        db_pool, accounts, reconciling.relay, subjects,
+        command(seeded.connection_id, filled, resting, never_sent, followed, not_recorded, others, lost),
+    )
+    assert done.resolved == {filled: "filled", resting: "canceled", never_sent: "failed"} and done.abandoned == []
+    assert set(done.kept) == {followed, not_recorded, others, lost}
+    assert "still running" in done.kept[followed] and "not recorded" in done.kept[not_recorded]
+    assert await states(db_pool, [followed, not_recorded, others, lost]) == ["sending"] * 4
+    [report] = [r for r in await reports(db_pool, subjects, ended) if r.orders[0].client_order_id == filled]
+    assert report.reconciled and report.orders[0].outcome == "filled" and report.orders[0].fill.filled > 0
+
+    # The Kraken account's exchange cannot be reached: abandoned, outcome unknown, and reported.
+    kraken = ExchangeAccounts(db_pool)
+    try:
+        done = await abandon_orders(db_pool, kraken, reconciling.relay, subjects, command(gone, lost))
+        again = await abandon_orders(db_pool, kraken, reconciling.relay, subjects, command(gone, lost))
+    finally:
+        await kraken.close()
+    assert done.abandoned == [lost] and done.resolved == {} and done.kept == {}
+    assert await states(db_pool, [lost]) == ["abandoned"]
+    [report] = await reports(db_pool, subjects, gone_run)
+    [order] = report.orders
+    assert report.reconciled and order.outcome == "failed" and order.exchange_id == "kraken"
+    assert order.error is not None and order.error.code == "abandoned" and lost in order.error.message
+    assert order.event_id == derived_id(gone_run, "order", 0, "abandoned")
+    # Given again (a redelivered command), it changes nothing and reports nothing more.
+    assert again.abandoned == [] and lost in again.kept and len(await reports(db_pool, subjects, gone_run)) == 1

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from contracts.envelope import Envelope
 from contracts.v1 import (
+    AbandonOrders,
     AssetDrift,
     Fill,
     Holding,
@@ -153,6 +154,14 @@ def samples() -> dict[str, Envelope]:
             action="update-config",
             check_interval="5m",
             dry_run_mode=False,
+        ),
+        AbandonOrders(
+            message_id="a0000000-0000-4000-8000-000000000020",
+            correlation_id="abandon-1",
+            occurred_at=OCCURRED_AT,
+            user_id=USER_ID,
+            connection_id="c0000000-0000-4000-8000-000000000001",
+            client_order_ids=["rb-0a1b2c3d-1", "rb-0a1b2c3d-2"],
         ),
         RebalanceDue(
             message_id="a0000000-0000-4000-8000-000000000003",

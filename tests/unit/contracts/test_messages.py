@@ -39,7 +39,7 @@ def floats_in(value: Any, path: str = "$") -> list[str]:
 
 def test_there_is_a_sample_of_every_message_type() -> None:
     assert set(SAMPLES) == concrete_message_types()
-    assert len(SAMPLES) == 11
+    assert len(SAMPLES) == 12
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
@@ -206,6 +206,7 @@ def test_subjects_follow_the_naming_rule_and_are_unique() -> None:
     names = [
         subjects.rebalance_request,
         subjects.scheduler_control,
+        subjects.orders_abandon,
         subjects.rebalance_due,
         subjects.portfolio_valued,
         subjects.plan_created,

@@ -90,3 +90,23 @@ def test_an_order_that_ended_unfilled_is_a_rejection_that_says_so() -> None:
     assert order.error is not None and order.error.code == "not_filled" and order.error.leg == 1
     assert "ETH/USD order ended canceled unfilled" in order.error.message
     assert order.fill.status == "canceled" and order.fill.filled == 0
+
+
+def test_an_abandoned_leg_is_reported_as_a_failure_its_code_tells_apart_under_ids_of_its_own() -> None:
+    # Its owner gave it up: the ledger records it as abandoned (by the code), and neither its
+    # event nor its report may share an id with a report of the leg failing, which the outbox
+    # would keep instead.
+    row = intent_row()
+    state, report = leg_report(
+        row, None, exchange_id="kraken", now=NOW, abandoned="the exchange did not answer: key refused"
+    )
+    assert state == "abandoned"
+    [order] = report.orders
+    assert order.outcome == "failed" and order.error is not None and order.error.code == "abandoned"
+    assert order.error.message.startswith("outcome unknown: abandoned by its owner on 2026-11-22 12:00 UTC")
+    assert "key refused" in order.error.message and "cid-1" in order.error.message and "kraken" in order.error.message
+    assert order.event_id == derived_id(row["run_id"], "order", 1, "abandoned")
+    assert report.message_id == derived_id(row["run_id"], "orders", "1:failed:abandoned")
+    _, not_placed = leg_report(row, None, exchange_id="kraken", now=NOW)
+    assert not_placed.message_id == derived_id(row["run_id"], "orders", "1:failed") != report.message_id
+    assert order.fill.filled == 0 and order.amount == Decimal("2")

@@ -49,3 +49,18 @@ def test_only_runs_with_legs_of_unknown_outcome_have_their_figures_settled() -> 
     stopped.add(report.model_copy(update={"reconciled": True}))
     stopped.add(done.model_copy(update={"errors": [*done.errors, unknown]}))
     assert stopped.unknown_legs == [report.run_id, done.run_id]
+
+
+def test_an_abandoned_leg_is_recorded_as_abandoned_and_logged_so() -> None:
+    report = samples()["OrdersReported"]
+    assert isinstance(report, OrdersReported)
+    given_up = RunError(stage="executor", code="abandoned", message="outcome unknown: abandoned by its owner", leg=1)
+    failed = RunError(stage="executor", code="not_placed", message="not placed", leg=1)
+    leg = report.orders[0].model_copy(update={"outcome": "failed", "error": given_up})
+    rows = Rows()
+    rows.add(report.model_copy(update={"orders": [leg], "reconciled": True}))
+    rows.add(report.model_copy(update={"orders": [leg.model_copy(update={"error": failed})], "run_id": "r-2"}))
+    assert [row[10] for row in rows.orders] == ["abandoned", "failed"]
+    assert rows.trades == []
+    assert [row[4] for row in rows.activity] == ["order_abandoned", "order_failed"]
+    assert rows.unknown_legs == [report.run_id]
