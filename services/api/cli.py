@@ -11,6 +11,7 @@ User commands talk to the API over HTTP (``REBALANCER_API_URL``, ``REBALANCER_TO
     rebalancer trades [--portfolio ID]         rebalancer trades export --csv FILE
     rebalancer stats [--portfolio ID]
     rebalancer connections list | add --exchange ID [--api-key K --secret S | --paper-account A] | delete ID
+    rebalancer connections unresolved ID       rebalancer connections abandon-orders ID CLIENT_ORDER_ID...
     rebalancer scheduler status | start | stop
 """
 
@@ -45,6 +46,10 @@ TRADE_COLUMNS = [
 ORDER_COLUMNS = [
     ("createdAt", "DATE"), ("symbol", "SYMBOL"), ("side", "SIDE"), ("amount", "AMOUNT"), ("status", "STATUS"),
     ("filled", "FILLED"), ("fee", "FEE"), ("problem", "ERROR"), ("runId", "RUN"),
+]
+UNRESOLVED_COLUMNS = [
+    ("clientOrderId", "CLIENT ORDER ID"), ("runId", "RUN"), ("runStatus", "RUN STATUS"), ("side", "SIDE"),
+    ("symbol", "SYMBOL"), ("state", "STATE"),
 ]
 CONNECTION_COLUMNS = [
     ("id", "ID"), ("exchangeId", "EXCHANGE"), ("label", "LABEL"), ("apiKeyHint", "KEY"),
@@ -188,6 +193,14 @@ def run_command(args: argparse.Namespace) -> str:
         if args.action == "delete":
             client.call("DELETE", f"/api/v1/connections/{args.id}")
             return f"deleted connection {args.id}"
+        if args.action == "unresolved":
+            found = client.call("GET", f"/api/v1/connections/{args.id}/unresolved-orders")["orders"]
+            return table(found, UNRESOLVED_COLUMNS) + f"\n{len(found)} order(s) of unknown outcome"
+        if args.action == "abandon-orders":
+            body = {"clientOrderIds": args.client_order_ids}
+            sent = client.call("POST", f"/api/v1/connections/{args.id}/abandon-orders", body=body)["orders"]
+            return (f"giving up {len(sent)} order(s): each is looked up once more; the history shows what was"
+                    " found, and the rest as abandoned")
         return _add_connection(client, args)
     if args.group == "scheduler":
         if args.action == "status":
@@ -324,6 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
     connection_actions.add_parser(
         "delete", help="once no portfolio uses it and no order of unknown outcome on it is being looked up"
     ).add_argument("id")
+    connection_actions.add_parser("unresolved", help="orders of unknown outcome on it").add_argument("id")
+    abandon = connection_actions.add_parser(
+        "abandon-orders",
+        help="give up orders of unknown outcome the exchange can never answer for (key revoked, account closed)",
+    )
+    abandon.add_argument("id")
+    abandon.add_argument("client_order_ids", nargs="+", metavar="CLIENT_ORDER_ID")
 
     scheduler = groups.add_parser("scheduler", help="status, start, stop (start/stop need an admin token)")
     scheduler.add_argument("action", choices=["status", "start", "stop", "restart"])

@@ -29,7 +29,7 @@ from contracts.v1 import (
     RebalanceCompleted,
     RunError,
 )
-from contracts.v1.strategy import OUTCOME_UNKNOWN
+from contracts.v1.strategy import LEG_ABANDONED, OUTCOME_UNKNOWN
 from services.common import metrics
 from services.common.bus import OutboxRelay, TransientError
 from services.common.coalesce import Coalescer
@@ -526,6 +526,8 @@ class Executor:
             error = None
             if intent.state in ("rejected", "failed"):
                 error = leg_error(order, intent.state, f"leg {order.leg} {intent.state}")
+            elif intent.state == "abandoned":  # replayed as it was reported: given up, outcome unknown
+                error = leg_error(order, LEG_ABANDONED, f"outcome unknown: leg {order.leg} abandoned by its owner")
             return Finished(order, intent, intent.state, result, error)
         if state.run_failed is not None:
             error = leg_error(order, "not_placed", f"not placed: {state.run_failed.message}")

@@ -126,6 +126,23 @@ async def test_cli_end_to_end(api_url: str, database_url: str, db_pool, capsys, 
     assert code == 1 and "HTTP 409: portfolios still use this connection" in err, err
     code, out, _ = await cli(capsys, *base, "portfolios", "delete", portfolio_id)
     assert code == 0 and "deleted" in out
+    # A leg of unknown outcome, of a run that ended, is in the way until resolved or given up.
+    cid = f"rb-cli-{uuid.uuid4().hex[:8]}"
+    await db_pool.execute(
+        "INSERT INTO order_intents (client_order_id, run_id, leg, portfolio_id, user_id, connection_id, symbol,"
+        " side, amount, state) VALUES ($1, $2, 0, $3::uuid, $4, $5::uuid, 'ETH/USD', 'buy', 1, 'sending')",
+        cid, run_id, portfolio_id, user_id, connection_id,
+    )
+    code, _, err = await cli(capsys, *base, "connections", "delete", connection_id)
+    assert code == 1 and "HTTP 409: 1 order(s) of unknown outcome" in err and "abandon-orders" in err, err
+    code, out, _ = await cli(capsys, *base, "connections", "unresolved", connection_id)
+    assert code == 0 and cid in out and "RUN STATUS" in out and "1 order(s) of unknown outcome" in out, out
+    code, _, err = await cli(capsys, *base, "connections", "abandon-orders", connection_id, "rb-no-such-order")
+    assert code == 1 and "clientOrderIds" in err and "rb-no-such-order" in err, err
+    code, out, _ = await cli(capsys, *base, "connections", "abandon-orders", connection_id, cid)
+    assert code == 0 and "giving up 1 order(s)" in out, out
+    # What the executor then does (tests/integration/test_abandon_orders.py): it is resolved.
+    await db_pool.execute("UPDATE order_intents SET state = 'abandoned' WHERE client_order_id = $1", cid)
     code, out, _ = await cli(capsys, *base, "connections", "delete", connection_id)
     assert code == 0 and out.strip() == f"deleted connection {connection_id}", out
     code, out, _ = await cli(capsys, *base, "connections", "list")
