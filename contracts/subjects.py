@@ -80,6 +80,12 @@ class Subjects:
     def rpc_preview_plan(self) -> str:
         return f"rpc.{self.namespace}.v1.plan.preview"
 
+    # Announcements to every process that listens (core NATS, outside the stream: nothing is
+    # stored, and each replica gets its own copy).
+    @property
+    def connection_changed(self) -> str:
+        return f"bcast.{self.namespace}.v1.connection.changed"
+
     # Wildcards
     @property
     def all_events(self) -> str:

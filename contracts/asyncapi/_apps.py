@@ -21,6 +21,7 @@ from pydantic.json_schema import models_json_schema
 from contracts.subjects import Subjects
 from contracts.v1 import (
     AbandonOrders,
+    ConnectionChanged,
     PlanCreated,
     PortfolioValued,
     RebalanceCompleted,
@@ -39,9 +40,13 @@ EVENT_MODELS: dict[str, type[BaseModel]] = dict(event_models(SUBJECTS))
 # The bus consumers take the raw batch, so FastStream sees no payload type: the model of every
 # consumed stream subject is stated here. An unlisted consumer fails the generation.
 CONSUMES: dict[str, dict[str, list[type[BaseModel]]]] = {
-    "pricer": {SUBJECTS.rebalance_due: [RebalanceDue]},
+    "pricer": {SUBJECTS.rebalance_due: [RebalanceDue], SUBJECTS.connection_changed: [ConnectionChanged]},
     "planner": {SUBJECTS.portfolio_valued: [PortfolioValued]},
-    "executor": {SUBJECTS.plan_created: [PlanCreated], SUBJECTS.orders_abandon: [AbandonOrders]},
+    "executor": {
+        SUBJECTS.plan_created: [PlanCreated],
+        SUBJECTS.orders_abandon: [AbandonOrders],
+        SUBJECTS.connection_changed: [ConnectionChanged],
+    },
     "ledger": {SUBJECTS.all_events: list(EVENT_MODELS.values())},
     "scheduler": {
         SUBJECTS.rebalance_request: [RebalanceRequested],

@@ -3,6 +3,7 @@
 from contracts.v1.messages import (
     RUN_MESSAGES,
     AbandonOrders,
+    ConnectionChanged,
     OrderEvent,
     OrderFailed,
     OrderFilled,
@@ -36,6 +37,7 @@ __all__ = [
     "RUN_MESSAGES",
     "AbandonOrders",
     "AssetDrift",
+    "ConnectionChanged",
     "Fill",
     "Holding",
     "LeftOutLeg",

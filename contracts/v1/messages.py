@@ -54,6 +54,15 @@ class AbandonOrders(Envelope):
     client_order_ids: list[str]
 
 
+class ConnectionChanged(Envelope):
+    """Announced to every pricer and executor process (core NATS, not stored): the owner replaced
+    this connection's API key, so whatever a process holds of it (the key, an exchange client
+    signed with it) is dropped and read again at its next call. A process that misses it drops
+    the old key the first time the exchange refuses it."""
+
+    connection_id: str
+
+
 class RunStage(Envelope):
     """Fields every message of a running rebalance carries."""
 

@@ -11,7 +11,8 @@ User commands talk to the API over HTTP (``REBALANCER_API_URL``, ``REBALANCER_TO
     rebalancer trades [--portfolio ID]         rebalancer trades export --csv FILE
     rebalancer stats [--portfolio ID]
     rebalancer connections list | add --exchange ID [--api-key K --secret S | --paper-account A] | delete ID
-    rebalancer connections unresolved ID       rebalancer connections abandon-orders ID CLIENT_ORDER_ID...
+    rebalancer connections set-key ID [--api-key K]    rebalancer connections unresolved ID
+    rebalancer connections abandon-orders ID CLIENT_ORDER_ID...
     rebalancer scheduler status | start | stop
 """
 
@@ -193,6 +194,9 @@ def run_command(args: argparse.Namespace) -> str:
         if args.action == "delete":
             client.call("DELETE", f"/api/v1/connections/{args.id}")
             return f"deleted connection {args.id}"
+        if args.action == "set-key":
+            changed = client.call("PUT", f"/api/v1/connections/{args.id}/credentials", body=_keys(args))["connection"]
+            return f"connection {args.id} now uses key {changed['apiKeyHint']}"
         if args.action == "unresolved":
             found = client.call("GET", f"/api/v1/connections/{args.id}/unresolved-orders")["orders"]
             return table(found, UNRESOLVED_COLUMNS) + f"\n{len(found)} order(s) of unknown outcome"
@@ -217,16 +221,24 @@ def run_command(args: argparse.Namespace) -> str:
     raise CliError(f"unknown command {args.group}")
 
 
+def _keys(args: argparse.Namespace) -> dict[str, str]:
+    """Prompted for rather than taken on the command line (they would land in shell history)."""
+    keys = {
+        "apiKey": args.api_key or os.environ.get("REBALANCER_API_KEY") or getpass.getpass("API key: "),
+        "secret": os.environ.get("REBALANCER_API_SECRET") or getpass.getpass("API secret: "),
+    }
+    if args.passphrase:
+        keys["passphrase"] = os.environ.get("REBALANCER_API_PASSPHRASE") or getpass.getpass("Passphrase: ")
+    return keys
+
+
 def _add_connection(client: Client, args: argparse.Namespace) -> str:
     body: dict[str, Any] = {"exchangeId": args.exchange, "label": args.label or ""}
     if args.exchange == "paper":
         body["paperAccount"] = args.paper_account
     else:
         # Prompt rather than take secrets on the command line (they would land in shell history).
-        body["apiKey"] = args.api_key or os.environ.get("REBALANCER_API_KEY") or getpass.getpass("API key: ")
-        body["secret"] = os.environ.get("REBALANCER_API_SECRET") or getpass.getpass("API secret: ")
-        if args.passphrase:
-            body["passphrase"] = os.environ.get("REBALANCER_API_PASSPHRASE") or getpass.getpass("Passphrase: ")
+        body |= _keys(args)
         if args.api_url_exchange:
             body["apiUrl"] = args.api_url_exchange
         body["sandbox"] = args.sandbox
@@ -337,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     connection_actions.add_parser(
         "delete", help="once no portfolio uses it and no order of unknown outcome on it is being looked up"
     ).add_argument("id")
+    set_key = connection_actions.add_parser(
+        "set-key", help="a new API key of the same account (prompted for, or REBALANCER_API_KEY/_SECRET)"
+    )
+    set_key.add_argument("id")
+    set_key.add_argument("--api-key")
+    set_key.add_argument("--passphrase", action="store_true", help="prompt for a passphrase too")
     connection_actions.add_parser("unresolved", help="orders of unknown outcome on it").add_argument("id")
     abandon = connection_actions.add_parser(
         "abandon-orders",

@@ -285,6 +285,14 @@ class ConnectionCreate(InputModel):
         return None if value is None else validation.paper_account(value)
 
 
+class ConnectionCredentials(InputModel):
+    """A new API key for an existing connection (the old one was revoked, expired or rotated)."""
+
+    api_key: Annotated[SecretStr, Field(max_length=512)]
+    secret: Annotated[SecretStr, Field(max_length=4096)]
+    passphrase: Annotated[SecretStr, Field(max_length=512)] | None = None
+
+
 class ConnectionOut(CamelModel):
     id: UUID
     exchange_id: str

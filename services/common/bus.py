@@ -165,6 +165,13 @@ class Bus:
         """Publish concurrently; raises if any publish was not acknowledged."""
         await asyncio.gather(*(self.publish_event(subject, m) for subject, m in items))
 
+    async def announce(self, subject: str, message: Envelope) -> None:
+        """Publish on core NATS to every process listening now (``listener``): nothing is stored,
+        so what an announcement asks must also happen without it, only later."""
+        await self.broker.publish(
+            message.model_dump_json().encode(), subject, headers={"content-type": "application/json"}
+        )
+
     # ------------------------------------------------------------------ consuming
     def consumer(
         self,
@@ -258,6 +265,26 @@ class Bus:
 
             on_request.__name__ = fn.__name__
             self.broker.subscriber(subject, description=description, decoder=_raw_bodies)(on_request)
+
+        return register
+
+    def listener(
+        self, subject: str, model: type[M], *, description: str
+    ) -> Callable[[Callable[[M], Awaitable[None]]], None]:
+        """Register a core-NATS handler of announcements (``announce``): every replica gets each
+        one; an undecodable one is logged and dropped (nothing is stored to dead-letter)."""
+
+        def register(fn: Callable[[M], Awaitable[None]]) -> None:
+            async def on_announcement(body: bytes) -> None:
+                try:
+                    message = model.model_validate_json(body)
+                except ValidationError as exc:
+                    log.warning("dropped an undecodable %s on %s: %s", model.__name__, subject, exc)
+                    return
+                await fn(message)
+
+            on_announcement.__name__ = fn.__name__
+            self.broker.subscriber(subject, description=description, decoder=_raw_bodies)(on_announcement)
 
         return register
 

@@ -9,9 +9,9 @@ from faststream import FastStream
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-from contracts.v1 import AbandonOrders, PlanCreated
+from contracts.v1 import AbandonOrders, ConnectionChanged, PlanCreated
 from services.common.bus import Incoming
-from services.common.exchanges.accounts import ExchangeAccounts
+from services.common.exchanges.accounts import KEY_REPLACED, ExchangeAccounts
 from services.common.logs import run_context
 from services.common.runtime import Runtime
 from services.common.settings import ServiceSettings
@@ -121,4 +121,9 @@ def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream
         description="Gives up on orders of unknown outcome at their owner's request: each is looked up"
         " once more, and the ones the exchange cannot answer for are recorded as abandoned.",
     )
+
+    @runtime.bus.listener(runtime.subjects.connection_changed, ConnectionChanged, description=KEY_REPLACED)
+    async def key_replaced(message: ConnectionChanged) -> None:
+        state["executor"].accounts.forget(message.connection_id)
+
     return runtime, runtime.app()

@@ -14,11 +14,11 @@ from typing import Any
 from faststream import FastStream
 
 from contracts.envelope import Envelope, derived_id
-from contracts.v1 import PortfolioValued, RebalanceCompleted, RebalanceDue, RunError
+from contracts.v1 import ConnectionChanged, PortfolioValued, RebalanceCompleted, RebalanceDue, RunError
 from services.common import metrics
 from services.common.bus import Incoming, TransientError
 from services.common.crash import crash_point
-from services.common.exchanges.accounts import ExchangeAccounts
+from services.common.exchanges.accounts import KEY_REPLACED, ExchangeAccounts
 from services.common.exchanges.port import ExchangeError, RetryLater
 from services.common.logs import run_context
 from services.common.runtime import Runtime
@@ -126,6 +126,10 @@ def build(settings: ServiceSettings | None = None) -> tuple[Runtime, FastStream]
         handle=handle,
         description="Values each due portfolio and emits portfolio.valued (or a failed completion).",
     )
+
+    @runtime.bus.listener(subjects.connection_changed, ConnectionChanged, description=KEY_REPLACED)
+    async def key_replaced(message: ConnectionChanged) -> None:
+        state["pricer"].accounts.forget(message.connection_id)
 
     @runtime.bus.responder(subjects.rpc_value_portfolio, description="Preview: value one portfolio now.")
     async def value_now(body: bytes) -> dict[str, Any]:

@@ -154,3 +154,29 @@ async def test_cli_reports_auth_and_connection_errors(api_url: str, capsys) -> N
     assert code == 1 and "401" in err
     code, _, err = await cli(capsys, "--api-url", "http://127.0.0.1:9", "--token", "x", "stats")
     assert code == 1 and "cannot reach the API" in err
+
+
+async def test_cli_gives_a_connection_a_new_key_prompting_for_nothing_it_can_read(
+    api_url: str, database_url: str, db_pool, capsys, monkeypatch
+) -> None:
+    email = f"key{uuid.uuid4().hex[:8]}@example.com"
+    code, out, _ = await cli(capsys, "admin", "--database-url", database_url, "create-user", email)
+    code, token, _ = await cli(capsys, "admin", "--database-url", database_url, "create-token", email)
+    base = ["--api-url", api_url, "--token", token.strip()]
+    monkeypatch.setenv("REBALANCER_API_SECRET", "first-secret-value")
+    code, out, _ = await cli(capsys, *base, "connections", "add", "--exchange", "kraken", "--api-key", "first-key-0001")
+    assert code == 0, out
+    connection_id = out.split()[2]
+    code, out, _ = await cli(capsys, *base, "connections", "add", "--exchange", "paper", "--paper-account",
+                             paper_account("key"))
+    paper_id = out.split()[2]
+
+    monkeypatch.setenv("REBALANCER_API_KEY", "second-key-0002")
+    monkeypatch.setenv("REBALANCER_API_SECRET", "second-secret-value")
+    code, out, err = await cli(capsys, *base, "connections", "set-key", connection_id)
+    assert code == 0 and out.strip() == f"connection {connection_id} now uses key seco…02", (out, err)
+    assert "second-key-0002" not in out and "second-secret-value" not in out
+    hint = await db_pool.fetchval("SELECT api_key_hint FROM exchange_connections WHERE id = $1::uuid", connection_id)
+    assert hint == "seco…02"
+    code, _, err = await cli(capsys, *base, "connections", "set-key", paper_id)
+    assert code == 1 and "apiKey" in err and "paper exchange takes no keys" in err, err

@@ -65,6 +65,42 @@ async def insert_connection(
     return dict(row)
 
 
+async def key_fields(conn: asyncpg.Connection, connection_id: UUID) -> dict[str, Any] | None:
+    """What replacing a connection's key is checked against (the caller's connections only)."""
+    row = await conn.fetchrow(
+        "SELECT exchange_id, api_url, sandbox, paper_account, account_uid_ref FROM exchange_connections"
+        " WHERE id = $1 FOR UPDATE",
+        connection_id,
+    )
+    return dict(row) if row else None
+
+
+async def replace_key(
+    conn: asyncpg.Connection,
+    connection_id: UUID,
+    *,
+    credentials_enc: bytes,
+    key_version: str,
+    api_key_hint: str,
+    account_ref: str,
+    account_uid_ref: str | None,
+) -> dict[str, Any]:
+    """The new key, sealed; the account's id stays as it was where the check learned none."""
+    row = await conn.fetchrow(
+        "UPDATE exchange_connections SET credentials_enc = $2, key_version = $3, api_key_hint = $4,"
+        " account_ref = $5, account_uid_ref = COALESCE($6, account_uid_ref), updated_at = now()"
+        f" WHERE id = $1 RETURNING {_PUBLIC_COLUMNS}",
+        connection_id,
+        credentials_enc,
+        key_version,
+        api_key_hint,
+        account_ref,
+        account_uid_ref,
+    )
+    assert row is not None
+    return dict(row)
+
+
 async def connection_to_account(
     conn: asyncpg.Connection, account_ref: str, account_uid_ref: str | None = None
 ) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 from uuid import UUID
@@ -10,7 +11,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Response
 
 from contracts.envelope import new_id
-from contracts.v1 import AbandonOrders
+from contracts.v1 import AbandonOrders, ConnectionChanged
 from services.api.auth import Principal, current_principal
 from services.api.context import ApiContext, get_context
 from services.api.errors import ERROR_RESPONSES, invalid
@@ -20,6 +21,7 @@ from services.api.schemas import (
     AbandonOrdersAccepted,
     AbandonOrdersIn,
     ConnectionCreate,
+    ConnectionCredentials,
     ConnectionEnvelope,
     ConnectionList,
     ConnectionOut,
@@ -30,6 +32,7 @@ from services.api.schemas import (
 from services.common.exchanges.account_ref import exchange_account_ref, exchange_account_uid_ref, paper_account_ref
 from services.common.secrets import Credentials, mask
 
+log = logging.getLogger("services.api.connections")
 router = APIRouter(prefix="/api/v1/connections", tags=["connections"], responses=ERROR_RESPONSES)
 PAPER = "paper"
 
@@ -81,7 +84,9 @@ def _problems(body: ConnectionCreate) -> list[tuple[str, str]]:
     return problems
 
 
-async def _verify(ctx: ApiContext, body: ConnectionCreate, credentials: Credentials) -> str | None:
+async def _verify(
+    ctx: ApiContext, exchange_id: str, credentials: Credentials, *, api_url: str | None, sandbox: bool
+) -> str | None:
     """Build the client (catches sandbox mode without a test URL) and, unless turned off, check
     that markets load and the keys work; returns the exchange's own id of the account, where the
     check learned one."""
@@ -89,7 +94,7 @@ async def _verify(ctx: ApiContext, body: ConnectionCreate, credentials: Credenti
     from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
 
     try:
-        exchange = CcxtExchange(body.exchange_id, credentials, api_url=body.api_url, sandbox=body.sandbox)
+        exchange = CcxtExchange(exchange_id, credentials, api_url=api_url, sandbox=sandbox)
     except SandboxUnsupported as exc:
         raise invalid([("sandbox", str(exc))]) from None
     except UnknownExchange as exc:
@@ -134,7 +139,7 @@ async def add_connection(
             exchange_account_ref(body.exchange_id, credentials.api_key, api_url=body.api_url, sandbox=body.sandbox),
             "apiKey",
         )
-        if account_uid := await _verify(ctx, body, credentials):
+        if account_uid := await _verify(ctx, body.exchange_id, credentials, api_url=body.api_url, sandbox=body.sandbox):
             account_uid_ref = exchange_account_uid_ref(
                 body.exchange_id, account_uid, api_url=body.api_url, sandbox=body.sandbox
             )
@@ -165,6 +170,73 @@ async def add_connection(
                 raise
             other_key = exc.constraint_name == repo.ONE_CONNECTION_PER_EXCHANGE_ACCOUNT
             raise _already_connected(field, None, other_key=other_key) from None
+    return ConnectionEnvelope(connection=ConnectionOut.model_validate(row))
+
+
+@router.put(
+    "/{connection_id}/credentials",
+    response_model=ConnectionEnvelope,
+    responses={409: {"model": ErrorBody, "description": "the key's account is already connected"}},
+)
+async def replace_key(
+    connection_id: UUID,
+    body: ConnectionCredentials,
+    who: Principal = Depends(current_principal),
+    ctx: ApiContext = Depends(get_context),
+) -> ConnectionEnvelope:
+    """Give a connection a new API key of the same account (the old one was revoked, expired or
+    rotated). The key is checked like a new connection's; where the exchange names the account
+    (Binance's uid, Coinbase's portfolio), a key of another account is refused, since the orders,
+    portfolios and history of the connection are that account's. The pricer and executor drop the
+    old key at once, and orders of unknown outcome are then looked up with the new one."""
+    credentials = Credentials(
+        api_key=body.api_key.get_secret_value().strip(),
+        secret=body.secret.get_secret_value().strip(),
+        passphrase=body.passphrase.get_secret_value() if body.passphrase else None,
+    )
+    problems = [(field, f"an API {name} is required") for field, name, value in (
+        ("apiKey", "key", credentials.api_key), ("secret", "secret", credentials.secret)) if not value]
+    async with ctx.tx(who.user_id) as conn:
+        current = await repo.key_fields(conn, connection_id)
+    if current is None:
+        raise HTTPException(404, f"connection {connection_id} not found")
+    if current["exchange_id"] == PAPER:
+        problems = [("apiKey", "the paper exchange takes no keys")]
+    if problems:
+        raise invalid(problems)
+    box = ctx.require_secret_box()
+    where = {"api_url": current["api_url"], "sandbox": current["sandbox"]}
+    account_uid = await _verify(ctx, current["exchange_id"], credentials, **where)
+    account_uid_ref = exchange_account_uid_ref(current["exchange_id"], account_uid, **where) if account_uid else None
+    if account_uid_ref and current["account_uid_ref"] and account_uid_ref != current["account_uid_ref"]:
+        raise invalid([(
+            "apiKey",
+            f"this key is for another {current['exchange_id']} account than the connection's: connect that"
+            " account as a connection of its own; a connection's orders, portfolios and history are its account's",
+        )])
+    sealed, key_version = box.seal(credentials)
+    try:
+        async with ctx.tx(who.user_id) as conn:
+            row = await repo.replace_key(
+                conn,
+                connection_id,
+                credentials_enc=sealed,
+                key_version=key_version,
+                api_key_hint=mask(credentials.api_key),
+                account_ref=exchange_account_ref(current["exchange_id"], credentials.api_key, **where),
+                account_uid_ref=account_uid_ref,
+            )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name not in repo.ONE_CONNECTION_PER_ACCOUNT_INDEXES:
+            raise
+        raise _already_connected(
+            "apiKey", None, other_key=exc.constraint_name == repo.ONE_CONNECTION_PER_EXCHANGE_ACCOUNT
+        ) from None
+    announcement = ConnectionChanged(correlation_id=new_id(), connection_id=str(connection_id))
+    try:
+        await ctx.bus.announce(ctx.bus.subjects.connection_changed, announcement)
+    except Exception as exc:  # the key is saved; a process still holding the old one drops it when refused
+        log.warning("could not announce the new key of connection %s: %s", connection_id, type(exc).__name__)
     return ConnectionEnvelope(connection=ConnectionOut.model_validate(row))
 
 

@@ -23,7 +23,7 @@ import asyncpg
 
 from services.common.coalesce import Coalescer
 from services.common.exchanges.account_ref import exchange_account_uid_ref
-from services.common.exchanges.port import ExchangePort, Market, RetryLater, RunFailed
+from services.common.exchanges.port import ExchangePort, KeyRefused, Market, RetryLater, RunFailed
 from services.common.exchanges.single_flight import SingleFlightCache
 from services.common.settings import ServiceSettings
 
@@ -55,17 +55,20 @@ FROM exchange_connections c JOIN exchange_connections first ON first.id = c.same
 WHERE c.id = $1::uuid
 """
 log = logging.getLogger("services.common.exchanges.accounts")
+# What a process's listener of ConnectionChanged does (its AsyncAPI description).
+KEY_REPLACED = "A connection's API key was replaced: drop the key and the client held for it."
 
 
 class _Open:
     """An open exchange instance and how many ``use`` blocks hold it now."""
 
-    __slots__ = ("exchange", "in_flight", "uid_recorded")
+    __slots__ = ("exchange", "in_flight", "retired", "uid_recorded")
 
     def __init__(self, exchange: ExchangePort) -> None:
         self.exchange = exchange
         self.in_flight = 0
         self.uid_recorded = False
+        self.retired = False  # forgotten while in use: closed once the last call on it ends
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,26 @@ class ExchangeAccounts:
         held = await self._hold(connection_id)
         try:
             yield held.exchange
+        except KeyRefused:
+            # Its owner may have replaced the key since it was read: the next call reads it again.
+            self.forget(connection_id)
+            raise
         finally:
             held.in_flight -= 1
+            if held.retired and held.in_flight == 0:
+                self._close_soon(held.exchange)
+
+    def forget(self, connection_id: str) -> None:
+        """Drop what this process holds of a connection (its row, its key, its exchange instance),
+        so that the next call reads it again: its owner replaced its key, or the exchange refused
+        the one held. An instance in use is closed once its calls end; none is cut short."""
+        self._connections.pop(connection_id, None)
+        held = self._open_instances.pop(connection_id, None)
+        if held is None or held.retired:
+            return
+        held.retired = True
+        if held.in_flight == 0:
+            self._close_soon(held.exchange)
 
     async def record_account_uid(self, connection_id: str) -> None:
         """Once per open instance: the exchange's own id of the account, learned from a balance

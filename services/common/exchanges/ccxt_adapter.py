@@ -177,7 +177,7 @@ class CcxtExchange:
             names = [cls.__name__ for cls in type(exc).__mro__]
             message = safe_message(self.exchange_id, operation, exc)
             if revoked_credentials(names, str(exc)):
-                error_class: type[port.ExchangeError] = port.RunFailed
+                error_class: type[port.ExchangeError] = port.KeyRefused
                 message = message.replace("DDoSProtection", "AuthenticationError (the API key was refused)", 1)
             else:
                 error_class = classify(names, placing_order=placing_order, transport_failure=_is_transport_failure(exc))

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from services.common.exchanges import port
 from services.common.redact import redact_text
 
-_RUN_FAILED = ("AuthenticationError", "PermissionDenied", "AccountSuspended", "AccountNotEnabled")
+_KEY_REFUSED = ("AuthenticationError", "PermissionDenied")
+_RUN_FAILED = ("AccountSuspended", "AccountNotEnabled")
 # The exchange answered "not now" before doing anything: safe to retry, also for orders.
 _REFUSED_FOR_NOW = ("RateLimitExceeded", "DDoSProtection", "InvalidNonce")
 _LEG_FAILED = (
@@ -39,6 +40,8 @@ def classify(
     answer (ccxt wraps some aiohttp errors in a bare ``ExchangeError``).
     """
     names = set(class_names)
+    if names & set(_KEY_REFUSED):
+        return port.KeyRefused
     if names & set(_RUN_FAILED):
         return port.RunFailed
     if names & set(_REFUSED_FOR_NOW):

@@ -99,6 +99,12 @@ class RunFailed(ExchangeError):
     code = "run_failed"
 
 
+class KeyRefused(RunFailed):
+    """The exchange refused the connection's API key (revoked, expired, lacking a permission):
+    whoever holds the connection reads it again before its next call, in case its owner has
+    replaced the key."""
+
+
 class ExchangePort(Protocol):
     """One account on one exchange."""
 

@@ -1,11 +1,14 @@
-"""Orders of unknown outcome given up by their owner, through the API, the executor and the ledger.
+"""A connection whose API key the exchange refused for good, with a leg of unknown outcome on it,
+through the API, the executor and the ledger (real ccxt Kraken class against the fake server, on
+real NATS JetStream and PostgreSQL).
 
-A run leaves a leg that may be on the exchange; the exchange then refuses the connection's API key
-for good. The reconciler can never look the leg up, so the connection could never be deleted: the
-owner gives the leg up (``POST /api/v1/connections/{id}/abandon-orders``), the executor looks it up
-once more, is refused again, and records it as abandoned, its outcome unknown; the ledger says so
-in the orders history and in the run's errors; and the connection can then be deleted. Real
-ccxt Kraken class against the fake server, on real NATS JetStream and PostgreSQL.
+A run leaves a leg that may be on the exchange; the exchange then refuses the connection's key.
+The reconciler cannot look the leg up, so the connection could never be deleted. Its owner either
+gives the connection a new key of the same account (``PUT .../credentials``): the services drop
+the old key at once and the reconciler finds the leg with the new one; or, when the account is out
+of reach, gives the leg up (``POST .../abandon-orders``): the executor looks it up once more, is
+refused again, and records it as abandoned, its outcome unknown. Either way the history says what
+became of it and the connection can then be deleted.
 """
 
 from __future__ import annotations
@@ -169,3 +172,107 @@ async def test_an_order_whose_run_still_follows_it_cannot_be_abandoned(
     assert response.status_code == 422 and "clientOrderIds" in response.text
     await asyncio.sleep(0.5)
     assert await rig.pool.fetchval("SELECT state FROM order_intents WHERE client_order_id = $1", cid) == "sending"
+
+
+@pytest.mark.parametrize("rig", ["kraken"], indirect=True)
+async def test_a_new_key_for_a_refused_connection_is_used_at_once_and_finds_the_unknown_leg(
+    rig: Rig, api_client: httpx.AsyncClient  # noqa: F811
+) -> None:
+    user_id, connection_id, portfolio_id, run_id, eth = await leave_a_leg_unknown_and_revoke_the_key(rig)
+    [placed] = rig.fake.orders_with_client_id(eth)
+    async with rig.pool.acquire() as conn:
+        token = await create_token(conn, uuid.UUID(user_id), "test", ["user"])
+        paper_user = await conn.fetchval(
+            "INSERT INTO users (email, name) VALUES ($1, 'P') RETURNING id", f"p-{eth}@example.com"
+        )
+        paper = await conn.fetchval(
+            "INSERT INTO exchange_connections (user_id, exchange_id, label, paper_account)"
+            " VALUES ($1, 'paper', 'paper', $2) RETURNING id::text", paper_user, f"acct-{eth}",
+        )
+        paper_token = await create_token(conn, paper_user, "test", ["user"])
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"/api/v1/connections/{connection_id}/credentials"
+    old_key = rig.fake.api_key
+    new_key, new_secret = "kraken-rotated-key-5e1d9b3a77", "cm90YXRlZC1zZWNyZXQta3Jha2VuLWRvLW5vdC1sb2c="
+    # The account gets a new key; the old one is refused from now on.
+    rig.fake.api_key, rig.fake.secret, rig.fake.reject_auth = new_key, new_secret, False
+
+    refused = [
+        (url, {"apiKey": " ", "secret": new_secret}, headers, 422, "apiKey"),
+        (url, {"apiKey": new_key}, headers, 422, "secret"),
+        (url, {"apiKey": new_key, "secret": new_secret, "label": "x"}, headers, 422, "label"),
+        (url, {"apiKey": new_key, "secret": new_secret}, {"Authorization": f"Bearer {paper_token}"}, 404, "not found"),
+        (f"/api/v1/connections/{paper}/credentials", {"apiKey": new_key, "secret": new_secret},
+         {"Authorization": f"Bearer {paper_token}"}, 422, "paper exchange takes no keys"),
+    ]
+    for target, body, who, status, said in refused:
+        response = await api_client.put(target, json=body, headers=who)
+        assert response.status_code == status and said in response.text, (body, response.text)
+    sealed = await rig.pool.fetchval(
+        "SELECT credentials_enc FROM exchange_connections WHERE id = $1::uuid", connection_id
+    )
+    assert rig.box.open(bytes(sealed)).api_key == old_key  # nothing changed
+
+    # Replaced right after a reconciler pass was refused the old key: its next pass is seconds away.
+    seen = len(rig.fake.requests)
+
+    async def refused_again() -> bool:
+        return any(r.headers.get("API-Key") == old_key for r in rig.fake.requests[seen:])
+
+    await eventually(refused_again, "the reconciler to try the old key again", timeout=20, interval=0.01)
+    response = await api_client.put(url, json={"apiKey": new_key, "secret": new_secret}, headers=headers)
+    assert response.status_code == 200, response.text
+    replaced_at = len(rig.fake.requests)
+    assert response.json()["connection"]["apiKeyHint"] not in ("", None) and new_key not in response.text
+    row = await rig.pool.fetchrow(
+        "SELECT credentials_enc, account_ref FROM exchange_connections WHERE id = $1::uuid", connection_id
+    )
+    assert rig.box.open(bytes(row["credentials_enc"])).api_key == new_key and row["account_ref"].startswith("kraken:")
+
+    async def eth_traded() -> bool:
+        return bool(await rig.pool.fetchval("SELECT count(*) FROM trades WHERE client_order_id = $1", eth))
+
+    await eventually(eth_traded, "the reconciler to find the ETH fill with the new key", timeout=30)
+    history = await run_history(rig.pool, run_id)
+    assert by_leg(history)[LEGS["ETH"]]["state"] == "filled"
+    assert next(o for o in history.orders if o["leg"] == LEGS["ETH"])["status"] == "filled"
+    [found] = [e for e in history.run["errors"] if e["leg"] == LEGS["ETH"]]
+    assert found["code"] == "outcome_found_late"
+    assert rig.fake.orders_with_client_id(eth) == [placed]  # found, never sent again
+    # The services dropped the old key when told (ConnectionChanged), before their next call.
+    after = rig.fake.requests[replaced_at:]
+    assert [r.path for r in after if r.headers.get("API-Key") == old_key] == []
+    assert any(r.headers.get("API-Key") == new_key for r in after)
+
+    assert (await api_client.delete(f"/api/v1/portfolios/{portfolio_id}", headers=headers)).status_code == 204
+    assert (await api_client.delete(f"/api/v1/connections/{connection_id}", headers=headers)).status_code == 204
+
+
+@pytest.mark.parametrize("rig", ["kraken"], indirect=True)
+async def test_a_key_replaced_before_the_old_one_is_revoked_is_used_by_the_next_run(
+    rig: Rig, api_client: httpx.AsyncClient  # noqa: F811
+) -> None:
+    # A rotation done right: the new key is given first, then the old one is deleted at the
+    # exchange. The services hold clients signed with the old key since the first run; told of the
+    # new key (ConnectionChanged), they drop them, so the next run is not refused the old key.
+    seeded = await seed_ccxt_portfolio(rig.pool, rig.exchange_id, rig.fake, rig.box)
+    first = await run_rebalance(rig.pool, rig.nats_url, rig.namespace, seeded)
+    assert first.status == "succeeded", first.run["errors"]
+    async with rig.pool.acquire() as conn:
+        token = await create_token(conn, uuid.UUID(seeded.user_id), "test", ["user"])
+    old_key, new_key, new_secret = rig.fake.api_key, "kraken-next-key-8c2f4e6a1d", "bmV4dC1zZWNyZXQta3Jha2VuLWtleQ=="
+    response = await api_client.put(
+        f"/api/v1/connections/{seeded.connection_id}/credentials",
+        json={"apiKey": new_key, "secret": new_secret},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+    await asyncio.sleep(0.5)  # the announcement is on its way to every process
+    rig.fake.api_key, rig.fake.secret = new_key, new_secret  # the old key is deleted at the exchange
+    revoked_at = len(rig.fake.requests)
+
+    second = await run_rebalance(rig.pool, rig.nats_url, rig.namespace, seeded)
+    assert second.status in ("skipped", "succeeded"), second.run["errors"]
+    after = rig.fake.requests[revoked_at:]
+    assert [r.path for r in after if r.headers.get("API-Key") == old_key] == []
+    assert any(r.headers.get("API-Key") == new_key for r in after)
