@@ -120,6 +120,54 @@ async def test_a_second_api_key_of_a_binance_account_is_the_same_account(api: Ap
     assert refs[0]["account_ref"] == exchange_account_ref("binance", fake.api_key, api_url=fake.url, sandbox=False)
 
 
+async def test_a_connections_new_key_must_work_and_open_the_same_account(api: Api) -> None:
+    # PUT .../credentials: the new key is checked like a new connection's. A key the exchange
+    # names as another account's is refused (the connection's orders, portfolios and history are
+    # its account's), and so is a key another connection already uses; nothing changes then.
+    alice, bob = await api.user(with_connection=False), await api.user(with_connection=False)
+    transport = api.client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    transport.app.state.ctx.settings = api.settings.model_copy(update={"api_verify_connections": True})  # type: ignore[attr-defined]
+    second, third = "second-key-of-the-account-0123", "third-key-of-the-account-01234"
+    async with start_fake_binance() as fake:
+        fake.other_api_keys |= {second, third}
+        created = await alice.post("/api/v1/connections", {
+            "exchangeId": "binance", "apiKey": fake.api_key, "secret": fake.secret, "apiUrl": fake.url,
+        })
+        assert created.status_code == 201, created.text
+        url = f"/api/v1/connections/{created.json()['connection']['id']}/credentials"
+
+        async def stored() -> asyncpg.Record:
+            row: asyncpg.Record = await api.pool.fetchrow(
+                "SELECT api_key_hint, account_ref, account_uid_ref FROM exchange_connections WHERE user_id = $1",
+                alice.id,
+            )
+            return row
+
+        before = await stored()
+        wrong = await alice.put(url, {"apiKey": "not-a-key-of-this-exchange-99", "secret": fake.secret})
+        assert wrong.status_code == 422 and wrong.json()["fields"] == ["apiKey"], wrong.text
+        replaced = await alice.put(url, {"apiKey": second, "secret": fake.secret})
+        assert replaced.status_code == 200, replaced.text
+        after = await stored()
+        assert after["api_key_hint"] == replaced.json()["connection"]["apiKeyHint"] != before["api_key_hint"]
+        assert after["account_ref"] == exchange_account_ref("binance", second, api_url=fake.url, sandbox=False)
+        assert after["account_uid_ref"] == before["account_uid_ref"] is not None
+
+        fake.uid = 2  # the third key opens another account
+        elsewhere = await alice.put(url, {"apiKey": third, "secret": fake.secret})
+        assert elsewhere.status_code == 422 and "another binance account" in elsewhere.text, elsewhere.text
+        bobs = await bob.post("/api/v1/connections", {
+            "exchangeId": "binance", "apiKey": third, "secret": fake.secret, "apiUrl": fake.url,
+        })
+        assert bobs.status_code == 201, bobs.text
+        fake.uid = 1  # say it opened alice's account after all: bob's connection has that key
+        taken = await alice.put(url, {"apiKey": third, "secret": fake.secret})
+        assert taken.status_code == 409 and bobs.json()["connection"]["id"] not in taken.text, taken.text
+        assert await stored() == after
+        assert (await bob.put(url, {"apiKey": second, "secret": fake.secret})).status_code == 404
+
+
 async def test_a_connection_the_pricer_found_to_share_an_account_says_so(api: Api) -> None:
     # The pricer marks a second connection to an account (migration 015) and refuses its live runs;
     # the API shows which connection that is, so its user knows which one to delete.
