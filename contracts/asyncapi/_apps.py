@@ -157,8 +157,11 @@ def with_consumed_payloads(doc: dict[str, Any], consumes: dict[str, list[type[Ba
         refs = [{"$ref": f"#/components/schemas/{m.__name__}"} for m in consumes[address]]
         for ref in channel["messages"].values():
             message = messages[unquote(ref["$ref"].rsplit("/", 1)[1])]
-            if message["payload"] == {"$ref": "#/components/schemas/EmptyPayload"}:
-                message["payload"] = refs[0] if len(refs) == 1 else {"oneOf": refs}
+            # A batch consumer's payload is empty to FastStream, a listener's the raw bytes it takes.
+            replaced = message["payload"].get("$ref", "").rsplit("/", 1)[-1]
+            message["payload"] = refs[0] if len(refs) == 1 else {"oneOf": refs}
+            if replaced != "EmptyPayload" and f'"#/components/schemas/{replaced}"' not in json.dumps(doc):
+                schemas.pop(replaced, None)
     missing = set(consumes) - found
     if missing:
         raise ValueError(f"CONSUMES lists {sorted(missing)} but the service has no such subscriber")

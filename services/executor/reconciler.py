@@ -147,6 +147,12 @@ async def reconcile_once(
             log.warning("reconciler: cannot look up %s yet: %s", cid, exc)
             unanswered.append(cid)
             continue
+        except Exception:
+            # One leg's unforeseen failure must not stop the pass: the leg goes to the back of the
+            # queue, or it would be first again on every pass and the legs behind it never looked at.
+            log.exception("reconciler: looking up %s failed", cid)
+            unanswered.append(cid)
+            continue
         if (found.status == "open") if found is not None else not never_placed(row, lists_at_once):
             unanswered.append(cid)  # still working, or not seen by the exchange yet: looked up again later
             continue

@@ -14,15 +14,16 @@ from typing import cast
 
 import asyncpg
 import pytest
+from cryptography.fernet import Fernet
 
 from contracts.envelope import derived_id
 from contracts.subjects import Subjects
 from contracts.v1 import AbandonOrders, OrdersReported
 from services.common.bus import Bus, OutboxRelay
 from services.common.devstack import free_port
-from services.common.exchanges.accounts import ExchangeAccounts
+from services.common.exchanges.accounts import ExchangeAccounts, KeyUnreadable
 from services.common.exchanges.port import OrderRequest
-from services.common.secrets import Credentials
+from services.common.secrets import Credentials, SecretBox
 from services.executor.abandon import abandon_orders
 from services.executor.reconciler import reconcile_once
 from tests.support.ccxt_pipeline import use_exchange_clients
@@ -320,3 +321,41 @@ async def test_abandoning_records_what_a_last_look_up_finds_and_gives_up_only_wh
     assert order.event_id == derived_id(gone_run, "order", 0, "abandoned")
     # Given again (a redelivered command), it changes nothing and reports nothing more.
     assert again.abandoned == [] and lost in again.kept and len(await reports(db_pool, subjects, gone_run)) == 1
+    # Other tests' reconciler passes count what they resolve: leave no leg of unknown outcome.
+    await db_pool.execute(
+        "UPDATE order_intents SET state = 'failed' WHERE client_order_id = ANY($1::text[])",
+        [followed, not_recorded, others],
+    )
+
+
+async def test_a_leg_whose_key_cannot_be_opened_does_not_hold_up_the_others(
+    db_pool: asyncpg.Pool, reconciling: Reconciling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A connection sealed with a key no longer configured (removed before re-sealing): its leg is
+    # looked at first, fails, and goes to the back; the paper leg behind it is still resolved.
+    # Before, the pass died on it every time, so no leg behind it was ever looked at again.
+    seeded = reconciling.seeded
+    use_exchange_clients(monkeypatch)
+    sealed, key_version = SecretBox([Fernet.generate_key()]).seal(Credentials(api_key="k" * 12, secret="s" * 12))
+    sealed_away = await db_pool.fetchval(
+        "INSERT INTO exchange_connections (user_id, exchange_id, label, credentials_enc, key_version, api_key_hint)"
+        " VALUES ($1::uuid, 'kraken', 'sealed away', $2, $3, '…') RETURNING id::text",
+        seeded.user_id, sealed, key_version,
+    )
+    ended = str(uuid.uuid4())
+    await record_run(db_pool, seeded, ended, status="failed")
+    unreadable = await unknown_leg(db_pool, dataclasses.replace(seeded, connection_id=sealed_away), ended, 0, 20)
+    behind = await unknown_leg(db_pool, seeded, ended, 1, 10)
+
+    assert await reconciling.once() == 1
+    assert await states(db_pool, [unreadable, behind]) == ["sending", "failed"]  # the paper leg: not placed
+    await db_pool.execute("UPDATE order_intents SET state = 'failed' WHERE client_order_id = $1", unreadable)
+    looked = await db_pool.fetchval(
+        "SELECT updated_at > now() - interval '5 seconds' FROM order_intents WHERE client_order_id = $1", unreadable
+    )
+    assert looked, "the unreadable leg goes to the back of the queue"
+    async with reconciling.accounts.use(seeded.connection_id):
+        pass
+    with pytest.raises(KeyUnreadable, match="cannot be decrypted"):
+        async with reconciling.accounts.use(sealed_away):
+            pass

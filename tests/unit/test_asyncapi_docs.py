@@ -17,9 +17,16 @@ from contracts.v1 import PlanCreated, PortfolioValued, RebalanceDue
 SERVICES = sorted(FACTORIES)
 EVENTS = "rebalancer.v1.evt"
 CONSUMED: dict[str, dict[str, list[str] | None]] = {
-    "pricer": {f"{EVENTS}.rebalance.due": ["RebalanceDue"], "rpc.rebalancer.v1.portfolio.value": None},
+    "pricer": {
+        f"{EVENTS}.rebalance.due": ["RebalanceDue"], "rpc.rebalancer.v1.portfolio.value": None,
+        "bcast.rebalancer.v1.connection.changed": ["ConnectionChanged"],
+    },
     "planner": {f"{EVENTS}.portfolio.valued": ["PortfolioValued"], "rpc.rebalancer.v1.plan.preview": None},
-    "executor": {f"{EVENTS}.plan.created": ["PlanCreated"]},
+    "executor": {
+        f"{EVENTS}.plan.created": ["PlanCreated"],
+        "rebalancer.v1.cmd.orders.abandon": ["AbandonOrders"],
+        "bcast.rebalancer.v1.connection.changed": ["ConnectionChanged"],
+    },
     "ledger": {
         f"{EVENTS}.>": [
             "RebalanceDue", "PortfolioValued", "PlanCreated", "OrderSubmitted", "OrderFilled", "OrderRejected",

@@ -92,6 +92,14 @@ class UnknownConnection(RunFailed):
     code = "unknown_connection"
 
 
+class KeyUnreadable(RunFailed):
+    """The connection's stored key opens with none of the configured REBALANCER_SECRET_KEYS (a key
+    removed before its connections were re-sealed): nothing on the account can be done until the
+    key is configured again or the connection given a new API key."""
+
+    code = "credentials_unreadable"
+
+
 class SharedAccount(RunFailed):
     """A live run on a second connection to one exchange account (migration 015)."""
 
@@ -290,9 +298,12 @@ class ExchangeAccounts:
 
             return PaperExchange(self.pool, conn.paper_account or conn.id, config=PaperConfig.from_env())
         from services.common.exchanges.ccxt_adapter import CcxtExchange
-        from services.common.secrets import SecretBox
+        from services.common.secrets import CredentialsUnreadable, SecretBox
 
-        credentials = SecretBox.from_env().open(conn.credentials_enc) if conn.credentials_enc else None
+        try:
+            credentials = SecretBox.from_env().open(conn.credentials_enc) if conn.credentials_enc else None
+        except CredentialsUnreadable as exc:
+            raise KeyUnreadable(f"exchange connection {conn.id}: {exc}") from None
         return CcxtExchange(conn.exchange_id, credentials, api_url=conn.api_url, sandbox=conn.sandbox)
 
     async def prices(self, connection_id: str) -> dict[str, Decimal]:

@@ -40,10 +40,10 @@ def classify(
     answer (ccxt wraps some aiohttp errors in a bare ``ExchangeError``).
     """
     names = set(class_names)
+    if names & set(_RUN_FAILED):  # before the key: ccxt derives these from AuthenticationError
+        return port.RunFailed
     if names & set(_KEY_REFUSED):
         return port.KeyRefused
-    if names & set(_RUN_FAILED):
-        return port.RunFailed
     if names & set(_REFUSED_FOR_NOW):
         return port.RetryLater
     if "NetworkError" in names or transport_failure:

@@ -10,6 +10,7 @@ from contracts.envelope import Envelope
 from contracts.v1 import (
     AbandonOrders,
     AssetDrift,
+    ConnectionChanged,
     Fill,
     Holding,
     LeftOutLeg,
@@ -162,6 +163,12 @@ def samples() -> dict[str, Envelope]:
             user_id=USER_ID,
             connection_id="c0000000-0000-4000-8000-000000000001",
             client_order_ids=["rb-0a1b2c3d-1", "rb-0a1b2c3d-2"],
+        ),
+        ConnectionChanged(
+            message_id="a0000000-0000-4000-8000-000000000021",
+            correlation_id="key-1",
+            occurred_at=OCCURRED_AT,
+            connection_id="c0000000-0000-4000-8000-000000000001",
         ),
         RebalanceDue(
             message_id="a0000000-0000-4000-8000-000000000003",
