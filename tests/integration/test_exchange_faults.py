@@ -276,16 +276,10 @@ async def test_authentication_failure_at_a_sell_fails_the_run_and_sends_nothing_
     assert_run_failed_at_first_order(rig, history)
 
 
-@pytest.mark.parametrize("rig", ["kraken"], indirect=True)
-async def test_a_key_refused_after_a_fill_completes_the_run_and_the_reconciler_reports_the_unknown_leg(
-    rig: Rig,
-) -> None:
-    # The BTC sell fills. The ETH buy is placed but its answer times out, and looking it up is
-    # rate limited, so the run is retried; by then the exchange refuses the API key. The run must
-    # complete as failed (it was dead-lettered and left running: the closing balance read raised);
-    # the ETH leg, which may exist (it does, filled), must not be recorded as not placed but named
-    # as unknown, and once the key works again the reconciler must bring its fill to the ledger
-    # (it recorded it in the intents only, so the trade was missing from the history).
+async def stop_a_run_with_a_leg_unknown_and_the_key_refused(rig: Rig) -> RunHistory:
+    """Kraken: the BTC sell fills; the ETH buy is placed but its answer times out, and looking it
+    up is rate limited, so the run is retried; by then the exchange refuses the API key (and goes
+    on refusing it)."""
     rig.fake.fail_next("timeout", 1, "AddOrder", after=1)
     rig.fake.fail_next("rate_limit", 5, "Orders")  # the four look-ups after the timeout, one on retry
     seeded = await seed_ccxt_portfolio(rig.pool, rig.exchange_id, rig.fake, rig.box)
@@ -296,7 +290,20 @@ async def test_a_key_refused_after_a_fill_completes_the_run_and_the_reconciler_r
 
     await eventually(faults_met, "the timeout and rate limits to be met", timeout=30, interval=0.02)
     rig.fake.reject_auth = True
-    history = await run
+    return await run
+
+
+@pytest.mark.parametrize("rig", ["kraken"], indirect=True)
+async def test_a_key_refused_after_a_fill_completes_the_run_and_the_reconciler_reports_the_unknown_leg(
+    rig: Rig,
+) -> None:
+    # The BTC sell fills. The ETH buy is placed but its answer times out, and looking it up is
+    # rate limited, so the run is retried; by then the exchange refuses the API key. The run must
+    # complete as failed (it was dead-lettered and left running: the closing balance read raised);
+    # the ETH leg, which may exist (it does, filled), must not be recorded as not placed but named
+    # as unknown, and once the key works again the reconciler must bring its fill to the ledger
+    # (it recorded it in the intents only, so the trade was missing from the history).
+    history = await stop_a_run_with_a_leg_unknown_and_the_key_refused(rig)
     assert history.status == "failed" and history.dead_letters == []
     assert "AuthenticationError" in str(history.run["errors"])
     legs = by_leg(history)

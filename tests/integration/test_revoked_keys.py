@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -23,8 +24,15 @@ import pytest
 from services.api.accounts import create_token
 from services.api.app import create_app
 from services.api.settings import ApiSettings
+from tests.fakes.engine import FakeOrder
 from tests.faults.helpers import eventually
-from tests.integration.test_exchange_faults import LEGS, Rig, by_leg, rig  # noqa: F401  (the fixture)
+from tests.integration.test_exchange_faults import (  # noqa: F401  (rig: the fixture)
+    LEGS,
+    Rig,
+    by_leg,
+    rig,
+    stop_a_run_with_a_leg_unknown_and_the_key_refused,
+)
 from tests.support.ccxt_pipeline import run_history, run_rebalance, seed_ccxt_portfolio
 
 pytestmark = pytest.mark.integration
@@ -48,25 +56,35 @@ async def api_client(rig: Rig, database_url: str) -> AsyncIterator[httpx.AsyncCl
             yield client
 
 
-async def leave_a_leg_unknown_and_revoke_the_key(rig: Rig) -> tuple[str, str, str, str, str]:  # noqa: F811
-    """As in test_exchange_faults: the BTC sell fills, the ETH buy is placed but its answer times
-    out and its look-ups are rate limited, and then the exchange refuses the key for good. Returns
-    (user id, connection id, portfolio id, run id, the ETH leg's client order id)."""
-    rig.fake.fail_next("timeout", 1, "AddOrder", after=1)
-    rig.fake.fail_next("rate_limit", 5, "Orders")
-    seeded = await seed_ccxt_portfolio(rig.pool, rig.exchange_id, rig.fake, rig.box)
-    run = asyncio.create_task(run_rebalance(rig.pool, rig.nats_url, rig.namespace, seeded, timeout=60))
+@dataclass(frozen=True)
+class Stranded:
+    """A run's ETH leg of unknown outcome on a connection whose key the exchange now refuses."""
 
-    async def faults_met() -> bool:
-        return rig.fake.faults_left == 0
+    user_id: str
+    connection_id: str
+    portfolio_id: str
+    run_id: str
+    eth: str  # the leg's client order id
+    placed: FakeOrder  # the order the exchange has for it
+    headers: dict[str, str]  # the owner's API token
 
-    await eventually(faults_met, "the timeout and rate limits to be met", timeout=30, interval=0.02)
-    rig.fake.reject_auth = True
-    history = await run
+
+async def leave_a_leg_unknown_and_revoke_the_key(rig: Rig) -> Stranded:  # noqa: F811
+    """The ETH buy of a Kraken run left of unknown outcome, the key refused for good
+    (``stop_a_run_with_a_leg_unknown_and_the_key_refused``), and its owner's API token."""
+    history = await stop_a_run_with_a_leg_unknown_and_the_key_refused(rig)
     eth = by_leg(history)[LEGS["ETH"]]
     assert history.status == "failed" and eth["state"] == "sending"
     assert [e["leg"] for e in history.run["errors"] if e["code"] == "outcome_unknown"] == [LEGS["ETH"]]
-    return seeded.user_id, seeded.connection_id, seeded.portfolio_id, str(history.run["id"]), eth["client_order_id"]
+    [placed] = rig.fake.orders_with_client_id(eth["client_order_id"])
+    user_id, portfolio_id = history.run["user_id"], history.run["portfolio_id"]
+    async with rig.pool.acquire() as conn:
+        token = await create_token(conn, user_id, "test", ["user"])
+        connection_id = await conn.fetchval("SELECT connection_id FROM portfolios WHERE id = $1", portfolio_id)
+    return Stranded(
+        str(user_id), str(connection_id), str(portfolio_id), str(history.run["id"]), eth["client_order_id"],
+        placed, {"Authorization": f"Bearer {token}"},
+    )
 
 
 def look_ups(rig: Rig) -> list[str]:  # noqa: F811
@@ -78,11 +96,11 @@ def look_ups(rig: Rig) -> list[str]:  # noqa: F811
 async def test_an_unknown_leg_of_a_revoked_key_is_abandoned_through_the_api_and_the_connection_deleted(
     rig: Rig, api_client: httpx.AsyncClient  # noqa: F811
 ) -> None:
-    user_id, connection_id, portfolio_id, run_id, eth = await leave_a_leg_unknown_and_revoke_the_key(rig)
-    [placed] = rig.fake.orders_with_client_id(eth)
-    async with rig.pool.acquire() as conn:
-        token = await create_token(conn, uuid.UUID(user_id), "test", ["user"])
-    headers = {"Authorization": f"Bearer {token}"}
+    stranded = await leave_a_leg_unknown_and_revoke_the_key(rig)
+    connection_id, portfolio_id, run_id, eth = (
+        stranded.connection_id, stranded.portfolio_id, stranded.run_id, stranded.eth
+    )
+    placed, headers = stranded.placed, stranded.headers
     connection = f"/api/v1/connections/{connection_id}"
 
     response = await api_client.delete(f"/api/v1/portfolios/{portfolio_id}", headers=headers)
@@ -180,10 +198,12 @@ async def test_an_order_whose_run_still_follows_it_cannot_be_abandoned(
 async def test_a_new_key_for_a_refused_connection_is_used_at_once_and_finds_the_unknown_leg(
     rig: Rig, api_client: httpx.AsyncClient  # noqa: F811
 ) -> None:
-    user_id, connection_id, portfolio_id, run_id, eth = await leave_a_leg_unknown_and_revoke_the_key(rig)
-    [placed] = rig.fake.orders_with_client_id(eth)
+    stranded = await leave_a_leg_unknown_and_revoke_the_key(rig)
+    connection_id, portfolio_id, run_id, eth = (
+        stranded.connection_id, stranded.portfolio_id, stranded.run_id, stranded.eth
+    )
+    placed, headers = stranded.placed, stranded.headers
     async with rig.pool.acquire() as conn:
-        token = await create_token(conn, uuid.UUID(user_id), "test", ["user"])
         paper_user = await conn.fetchval(
             "INSERT INTO users (email, name) VALUES ($1, 'P') RETURNING id", f"p-{eth}@example.com"
         )
@@ -192,7 +212,6 @@ async def test_a_new_key_for_a_refused_connection_is_used_at_once_and_finds_the_
             " VALUES ($1, 'paper', 'paper', $2) RETURNING id::text", paper_user, f"acct-{eth}",
         )
         paper_token = await create_token(conn, paper_user, "test", ["user"])
-    headers = {"Authorization": f"Bearer {token}"}
     url = f"/api/v1/connections/{connection_id}/credentials"
     old_key = rig.fake.api_key
     new_key, new_secret = "kraken-rotated-key-5e1d9b3a77", "cm90YXRlZC1zZWNyZXQta3Jha2VuLWRvLW5vdC1sb2c="

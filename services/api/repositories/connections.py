@@ -69,7 +69,7 @@ async def key_fields(conn: asyncpg.Connection, connection_id: UUID) -> dict[str,
     """What replacing a connection's key is checked against (the caller's connections only)."""
     row = await conn.fetchrow(
         "SELECT exchange_id, api_url, sandbox, paper_account, account_uid_ref FROM exchange_connections"
-        " WHERE id = $1 FOR UPDATE",
+        " WHERE id = $1",
         connection_id,
     )
     return dict(row) if row else None

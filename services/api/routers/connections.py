@@ -44,6 +44,18 @@ def ccxt_exchange_ids() -> frozenset[str]:
     return frozenset(ccxt.exchanges)
 
 
+def _not_found(connection_id: UUID) -> HTTPException:
+    return HTTPException(404, f"connection {connection_id} not found")
+
+
+async def _own(conn: asyncpg.Connection, connection_id: UUID) -> dict[str, Any]:
+    """The caller's connection (another user's is not visible): 404 if there is none."""
+    row = await repo.get_connection(conn, connection_id)
+    if row is None:
+        raise _not_found(connection_id)
+    return row
+
+
 @router.get("", response_model=ConnectionList)
 async def list_connections(
     who: Principal = Depends(current_principal), ctx: ApiContext = Depends(get_context)
@@ -60,7 +72,7 @@ async def get_connection(
     async with ctx.tx(who.user_id) as conn:
         row = await repo.get_connection(conn, connection_id)
     if row is None:
-        raise HTTPException(404, f"connection {connection_id} not found")
+        raise _not_found(connection_id)
     return ConnectionEnvelope(connection=ConnectionOut.model_validate(row))
 
 
@@ -199,7 +211,7 @@ async def replace_key(
     async with ctx.tx(who.user_id) as conn:
         current = await repo.key_fields(conn, connection_id)
     if current is None:
-        raise HTTPException(404, f"connection {connection_id} not found")
+        raise _not_found(connection_id)
     if current["exchange_id"] == PAPER:
         problems = [("apiKey", "the paper exchange takes no keys")]
     if problems:
@@ -287,8 +299,7 @@ async def list_unresolved_orders(
 ) -> UnresolvedOrderList:
     """Orders on this connection whose outcome is not known yet, oldest first."""
     async with ctx.tx(who.user_id) as conn:
-        if await repo.get_connection(conn, connection_id) is None:
-            raise HTTPException(404, f"connection {connection_id} not found")
+        await _own(conn, connection_id)
         rows = await repo.unresolved_orders(conn, connection_id)
     return UnresolvedOrderList(orders=[UnresolvedOrderOut.model_validate(r) for r in rows])
 
@@ -314,8 +325,7 @@ async def abandon_orders(
     the rest are recorded as abandoned, their outcome unknown, in the orders history and in their
     run's errors. Only orders of runs that have ended can be given up."""
     async with ctx.tx(who.user_id) as conn:
-        if await repo.get_connection(conn, connection_id) is None:
-            raise HTTPException(404, f"connection {connection_id} not found")
+        await _own(conn, connection_id)
         unresolved = {o["client_order_id"]: o for o in await repo.unresolved_orders(conn, connection_id)}
     if unknown := [cid for cid in body.client_order_ids if cid not in unresolved]:
         raise invalid([(
@@ -350,8 +360,7 @@ async def delete_connection(
     connection_id: UUID, who: Principal = Depends(current_principal), ctx: ApiContext = Depends(get_context)
 ) -> Response:
     async with ctx.tx(who.user_id) as conn:
-        if await repo.get_connection(conn, connection_id) is None:
-            raise HTTPException(404, f"connection {connection_id} not found")
+        await _own(conn, connection_id)
         if await repo.connection_in_use(conn, connection_id):
             raise HTTPException(409, "portfolios still use this connection: move or delete them first")
         if unresolved := await repo.unresolved_orders(conn, connection_id):
