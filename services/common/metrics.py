@@ -92,6 +92,15 @@ DEAD_LETTERS = Counter("rebalancer_dead_letters", "Messages set aside as dead le
 MESSAGES_PROCESSED = Counter(
     "rebalancer_messages_processed", "Bus messages handled, by consumer and outcome", ["consumer", "outcome"]
 )
+ORDERS_UNRESOLVED = Gauge(
+    "rebalancer_orders_unresolved",
+    "Orders whose request may have reached the exchange and whose outcome is not recorded yet"
+    " (in flight, or looked up by the reconciler)",
+)
+OLDEST_UNRESOLVED_ORDER_AGE = Gauge(
+    "rebalancer_oldest_unresolved_order_age_seconds",
+    "Time since the oldest order of unknown outcome was sent (0 when none)",
+)
 OUTBOX_PENDING = Gauge("rebalancer_outbox_pending", "Outbox rows not yet published")
 OUTBOX_LAG = Gauge("rebalancer_outbox_lag_seconds", "Age of the oldest unpublished outbox row (0 when none)")
 
@@ -237,6 +246,11 @@ def set_schedule_state(
 def set_outbox_state(pending: int, oldest_age_seconds: float) -> None:
     OUTBOX_PENDING.set(pending)
     OUTBOX_LAG.set(max(oldest_age_seconds, 0.0) if pending else 0.0)
+
+
+def set_unresolved_orders(count: int, oldest_age_seconds: float) -> None:
+    ORDERS_UNRESOLVED.set(count)
+    OLDEST_UNRESOLVED_ORDER_AGE.set(max(oldest_age_seconds, 0.0) if count else 0.0)
 
 
 def record_message(consumer: str, outcome: str) -> None:

@@ -316,6 +316,21 @@ async def owned_unresolved(
     return rows
 
 
+# Read through order_intents_unresolved_idx (its predicate covers these states).
+UNRESOLVED_SUMMARY = """
+SELECT count(*) AS unresolved,
+       COALESCE(EXTRACT(epoch FROM now() - min(COALESCE(sent_at, created_at))), 0)::float8 AS oldest_age
+FROM order_intents WHERE state IN ('sending', 'open')
+"""
+
+
+async def unresolved_summary(pool: asyncpg.Pool) -> tuple[int, float]:
+    """How many legs are of unknown outcome, and how long ago the oldest of them was sent."""
+    row = await pool.fetchrow(UNRESOLVED_SUMMARY)
+    assert row is not None
+    return int(row["unresolved"]), float(row["oldest_age"])
+
+
 async def looked_at(pool: asyncpg.Pool, client_order_ids: list[str]) -> None:
     """Unresolved intents the reconciler looked at without an answer go to the back of its queue,
     so that legs that never reached the exchange (looked up forever) never starve the others."""

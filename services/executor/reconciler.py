@@ -23,6 +23,7 @@ import asyncpg
 from contracts.subjects import Subjects
 from contracts.v1 import OrdersReported, RunError
 from contracts.v1.strategy import LEG_ABANDONED
+from services.common import metrics
 from services.common.bus import OutboxRelay
 from services.common.db import OutboxMessage
 from services.common.exchanges.accounts import ExchangeAccounts
@@ -184,6 +185,7 @@ async def run_reconciler(
                 pool, accounts, relay, subjects,
                 older_than_seconds=older_than_seconds, max_wait_seconds=max_wait_seconds,
             )
+            metrics.set_unresolved_orders(*await intents.unresolved_summary(pool))
         except Exception:
             log.exception("reconciler pass failed")
         with contextlib.suppress(TimeoutError):

@@ -5,6 +5,7 @@ unknown leg in turn, however many never reached the exchange."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import cast
 import asyncpg
 import pytest
 from cryptography.fernet import Fernet
+from prometheus_client import REGISTRY
 
 from contracts.envelope import derived_id
 from contracts.subjects import Subjects
@@ -25,7 +27,8 @@ from services.common.exchanges.accounts import ExchangeAccounts, KeyUnreadable
 from services.common.exchanges.port import OrderRequest
 from services.common.secrets import Credentials, SecretBox
 from services.executor.abandon import abandon_orders
-from services.executor.reconciler import reconcile_once
+from services.executor.reconciler import reconcile_once, run_reconciler
+from tests.faults.helpers import eventually
 from tests.support.ccxt_pipeline import use_exchange_clients
 from tests.support.pipeline import Seeded, seed_portfolio
 
@@ -359,3 +362,35 @@ async def test_a_leg_whose_key_cannot_be_opened_does_not_hold_up_the_others(
     with pytest.raises(KeyUnreadable, match="cannot be decrypted"):
         async with reconciling.accounts.use(sealed_away):
             pass
+
+
+async def test_the_reconciler_reports_how_many_orders_are_of_unknown_outcome_and_how_old_the_oldest_is(
+    db_pool: asyncpg.Pool, reconciling: Reconciling
+) -> None:
+    # rebalancer_orders_unresolved and rebalancer_oldest_unresolved_order_age_seconds, set after
+    # every pass: an order left unknown for long (a key refused, an exchange that never lists it)
+    # raises the OrdersOfUnknownOutcome alert instead of waiting for someone to read the history.
+    seeded = reconciling.seeded
+    running = str(uuid.uuid4())
+    await record_run(db_pool, seeded, running)  # its legs stay unresolved: the run follows them
+    legs = [await unknown_leg(db_pool, seeded, running, leg, 1) for leg in range(2)]
+    await db_pool.execute(
+        "UPDATE order_intents SET sent_at = now() - interval '3 hours' WHERE client_order_id = $1", legs[0]
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_reconciler(
+        db_pool, reconciling.accounts, reconciling.relay, reconciling.subjects, stop, interval=0.05,
+        older_than_seconds=60,
+    ))
+    try:
+        async def reported() -> bool:
+            age = REGISTRY.get_sample_value("rebalancer_oldest_unresolved_order_age_seconds")
+            return age is not None and age >= 3 * 3600
+
+        await eventually(reported, "the reconciler to report the oldest unknown order", timeout=10, interval=0.05)
+    finally:
+        stop.set()
+        await task
+    expected = await db_pool.fetchval("SELECT count(*) FROM order_intents WHERE state IN ('sending', 'open')")
+    assert REGISTRY.get_sample_value("rebalancer_orders_unresolved") == expected >= 2
+    await db_pool.execute("UPDATE order_intents SET state = 'failed' WHERE client_order_id = ANY($1::text[])", legs)

@@ -100,6 +100,7 @@ def test_every_alert_is_well_formed_and_reads_only_exported_metrics(known_metric
         ("dead letters", "rebalancer_dead_letters_total"),
         ("exchange errors", "rebalancer_exchange_errors_total"),
         ("outbox lag", "rebalancer_outbox_lag_seconds"),
+        ("orders of unknown outcome", "rebalancer_oldest_unresolved_order_age_seconds"),
     ],
 )
 def test_the_issue_s_alerts_exist(concern: str, metric: str) -> None:
