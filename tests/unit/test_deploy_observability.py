@@ -144,6 +144,7 @@ def test_dashboard_covers_what_an_operator_needs() -> None:
         "rebalancer_dead_letters_total",
         "rebalancer_due_backlog",
         "rebalancer_due_waiting_for_account",
+        "rebalancer_oldest_unresolved_order_age_seconds",
     ):
         assert needed in read, f"no panel shows {needed}"
 
