@@ -125,5 +125,6 @@ def build(settings: ExecutorSettings | None = None) -> tuple[Runtime, FastStream
     @runtime.bus.listener(runtime.subjects.connection_changed, ConnectionChanged, description=KEY_REPLACED)
     async def key_replaced(message: ConnectionChanged) -> None:
         state["executor"].accounts.forget(message.connection_id)
+        await intents.look_up_again_soon(runtime.pool, message.connection_id)
 
     return runtime, runtime.app()

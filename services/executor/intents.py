@@ -316,6 +316,19 @@ async def owned_unresolved(
     return rows
 
 
+async def look_up_again_soon(pool: asyncpg.Pool, connection_id: str) -> int:
+    """The connection's legs of unknown outcome are due a look at the reconciler's next pass, not
+    after the long wait a leg unanswered for days has earned (STALE_UNRESOLVED): its key was just
+    replaced, and the new one may find them. Returns how many."""
+    return rows_affected(
+        await pool.execute(
+            "UPDATE order_intents SET updated_at = COALESCE(sent_at, created_at)"
+            " WHERE connection_id = $1::uuid AND state IN ('sending', 'open')",
+            connection_id,
+        )
+    )
+
+
 # Read through order_intents_unresolved_idx (its predicate covers these states).
 UNRESOLVED_SUMMARY = """
 SELECT count(*) AS unresolved,

@@ -241,6 +241,12 @@ async def test_a_new_key_for_a_refused_connection_is_used_at_once_and_finds_the_
         return any(r.headers.get("API-Key") == old_key for r in rig.fake.requests[seen:])
 
     await eventually(refused_again, "the reconciler to try the old key again", timeout=20, interval=0.01)
+    # As if the leg had gone unanswered for a day: the reconciler would wait an hour before its next
+    # look (an eighth of that, at most RECONCILE_MAX_WAIT_SECONDS), but a new key makes it due now.
+    await rig.pool.execute(
+        "UPDATE order_intents SET sent_at = now() - interval '1 day', updated_at = now() WHERE client_order_id = $1",
+        eth,
+    )
     response = await api_client.put(url, json={"apiKey": new_key, "secret": new_secret}, headers=headers)
     assert response.status_code == 200, response.text
     replaced_at = len(rig.fake.requests)
