@@ -345,18 +345,29 @@ async def test_a_leg_whose_key_cannot_be_opened_does_not_hold_up_the_others(
         " VALUES ($1::uuid, 'kraken', 'sealed away', $2, $3, '…') RETURNING id::text",
         seeded.user_id, sealed, key_version,
     )
+    # And one on an exchange ccxt no longer knows (dropped in an upgrade): an error nobody foresaw.
+    retired = await db_pool.fetchval(
+        "INSERT INTO exchange_connections (user_id, exchange_id, label, api_key_hint)"
+        " VALUES ($1::uuid, 'retiredexchange', 'retired', '…') RETURNING id::text",
+        seeded.user_id,
+    )
     ended = str(uuid.uuid4())
     await record_run(db_pool, seeded, ended, status="failed")
-    unreadable = await unknown_leg(db_pool, dataclasses.replace(seeded, connection_id=sealed_away), ended, 0, 20)
-    behind = await unknown_leg(db_pool, seeded, ended, 1, 10)
+    unreadable = await unknown_leg(db_pool, dataclasses.replace(seeded, connection_id=sealed_away), ended, 0, 30)
+    unforeseen = await unknown_leg(db_pool, dataclasses.replace(seeded, connection_id=retired), ended, 1, 20)
+    behind = await unknown_leg(db_pool, seeded, ended, 2, 10)
 
     assert await reconciling.once() == 1
-    assert await states(db_pool, [unreadable, behind]) == ["sending", "failed"]  # the paper leg: not placed
-    await db_pool.execute("UPDATE order_intents SET state = 'failed' WHERE client_order_id = $1", unreadable)
+    assert await states(db_pool, [unreadable, unforeseen, behind]) == ["sending", "sending", "failed"]
     looked = await db_pool.fetchval(
-        "SELECT updated_at > now() - interval '5 seconds' FROM order_intents WHERE client_order_id = $1", unreadable
+        "SELECT bool_and(updated_at > now() - interval '5 seconds') FROM order_intents"
+        " WHERE client_order_id = ANY($1::text[])",
+        [unreadable, unforeseen],
     )
-    assert looked, "the unreadable leg goes to the back of the queue"
+    await db_pool.execute(
+        "UPDATE order_intents SET state = 'failed' WHERE client_order_id = ANY($1::text[])", [unreadable, unforeseen]
+    )
+    assert looked, "the legs that failed go to the back of the queue"
     async with reconciling.accounts.use(seeded.connection_id):
         pass
     with pytest.raises(KeyUnreadable, match="cannot be decrypted"):
