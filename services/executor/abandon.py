@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -23,11 +22,10 @@ import asyncpg
 from contracts.subjects import Subjects
 from contracts.v1 import AbandonOrders
 from services.common.bus import OutboxRelay
-from services.common.db import OutboxMessage
 from services.common.exchanges.accounts import ExchangeAccounts
 from services.common.exchanges.port import ExchangeError, OrderResult
 from services.executor import intents
-from services.executor.reconciler import leg_report, look_up, never_placed
+from services.executor.reconciler import look_up, never_placed, resolve_reported
 
 log = logging.getLogger("services.executor.abandon")
 
@@ -86,12 +84,10 @@ async def abandon_orders(
         if found is not None and found.status == "open":
             done.kept[cid] = "it still rests on the book and could not be canceled"
             continue
-        state, report = leg_report(
-            row, found, exchange_id=exchange_id or exchange_of_connection, now=datetime.now(UTC),
-            abandoned=abandoned or None,
+        state, resolved = await resolve_reported(
+            pool, subjects, row, found, exchange_id=exchange_id or exchange_of_connection, abandoned=abandoned or None
         )
-        message = OutboxMessage(subjects.orders_reported, report.message_id, report.model_dump_json().encode())
-        if not await intents.resolve(pool, cid, state, intents.result_json(found) if found else None, message):
+        if not resolved:
             continue  # resolved meanwhile by the reconciler, which reported it
         if state == "abandoned":
             done.abandoned.append(cid)
@@ -99,7 +95,7 @@ async def abandon_orders(
             done.resolved[cid] = state
     for cid in command.client_order_ids:
         if cid not in done.kept and cid not in done.resolved and cid not in done.abandoned:
-            done.kept.setdefault(cid, "not an order of unknown outcome on this connection (any longer)")
+            done.kept[cid] = "not an order of unknown outcome on this connection (any longer)"
     if done.abandoned or done.resolved:
         relay.wake()
     log.warning(

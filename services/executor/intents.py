@@ -381,20 +381,9 @@ async def resolve(
     """Set the state the exchange reports for a leg that may exist (a resting order, or one the
     reconciler found), and queue ``report``, the event that reports it, in the same statement.
     False if the leg was no longer unresolved (whoever resolved it reported it)."""
-    exchange_order_id = (result or {}).get("exchange_order_id")
+    resolved = (client_order_id, state, result, (result or {}).get("exchange_order_id"))
     if report is None:
-        return bool(rows_affected(await pool.execute(RESOLVE, client_order_id, state, result, exchange_order_id)))
-    return bool(
-        rows_affected(
-            await pool.execute(
-                RESOLVE_REPORTED,
-                client_order_id,
-                state,
-                result,
-                exchange_order_id,
-                report.subject,
-                report.message_id,
-                report.payload,
-            )
-        )
-    )
+        status = await pool.execute(RESOLVE, *resolved)
+    else:
+        status = await pool.execute(RESOLVE_REPORTED, *resolved, report.subject, report.message_id, report.payload)
+    return bool(rows_affected(status))

@@ -121,6 +121,23 @@ async def look_up(accounts: ExchangeAccounts, row: Mapping[str, Any]) -> tuple[s
         return exchange.exchange_id, exchange.lists_new_orders_at_once, found
 
 
+async def resolve_reported(
+    pool: asyncpg.Pool,
+    subjects: Subjects,
+    row: Mapping[str, Any],
+    found: OrderResult | None,
+    *,
+    exchange_id: str,
+    abandoned: str | None = None,
+) -> tuple[str, bool]:
+    """Record a stale leg's final state (``leg_report``) with the event that reports it, in one
+    statement: the state, and False if the leg was resolved meanwhile by someone who reported it."""
+    state, report = leg_report(row, found, exchange_id=exchange_id, now=datetime.now(UTC), abandoned=abandoned)
+    message = OutboxMessage(subjects.orders_reported, report.message_id, report.model_dump_json().encode())
+    result = intents.result_json(found) if found else None
+    return state, await intents.resolve(pool, row["client_order_id"], state, result, message)
+
+
 async def reconcile_once(
     pool: asyncpg.Pool,
     accounts: ExchangeAccounts,
@@ -157,9 +174,7 @@ async def reconcile_once(
         if (found.status == "open") if found is not None else not never_placed(row, lists_at_once):
             unanswered.append(cid)  # still working, or not seen by the exchange yet: looked up again later
             continue
-        state, report = leg_report(row, found, exchange_id=exchange_id, now=datetime.now(UTC))
-        message = OutboxMessage(subjects.orders_reported, report.message_id, report.model_dump_json().encode())
-        await intents.resolve(pool, cid, state, intents.result_json(found) if found else None, message)
+        state, _ = await resolve_reported(pool, subjects, row, found, exchange_id=exchange_id)
         log.info("reconciler: order %s of run %s resolved as %s", cid, row["run_id"], state)
         resolved += 1
     await intents.looked_at(pool, unanswered)

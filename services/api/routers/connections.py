@@ -9,6 +9,7 @@ from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Response
+from pydantic import SecretStr
 
 from contracts.envelope import new_id
 from contracts.v1 import AbandonOrders, ConnectionChanged
@@ -70,9 +71,7 @@ async def get_connection(
     connection_id: UUID, who: Principal = Depends(current_principal), ctx: ApiContext = Depends(get_context)
 ) -> ConnectionEnvelope:
     async with ctx.tx(who.user_id) as conn:
-        row = await repo.get_connection(conn, connection_id)
-    if row is None:
-        raise _not_found(connection_id)
+        row = await _own(conn, connection_id)
     return ConnectionEnvelope(connection=ConnectionOut.model_validate(row))
 
 
@@ -87,21 +86,35 @@ def _problems(body: ConnectionCreate) -> list[tuple[str, str]]:
         return problems
     if body.exchange_id not in ccxt_exchange_ids():
         problems.append(("exchangeId", f"{body.exchange_id!r} is not an exchange ccxt knows (or 'paper')"))
-    if not body.api_key or not body.api_key.get_secret_value().strip():
-        problems.append(("apiKey", "an API key is required"))
-    if not body.secret or not body.secret.get_secret_value().strip():
-        problems.append(("secret", "an API secret is required"))
+    problems += _key_problems(body.api_key, body.secret)
     if body.paper_account is not None:
         problems.append(("paperAccount", "only the paper exchange takes a paperAccount"))
     return problems
 
 
-async def _verify(
+def _key_problems(api_key: SecretStr | None, secret: SecretStr | None) -> list[tuple[str, str]]:
+    """A key and a secret are required (blank is none)."""
+    return [
+        (field, f"an API {name} is required")
+        for field, name, value in (("apiKey", "key", api_key), ("secret", "secret", secret))
+        if value is None or not value.get_secret_value().strip()
+    ]
+
+
+def _credentials(api_key: SecretStr, secret: SecretStr, passphrase: SecretStr | None) -> Credentials:
+    return Credentials(
+        api_key=api_key.get_secret_value().strip(),
+        secret=secret.get_secret_value().strip(),
+        passphrase=passphrase.get_secret_value() if passphrase else None,
+    )
+
+
+async def _verified_account(
     ctx: ApiContext, exchange_id: str, credentials: Credentials, *, api_url: str | None, sandbox: bool
 ) -> str | None:
     """Build the client (catches sandbox mode without a test URL) and, unless turned off, check
-    that markets load and the keys work; returns the exchange's own id of the account, where the
-    check learned one."""
+    that markets load and the keys work; returns the account's name by the exchange's own id of it
+    (``account_uid_ref``), where the check learned one."""
     from services.common.exchanges.ccxt_adapter import CcxtExchange, SandboxUnsupported, UnknownExchange
     from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
 
@@ -112,12 +125,13 @@ async def _verify(
     except UnknownExchange as exc:
         raise invalid([("exchangeId", str(exc))]) from None
     try:
-        return await check_connection(exchange) if ctx.settings.api_verify_connections else None
+        account_uid = await check_connection(exchange) if ctx.settings.api_verify_connections else None
     except ConnectionCheckError as exc:
         field = {"credentials": "apiKey", "unreachable": "apiUrl", "markets": "exchangeId"}[exc.reason]
         raise invalid([(field, str(exc))]) from None
     finally:
         await exchange.close()
+    return exchange_account_uid_ref(exchange_id, account_uid, api_url=api_url, sandbox=sandbox) if account_uid else None
 
 
 @router.post(
@@ -142,19 +156,14 @@ async def add_connection(
     else:
         assert body.api_key is not None and body.secret is not None
         box = ctx.require_secret_box()
-        credentials = Credentials(
-            api_key=body.api_key.get_secret_value().strip(),
-            secret=body.secret.get_secret_value().strip(),
-            passphrase=body.passphrase.get_secret_value() if body.passphrase else None,
-        )
+        credentials = _credentials(body.api_key, body.secret, body.passphrase)
         account_ref, field = (
             exchange_account_ref(body.exchange_id, credentials.api_key, api_url=body.api_url, sandbox=body.sandbox),
             "apiKey",
         )
-        if account_uid := await _verify(ctx, body.exchange_id, credentials, api_url=body.api_url, sandbox=body.sandbox):
-            account_uid_ref = exchange_account_uid_ref(
-                body.exchange_id, account_uid, api_url=body.api_url, sandbox=body.sandbox
-            )
+        account_uid_ref = await _verified_account(
+            ctx, body.exchange_id, credentials, api_url=body.api_url, sandbox=body.sandbox
+        )
         sealed, key_version = box.seal(credentials)
         hint = mask(credentials.api_key)
     label = body.label or (f"Paper ({body.paper_account})" if body.exchange_id == PAPER else body.exchange_id)
@@ -178,10 +187,7 @@ async def add_connection(
                 account_uid_ref=account_uid_ref,
             )
         except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name not in repo.ONE_CONNECTION_PER_ACCOUNT_INDEXES:
-                raise
-            other_key = exc.constraint_name == repo.ONE_CONNECTION_PER_EXCHANGE_ACCOUNT
-            raise _already_connected(field, None, other_key=other_key) from None
+            raise _account_taken(exc, field) from None
     return ConnectionEnvelope(connection=ConnectionOut.model_validate(row))
 
 
@@ -201,13 +207,7 @@ async def replace_key(
     (Binance's uid, Coinbase's portfolio), a key of another account is refused, since the orders,
     portfolios and history of the connection are that account's. The pricer and executor drop the
     old key at once, and orders of unknown outcome are then looked up with the new one."""
-    credentials = Credentials(
-        api_key=body.api_key.get_secret_value().strip(),
-        secret=body.secret.get_secret_value().strip(),
-        passphrase=body.passphrase.get_secret_value() if body.passphrase else None,
-    )
-    problems = [(field, f"an API {name} is required") for field, name, value in (
-        ("apiKey", "key", credentials.api_key), ("secret", "secret", credentials.secret)) if not value]
+    problems = _key_problems(body.api_key, body.secret)
     async with ctx.tx(who.user_id) as conn:
         current = await repo.key_fields(conn, connection_id)
     if current is None:
@@ -217,9 +217,9 @@ async def replace_key(
     if problems:
         raise invalid(problems)
     box = ctx.require_secret_box()
+    credentials = _credentials(body.api_key, body.secret, body.passphrase)
     where = {"api_url": current["api_url"], "sandbox": current["sandbox"]}
-    account_uid = await _verify(ctx, current["exchange_id"], credentials, **where)
-    account_uid_ref = exchange_account_uid_ref(current["exchange_id"], account_uid, **where) if account_uid else None
+    account_uid_ref = await _verified_account(ctx, current["exchange_id"], credentials, **where)
     if account_uid_ref and current["account_uid_ref"] and account_uid_ref != current["account_uid_ref"]:
         raise invalid([(
             "apiKey",
@@ -239,11 +239,7 @@ async def replace_key(
                 account_uid_ref=account_uid_ref,
             )
     except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name not in repo.ONE_CONNECTION_PER_ACCOUNT_INDEXES:
-            raise
-        raise _already_connected(
-            "apiKey", None, other_key=exc.constraint_name == repo.ONE_CONNECTION_PER_EXCHANGE_ACCOUNT
-        ) from None
+        raise _account_taken(exc, "apiKey") from None
     announcement = ConnectionChanged(correlation_id=new_id(), connection_id=str(connection_id))
     try:
         await ctx.bus.announce(ctx.bus.subjects.connection_changed, announcement)
@@ -273,11 +269,20 @@ def _already_connected(field: str, mine: dict[str, Any] | None, *, other_key: bo
     return HTTPException(409, f"{field}: this {what} is already connected; an account has one connection{advice}")
 
 
+def _account_taken(exc: asyncpg.UniqueViolationError, field: str) -> HTTPException:
+    """The 409 for a write the one-connection-per-account indexes refused: another user's
+    connection to the account, not named. Any other unique violation is raised as it is."""
+    if exc.constraint_name not in repo.ONE_CONNECTION_PER_ACCOUNT_INDEXES:
+        raise exc
+    return _already_connected(field, None, other_key=exc.constraint_name == repo.ONE_CONNECTION_PER_EXCHANGE_ACCOUNT)
+
+
+def _first_five(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 def _named(orders: list[dict[str, Any]]) -> str:
-    named = ", ".join(
-        f"{o['side']} {o['symbol']} {o['client_order_id']} (run {o['run_id']})" for o in orders[:5]
-    )
-    return named + (f" and {len(orders) - 5} more" if len(orders) > 5 else "")
+    return _first_five([f"{o['side']} {o['symbol']} {o['client_order_id']} (run {o['run_id']})" for o in orders])
 
 
 def _orders_still_unknown(connection_id: UUID, orders: list[dict[str, Any]]) -> HTTPException:
@@ -330,9 +335,8 @@ async def abandon_orders(
     if unknown := [cid for cid in body.client_order_ids if cid not in unresolved]:
         raise invalid([(
             "clientOrderIds",
-            f"not an order of unknown outcome on this connection: {', '.join(unknown[:5])}"
-            + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-            + f" (GET /api/v1/connections/{connection_id}/unresolved-orders lists them)",
+            f"not an order of unknown outcome on this connection: {_first_five(unknown)}"
+            f" (GET /api/v1/connections/{connection_id}/unresolved-orders lists them)",
         )])
     asked = [unresolved[cid] for cid in dict.fromkeys(body.client_order_ids)]
     if running := [o for o in asked if o["run_status"] in (None, "running")]:
