@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from tests.fakes.engine import EngineError, ExchangeState, FakeFill, FakeOrder, default_state
-from tests.fakes.server import FakeExchangeServer, dec
+from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec
 
 _ERRORS = {
     "insufficient_funds": (-2010, "Account has insufficient balance for requested action."),
@@ -34,6 +34,9 @@ def _error(code: int, message: str, status: int = 400) -> web.Response:
 
 class FakeBinance(FakeExchangeServer):
     order_path = "/api/v3/order"
+    key_header = "X-MBX-APIKEY"
+    private_paths = ("/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/allOrders",
+                     "/api/v3/myTrades", "/sapi/")
 
     def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
         super().__init__(state, api_key, secret, hang_seconds)
@@ -44,6 +47,12 @@ class FakeBinance(FakeExchangeServer):
 
     def rate_limit_response(self) -> web.Response:
         return _error(-1003, "Too many requests; current limit is 6000 request weight per 1 MINUTE.", 429)
+
+    def named_account(self) -> str | None:
+        return str(self.uid)
+
+    def sent_client_order_id(self, request: RecordedRequest) -> str | None:
+        return dict(parse_qsl(request.body)).get("newClientOrderId")
 
     def not_found_response(self, request: web.Request) -> web.Response:
         return web.json_response({"code": -1, "msg": f"no such endpoint {request.path}"}, status=404)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from services.common.exchanges.ccxt_adapter import CcxtExchange
@@ -12,6 +12,11 @@ from tests.fakes.binance import start_fake_binance
 from tests.fakes.kraken import start_fake_kraken
 from tests.fakes.server import FakeExchangeServer
 
+# Every fake dialect: how to start it, and the quote currency of its markets.
+STARTERS: dict[str, Callable[..., AbstractAsyncContextManager[FakeExchangeServer]]] = {
+    "kraken": start_fake_kraken,
+    "binance": start_fake_binance,
+}
 QUOTES = {"kraken": "USD", "binance": "USDT"}
 CLIENT_TIMEOUT_MS = 500
 HANG_SECONDS = 1.5
@@ -35,8 +40,7 @@ class FakeSession:
 @asynccontextmanager
 async def fake_session(exchange_id: str) -> AsyncIterator[FakeSession]:
     """A fake ``exchange_id`` server and a CcxtExchange with valid credentials for it."""
-    starter = {"kraken": start_fake_kraken, "binance": start_fake_binance}[exchange_id]
-    async with starter(hang_seconds=HANG_SECONDS) as fake:
+    async with STARTERS[exchange_id](hang_seconds=HANG_SECONDS) as fake:
         credentials = Credentials(api_key=fake.api_key, secret=fake.secret)
         exchange = CcxtExchange(
             exchange_id, credentials, api_url=fake.url, timeout_ms=CLIENT_TIMEOUT_MS, rate_limit_ms=1

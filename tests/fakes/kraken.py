@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
 from tests.fakes.engine import EngineError, ExchangeState, FakeOrder, default_state
-from tests.fakes.server import FakeExchangeServer, dec
+from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec
 
 _ASSET_IDS = {"BTC": "XXBT", "ETH": "XETH", "USD": "ZUSD", "EUR": "ZEUR"}
 _ALTNAMES = {"BTC": "XBT"}
@@ -48,6 +49,9 @@ def _error(message: str) -> web.Response:
 
 class FakeKraken(FakeExchangeServer):
     order_path = "/0/private/AddOrder"
+    key_header = "API-Key"
+    private_paths = ("/0/private/",)
+    taker_fee = "0.0026"
 
     def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
         super().__init__(state, api_key, secret, hang_seconds)
@@ -70,6 +74,9 @@ class FakeKraken(FakeExchangeServer):
 
     def rate_limit_response(self) -> web.Response:
         return _error("EAPI:Rate limit exceeded")
+
+    def sent_client_order_id(self, request: RecordedRequest) -> str | None:
+        return dict(parse_qsl(request.body)).get("cl_ord_id")
 
     def routes(self, app: web.Application) -> None:
         public: dict[str, Any] = {

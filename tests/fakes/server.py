@@ -50,6 +50,10 @@ class FakeExchangeServer:
     """Base class: dialects add routes and say how to answer a rate limit."""
 
     order_path = "/order"  # default path filter of drop_response_next
+    # What the shared tests of every dialect (tests/integration/test_ccxt_fakes.py) check on the wire:
+    key_header = ""  # the header that carries the API key on private calls
+    private_paths: tuple[str, ...] = ()  # path prefixes of the private (signed) endpoints
+    taker_fee = "0.001"  # the taker fee ccxt reports for the fake's markets
 
     def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
         self.state = state
@@ -108,6 +112,14 @@ class FakeExchangeServer:
         return f"http://127.0.0.1:{self._port}"
 
     def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def named_account(self) -> str | None:
+        """The account id the exchange names to ccxt (check_connection returns it), if any."""
+        return None
+
+    def sent_client_order_id(self, request: RecordedRequest) -> str | None:
+        """The client order id a recorded order request carried, under the dialect's own name."""
         raise NotImplementedError
 
     def rate_limit_response(self) -> web.Response:
