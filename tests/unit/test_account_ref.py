@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from services.common.exchanges.account_ref import (
+    ACCOUNT_ID_CALL,
+    account_uid_in_answer,
     account_uid_in_balance,
     exchange_account_ref,
     exchange_account_uid_ref,
@@ -31,6 +33,23 @@ def test_coinbase_names_the_portfolio_its_accounts_belong_to() -> None:
     # One account under either name of the exchange's API.
     assert exchange_account_uid_ref("coinbaseadvanced", "p-1", api_url=None, sandbox=False) == (
         exchange_account_uid_ref("coinbase", "p-1", api_url=None, sandbox=False))
+
+
+def test_okx_and_bybit_name_the_account_in_one_more_read() -> None:
+    # Answers as the exchanges document them: a sub-account's own id, not its master's.
+    okx = {"code": "0", "msg": "", "data": [{"uid": "44000002", "mainUid": "44000001", "level": "Lv1"}]}
+    bybit = {"retCode": 0, "result": {"userID": 51000002, "parentUid": "51000001", "uta": 1}}
+    assert account_uid_in_answer("okx", okx) == "44000002"
+    assert account_uid_in_answer("bybit", bybit) == "51000002"
+    assert account_uid_in_answer("okx", {"code": "0", "data": []}) is None
+    assert account_uid_in_answer("okx", {"data": ["?"]}) is None
+    assert account_uid_in_answer("bybit", {"result": {"userID": 0}}) is None  # no account is number 0
+    assert account_uid_in_answer("bybit", {"result": None}) is None
+    assert account_uid_in_answer("okx", bybit) is None and account_uid_in_answer("bybit", okx) is None
+    assert account_uid_in_answer("kraken", okx) is None  # no such read
+    assert set(ACCOUNT_ID_CALL) == {"okx", "bybit"}
+    # Their balance answers name none.
+    assert account_uid_in_balance("okx", {"data": [{"uid": "1"}]}) is None
 
 
 def test_names_hold_digests_and_differ_by_address_and_kind() -> None:

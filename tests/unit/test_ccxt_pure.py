@@ -22,6 +22,9 @@ from services.common.exchanges.ccxt_client_ids import (
     client_order_id_for,
     client_order_params,
     is_valid_client_order_id,
+    order_listing_filter,
+    order_listings,
+    order_lookup_by_client_id,
 )
 from services.common.exchanges.ccxt_errors import classify, safe_message
 from services.common.exchanges.ccxt_markets import (
@@ -78,6 +81,24 @@ def test_client_id_params_per_exchange():
     assert client_order_params("kraken", "x") == {"clientOrderId": "x"}
     assert client_order_params("coinbase", "x") == {"client_order_id": "x"}
     assert client_order_params("okx", "x") == {"clOrdId": "x"}
+
+
+def test_an_order_is_looked_up_by_its_client_id_on_the_exchange_wherever_it_can_be():
+    # One order by its id: Binance and OKX's order endpoints take a client order id.
+    assert order_lookup_by_client_id("binance", "x") == {"clientOrderId": "x"}
+    assert order_lookup_by_client_id("binanceus", "x") == {"clientOrderId": "x"}
+    assert order_lookup_by_client_id("okx", "x") == {"clOrdId": "x"}
+    for listed in ("kraken", "bybit", "gate"):
+        assert order_lookup_by_client_id(listed, "x") is None
+    # Elsewhere listings, filtered by the exchange where it can (a page holds a busy account's
+    # latest orders only); Bybit's closed orders are its filled ones, so its canceled ones too.
+    assert order_listing_filter("kraken", "x") == {"clientOrderId": "x"}
+    assert order_listing_filter("bybit", "x") == {"orderLinkId": "x"}
+    assert order_listing_filter("gate", "x") == {}
+    assert order_listings("bybit", {"fetchClosedOrders": True}) == [
+        "fetch_open_orders", "fetch_canceled_and_closed_orders"]
+    assert order_listings("kraken", {"fetchClosedOrders": True}) == ["fetch_open_orders", "fetch_closed_orders"]
+    assert order_listings("gate", {"fetchClosedOrders": False}) == ["fetch_open_orders", "fetch_orders"]
 
 
 # ------------------------------------------------------------------ errors

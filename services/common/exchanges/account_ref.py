@@ -5,9 +5,10 @@ The rules that keep an account to one live portfolio and one live run at a time 
 connection, so a second connection to the same account would get around them. The paper exchange
 trades the account it is given (``paper_account``, or the connection's id); an exchange is known
 by the endpoint and the API key, which the name holds only as a digest. Where the exchange names
-the account itself in its balance answer (Binance's ``uid``, the portfolio Coinbase's accounts
-belong to), a checked connection is also known by that (``account_uid_ref``, unique: migration
-014), so a second API key of the same account is known as the same account.
+the account itself, in its balance answer (Binance's ``uid``, the portfolio Coinbase's accounts
+belong to) or in one more call (OKX's account configuration, Bybit's API-key information), a
+checked connection is also known by that (``account_uid_ref``, unique: migration 014), so a second
+API key of the same account is known as the same account.
 """
 
 from __future__ import annotations
@@ -48,6 +49,27 @@ ACCOUNT_ID_IN_BALANCE: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "coinbase": _coinbase_portfolio,
     "coinbaseadvanced": _coinbase_portfolio,
 }
+def _okx_config_uid(answer: Mapping[str, Any]) -> Any:
+    """OKX's ``GET /api/v5/account/config``: ``uid`` is the (sub-)account's own id; ``mainUid``
+    would name the master account, which its sub-accounts share."""
+    data = answer.get("data")
+    first = data[0] if isinstance(data, list) and data and isinstance(data[0], Mapping) else {}
+    return first.get("uid")
+
+
+def _bybit_key_user(answer: Mapping[str, Any]) -> Any:
+    """Bybit's ``GET /v5/user/query-api``: ``userID`` is the account the key belongs to (a
+    sub-account's own id; ``parentUid`` would be its master's)."""
+    result = answer.get("result")
+    return result.get("userID") if isinstance(result, Mapping) else None
+
+
+# Where the balance answer names no account but one more read does: ccxt's implicit method, and
+# where its answer names the account.
+ACCOUNT_ID_CALL: dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]] = {
+    "okx": ("privateGetAccountConfig", _okx_config_uid),
+    "bybit": ("privateGetV5UserQueryApi", _bybit_key_user),
+}
 # Exchange ids that are one exchange's API under two names: an account is the same under either.
 _SAME_EXCHANGE = {"coinbaseadvanced": "coinbase"}
 
@@ -56,8 +78,18 @@ def account_uid_in_balance(exchange_id: str, info: Mapping[str, Any] | None) -> 
     """The exchange's own id of the account a balance answer (ccxt's ``info``) belongs to, if it
     names one."""
     read = ACCOUNT_ID_IN_BALANCE.get(exchange_id)
-    value = read(info) if read is not None and info else None
-    return str(value) if value not in (None, "") else None
+    return _named(read(info) if read is not None and info else None)
+
+
+def account_uid_in_answer(exchange_id: str, answer: Mapping[str, Any] | None) -> str | None:
+    """The exchange's own id of the account, from the answer to its ``ACCOUNT_ID_CALL``."""
+    call = ACCOUNT_ID_CALL.get(exchange_id)
+    return _named(call[1](answer) if call is not None and isinstance(answer, Mapping) else None)
+
+
+def _named(value: Any) -> str | None:
+    # No exchange numbers an account 0; a 0 or an empty id means the answer named none.
+    return str(value) if value not in (None, "", 0, "0") else None
 
 
 def exchange_account_uid_ref(exchange_id: str, account_uid: str, *, api_url: str | None, sandbox: bool) -> str:

@@ -23,8 +23,13 @@ import aiohttp
 import ccxt.async_support as ccxt_async
 
 from services.common.exchanges import port
-from services.common.exchanges.account_ref import account_uid_in_balance
-from services.common.exchanges.ccxt_client_ids import client_order_params
+from services.common.exchanges.account_ref import ACCOUNT_ID_CALL, account_uid_in_answer, account_uid_in_balance
+from services.common.exchanges.ccxt_client_ids import (
+    client_order_params,
+    order_listing_filter,
+    order_listings,
+    order_lookup_by_client_id,
+)
 from services.common.exchanges.ccxt_errors import classify, revoked_credentials, safe_message
 from services.common.exchanges.ccxt_fees import (
     FeeNotDerivable,
@@ -131,8 +136,10 @@ class CcxtExchange:
         self.exchange_id = exchange_id
         self.api_url = api_url
         self.sandbox = sandbox
-        # The exchange's own id of this account, once a balance answer has named it (Binance).
+        # The exchange's own id of this account, once a balance answer (Binance, Coinbase) or the
+        # one more read of ``ACCOUNT_ID_CALL`` (OKX, Bybit) has named it.
         self.account_uid: str | None = None
+        self._asks_account_uid = exchange_id in ACCOUNT_ID_CALL
         self._shared_markets = shared_markets
         self._client = build_ccxt_client(
             exchange_id,
@@ -198,7 +205,24 @@ class CcxtExchange:
     async def fetch_balance(self) -> dict[str, port.Balance]:
         balance = await self._call("fetch_balance", self._client.fetch_balance)
         self.account_uid = account_uid_in_balance(self.exchange_id, balance.get("info")) or self.account_uid
+        if self._asks_account_uid and self.account_uid is None:
+            await self._ask_account_uid()
         return balances_from_ccxt(balance)
+
+    async def _ask_account_uid(self) -> None:
+        """Once per client: the read that names the account where the balance does not. The
+        balance stands whatever it answers; only a passing failure has it asked again next time."""
+        method, _ = ACCOUNT_ID_CALL[self.exchange_id]
+        try:
+            answer = await self._call("fetch_account_id", getattr(self._client, method))
+        except (port.RetryLater, port.OutcomeUnknown):
+            return
+        except port.ExchangeError as exc:
+            self._asks_account_uid = False
+            log.warning("%s did not name the account; it is known by its API key alone: %s", self.exchange_id, exc)
+            return
+        self._asks_account_uid = False
+        self.account_uid = account_uid_in_answer(self.exchange_id, answer)
 
     async def fetch_prices(self, symbols: list[str] | None = None) -> dict[str, Decimal]:
         tickers = await self._call("fetch_tickers", lambda: self._client.fetch_tickers(symbols))
@@ -303,24 +327,23 @@ class CcxtExchange:
         )
 
     async def _find_by_client_id(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+        """The order sent with ``client_order_id``, asked of the exchange by that id wherever it
+        can filter by it: a client-side match in a listing finds only what the page holds, so a
+        busy account's order could be missed, and a missed order is sent again."""
         client = self._client
-        if self.exchange_id.startswith("binance"):
+        by_id = order_lookup_by_client_id(self.exchange_id, client_order_id)
+        if by_id is not None:
             try:
-                by_client_id = {"clientOrderId": client_order_id}  # ccxt sends origClientOrderId
                 order: dict[str, Any] = await self._call(
-                    "fetch_order", lambda: client.fetch_order(None, symbol, by_client_id)
+                    "fetch_order", lambda: client.fetch_order(None, symbol, by_id)
                 )
             except port.ExchangeError as exc:
                 if getattr(exc, "ccxt_error", None) == "OrderNotFound":
                     return None
                 raise
             return order
-        # Kraken maps a unified clientOrderId to userref in fetch_order, so look through open and
-        # closed orders filtered by cl_ord_id; the generic path does the same with a client-side match.
-        params = {"clientOrderId": client_order_id} if self.exchange_id == "kraken" else {}
-        sources: list[str] = ["fetch_open_orders"]
-        sources.append("fetch_closed_orders" if client.has.get("fetchClosedOrders") else "fetch_orders")
-        for method in sources:
+        params = order_listing_filter(self.exchange_id, client_order_id)
+        for method in order_listings(self.exchange_id, client.has):
             fetch = getattr(client, method)
             orders: list[dict[str, Any]] = await self._call(
                 method, functools.partial(fetch, symbol, None, None, params)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from contracts.envelope import uuid5_hex
 
@@ -56,3 +58,33 @@ def client_order_params(exchange_id: str, client_order_id: str) -> dict[str, str
         return {"clOrdId": client_order_id}
     # Binance (-> newClientOrderId), Kraken (-> cl_ord_id) and most others map the unified name.
     return {"clientOrderId": client_order_id}
+
+
+def order_lookup_by_client_id(exchange_id: str, client_order_id: str) -> dict[str, str] | None:
+    """The ccxt ``fetch_order`` params that ask the exchange for one order by its client order id,
+    where its order endpoint takes one (Binance ``origClientOrderId``, OKX ``clOrdId``)."""
+    if exchange_id.startswith("binance"):
+        return {"clientOrderId": client_order_id}  # ccxt sends it as origClientOrderId
+    if exchange_id == "okx":
+        return {"clOrdId": client_order_id}
+    return None
+
+
+def order_listings(exchange_id: str, has: Mapping[str, Any]) -> list[str]:
+    """The ccxt methods that list the orders a client order id is looked for in, in turn."""
+    if exchange_id == "bybit":
+        # Bybit's closed orders are its filled ones alone: a canceled partial fill would be missed.
+        return ["fetch_open_orders", "fetch_canceled_and_closed_orders"]
+    return ["fetch_open_orders", "fetch_closed_orders" if has.get("fetchClosedOrders") else "fetch_orders"]
+
+
+def order_listing_filter(exchange_id: str, client_order_id: str) -> dict[str, str]:
+    """The ccxt params that have the exchange list only the order with ``client_order_id``, where
+    its listings filter by it (Kraken ``cl_ord_id``, Bybit ``orderLinkId``); elsewhere the
+    listing is matched here."""
+    if exchange_id == "kraken":
+        # Kraken maps a unified clientOrderId to userref in fetch_order; its listings take cl_ord_id.
+        return {"clientOrderId": client_order_id}
+    if exchange_id == "bybit":
+        return {"orderLinkId": client_order_id}
+    return {}
