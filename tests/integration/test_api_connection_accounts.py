@@ -245,3 +245,29 @@ async def test_the_api_names_the_accounts_of_older_connections_when_it_starts(ap
     assert {r["id"]: r["account_ref"] for r in await _connections(api, user.id)} == refs
     refused = await user.post("/api/v1/connections", {"exchangeId": "paper", "paperAccount": account})
     assert refused.status_code == 409 and str(paper_first) in refused.text
+
+
+async def test_a_key_of_an_exchange_whose_keys_have_a_passphrase_needs_it(api: Api) -> None:
+    # OKX (like KuCoin and Bitget) signs every call with the key's passphrase too: a connection
+    # without it could never be used, so it is refused up front, naming the field, and nothing is stored.
+    alice = await api.user(with_connection=False)
+    key = f"OKX{uuid.uuid4().hex}"
+    body = {"exchangeId": "okx", "apiKey": key, "secret": "S3CR3T-VALUE-XYZ"}
+    for passphrase in ({}, {"passphrase": "  "}):
+        refused = await alice.post("/api/v1/connections", {**body, **passphrase})
+        assert refused.status_code == 422 and refused.json()["fields"] == ["passphrase"], refused.text
+        assert "okx API keys have a passphrase" in refused.text
+    missing_all = await alice.post("/api/v1/connections", {"exchangeId": "kucoin"})
+    assert missing_all.status_code == 422 and missing_all.json()["fields"] == ["apiKey", "secret", "passphrase"]
+    assert await _connections(api, alice.id) == []
+    # Exchanges whose keys have none take a key and a secret alone.
+    kraken = await alice.post("/api/v1/connections", {**body, "exchangeId": "kraken"})
+    assert kraken.status_code == 201, kraken.text
+
+    made = await alice.post("/api/v1/connections", {**body, "passphrase": "the-key's-passphrase"})
+    assert made.status_code == 201, made.text
+    url = f"/api/v1/connections/{made.json()['connection']['id']}/credentials"
+    before = await _connections(api, alice.id)
+    again = await alice.put(url, {"apiKey": f"OKX{uuid.uuid4().hex}", "secret": "ANOTHER-SECRET"})
+    assert again.status_code == 422 and again.json()["fields"] == ["passphrase"], again.text
+    assert await _connections(api, alice.id) == before

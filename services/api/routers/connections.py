@@ -86,19 +86,38 @@ def _problems(body: ConnectionCreate) -> list[tuple[str, str]]:
         return problems
     if body.exchange_id not in ccxt_exchange_ids():
         problems.append(("exchangeId", f"{body.exchange_id!r} is not an exchange ccxt knows (or 'paper')"))
-    problems += _key_problems(body.api_key, body.secret)
+    problems += _key_problems(body.exchange_id, body.api_key, body.secret, body.passphrase)
     if body.paper_account is not None:
         problems.append(("paperAccount", "only the paper exchange takes a paperAccount"))
     return problems
 
 
-def _key_problems(api_key: SecretStr | None, secret: SecretStr | None) -> list[tuple[str, str]]:
-    """A key and a secret are required (blank is none)."""
-    return [
+def _key_problems(
+    exchange_id: str, api_key: SecretStr | None, secret: SecretStr | None, passphrase: SecretStr | None
+) -> list[tuple[str, str]]:
+    """A key and a secret are required, and the passphrase where the exchange's keys have one
+    (OKX, KuCoin, Bitget, ...): without it every call would be refused (blank is none)."""
+    problems = [
         (field, f"an API {name} is required")
         for field, name, value in (("apiKey", "key", api_key), ("secret", "secret", secret))
-        if value is None or not value.get_secret_value().strip()
+        if _blank(value)
     ]
+    if _blank(passphrase) and needs_passphrase(exchange_id):
+        problems.append(("passphrase", f"{exchange_id} API keys have a passphrase: give the one set with this key"))
+    return problems
+
+
+def _blank(value: SecretStr | None) -> bool:
+    return value is None or not value.get_secret_value().strip()
+
+
+@cache
+def needs_passphrase(exchange_id: str) -> bool:
+    """Whether ccxt needs a passphrase (its ``password``) to sign ``exchange_id``'s calls."""
+    import ccxt
+
+    exchange_class = getattr(ccxt, exchange_id, None)
+    return exchange_class is not None and bool(exchange_class().requiredCredentials.get("password"))
 
 
 def _credentials(api_key: SecretStr, secret: SecretStr, passphrase: SecretStr | None) -> Credentials:
@@ -207,13 +226,14 @@ async def replace_key(
     (Binance's uid, Coinbase's portfolio), a key of another account is refused, since the orders,
     portfolios and history of the connection are that account's. The pricer and executor drop the
     old key at once, and orders of unknown outcome are then looked up with the new one."""
-    problems = _key_problems(body.api_key, body.secret)
     async with ctx.tx(who.user_id) as conn:
         current = await repo.key_fields(conn, connection_id)
     if current is None:
         raise _not_found(connection_id)
     if current["exchange_id"] == PAPER:
         problems = [("apiKey", "the paper exchange takes no keys")]
+    else:
+        problems = _key_problems(current["exchange_id"], body.api_key, body.secret, body.passphrase)
     if problems:
         raise invalid(problems)
     box = ctx.require_secret_box()
