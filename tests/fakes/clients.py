@@ -9,15 +9,19 @@ from dataclasses import dataclass
 from services.common.exchanges.ccxt_adapter import CcxtExchange
 from services.common.secrets import Credentials
 from tests.fakes.binance import start_fake_binance
+from tests.fakes.bybit import start_fake_bybit
 from tests.fakes.kraken import start_fake_kraken
+from tests.fakes.okx import start_fake_okx
 from tests.fakes.server import FakeExchangeServer
 
 # Every fake dialect: how to start it, and the quote currency of its markets.
 STARTERS: dict[str, Callable[..., AbstractAsyncContextManager[FakeExchangeServer]]] = {
     "kraken": start_fake_kraken,
     "binance": start_fake_binance,
+    "bybit": start_fake_bybit,
+    "okx": start_fake_okx,
 }
-QUOTES = {"kraken": "USD", "binance": "USDT"}
+QUOTES = {"kraken": "USD", "binance": "USDT", "bybit": "USDT", "okx": "USDT"}
 CLIENT_TIMEOUT_MS = 500
 HANG_SECONDS = 1.5
 
@@ -41,7 +45,7 @@ class FakeSession:
 async def fake_session(exchange_id: str) -> AsyncIterator[FakeSession]:
     """A fake ``exchange_id`` server and a CcxtExchange with valid credentials for it."""
     async with STARTERS[exchange_id](hang_seconds=HANG_SECONDS) as fake:
-        credentials = Credentials(api_key=fake.api_key, secret=fake.secret)
+        credentials = Credentials(api_key=fake.api_key, secret=fake.secret, passphrase=fake.passphrase)
         exchange = CcxtExchange(
             exchange_id, credentials, api_url=fake.url, timeout_ms=CLIENT_TIMEOUT_MS, rate_limit_ms=1
         )

@@ -54,6 +54,8 @@ class FakeExchangeServer:
     key_header = ""  # the header that carries the API key on private calls
     private_paths: tuple[str, ...] = ()  # path prefixes of the private (signed) endpoints
     taker_fee = "0.001"  # the taker fee ccxt reports for the fake's markets
+    min_cost: str | None = "5"  # the minimum order value ccxt reports (None: the exchange states none)
+    passphrase: str | None = None  # the API key's passphrase, on exchanges that have one (OKX)
 
     def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
         self.state = state

@@ -33,7 +33,7 @@ async def test_markets_balances_and_prices_parse_into_port_types(session: FakeSe
     btc = markets[session.symbol("BTC")]
     assert (btc.base, btc.quote) == ("BTC", session.quote)
     assert btc.min_amount == Decimal("0.0001")
-    assert btc.min_cost == Decimal("5")
+    assert btc.min_cost == (Decimal(session.fake.min_cost) if session.fake.min_cost is not None else None)
     assert btc.amount_step == Decimal("0.00000001")
     assert btc.price_step == Decimal("0.01")
     assert btc.taker_fee == Decimal(session.fake.taker_fee)
@@ -186,7 +186,10 @@ async def test_every_request_stays_on_127_0_0_1_and_private_ones_carry_the_key(s
 async def test_check_connection_passes_with_good_credentials_and_names_bad_ones(session: FakeSession):
     # Binance names the account in its balance answer; Kraken does not, so it is known by its key.
     assert await check_connection(session.exchange) == session.fake.named_account()
-    wrong = Credentials(api_key="wrong-key-0000000000", secret=session.credentials.secret)
+    wrong = Credentials(
+        api_key="wrong-key-0000000000", secret=session.credentials.secret,
+        passphrase=session.credentials.passphrase,
+    )
     # A new connection gets a new instance (Binance's ccxt class reads a -2015 after a success as a ban).
     exchange = CcxtExchange(session.exchange_id, wrong, api_url=session.fake.url, rate_limit_ms=1)
     try:

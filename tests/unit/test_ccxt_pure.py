@@ -188,6 +188,20 @@ def test_balances_prices_and_orders():
         "closed", Decimal("0.5"), Decimal("100"), Decimal("0.15"))
 
 
+def test_a_bybit_partial_fill_canceled_is_canceled_not_closed():
+    # ccxt reports Bybit's PartiallyFilledCanceled as closed; the fills before the cancel stand.
+    def bybit(order_status: str) -> port.OrderResult:
+        return order_from_ccxt(
+            {"id": "9", "status": "closed", "filled": 0.25, "cost": 25.0, "side": "buy",
+             "info": {"orderStatus": order_status}},
+            client_order_id="c", symbol="X/USDT", side="buy", amount=Decimal("0.5"),
+        )
+
+    assert (bybit("PartiallyFilledCanceled").status, bybit("PartiallyFilledCanceled").filled) == (
+        "canceled", Decimal("0.25"))
+    assert bybit("Filled").status == "closed"
+
+
 # ------------------------------------------------------------------ URLs, construction
 
 

@@ -72,6 +72,19 @@ def _exchange_options(exchange_id: str) -> dict[str, Any]:
     # default of the Coinbase App's wallets (v2), which name no portfolio and count holds as free.
     if exchange_id in ("coinbase", "coinbaseadvanced"):
         return {"fetchBalance": "v3PrivateGetBrokerageAccounts"}
+    # Bybit: spot instruments only (ccxt also loads linear, inverse and option ones); spot as the
+    # default type (ccxt's is swap, so tickers of no symbol would be the linear ones); and
+    # fetch_order by id (GET /v5/order/realtime, which keeps a unified account's last 500 closed
+    # orders), which ccxt refuses for unified accounts unless acknowledged: the adapter reads an
+    # order back right after placing or canceling it, as Bybit answers both with the ids alone.
+    if exchange_id == "bybit":
+        return {"fetchMarkets": {"types": ["spot"]}, "defaultType": "spot", "fetchOrder": {"acknowledged": True}}
+    # OKX: spot instruments only (ccxt also loads futures, swaps and options); one order per POST
+    # /api/v5/trade/order (ccxt's default sends it as a one-order batch); a spot market order's
+    # ``sz`` in the base currency (tgtCcy=base_ccy, ccxt's default, pinned: as quote_ccy, which
+    # OKX assumes for market buys, ccxt would send the amount as the quote currency to spend).
+    if exchange_id == "okx":
+        return {"fetchMarkets": {"types": ["spot"]}, "createOrder": "privatePostTradeOrder", "tgtCcy": "base_ccy"}
     return {}
 
 

@@ -150,6 +150,11 @@ def order_from_ccxt(
     fee, fee_currency = _fee(order)
     raw_side = order.get("side")
     status = _ORDER_STATUS.get(str(order.get("status") or "open").lower(), "open")
+    info = order.get("info")
+    if isinstance(info, Mapping) and info.get("orderStatus") == "PartiallyFilledCanceled":
+        # Bybit's end of a canceled partial fill (a spot market order's unfilled rest, too), which
+        # ccxt reports as closed: it is canceled, with what filled before.
+        status = "canceled"
     return port.OrderResult(
         client_order_id=client_order_id,
         exchange_order_id=str(order["id"]) if order.get("id") is not None else None,
