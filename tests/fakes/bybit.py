@@ -91,6 +91,7 @@ class _Sent:
 
 class FakeBybit(FakeExchangeServer):
     order_path = "/v5/order/create"
+    listing_page = 20
     key_header = "X-BAPI-API-KEY"
     private_paths = ("/v5/account/", "/v5/order/", "/v5/execution/", "/v5/user/", "/v5/asset/")
     taker_fee = "0.001"  # ccxt's bybit gives every spot market 0.1% (it reads no fee from the API)
@@ -504,7 +505,7 @@ class FakeBybit(FakeExchangeServer):
         return [order]
 
     def _listing(self, orders: list[FakeOrder], params: dict[str, str]) -> web.Response:
-        limit = int(params.get("limit") or 20)
+        limit = int(params.get("limit") or self.listing_page)
         newest_first = sorted(orders, key=lambda o: o.created_at, reverse=True)[:limit]
         return _ok({"category": "spot", "list": [self._order_json(o) for o in newest_first],
                     "nextPageCursor": ""})

@@ -52,6 +52,7 @@ class FakeKraken(FakeExchangeServer):
     key_header = "API-Key"
     private_paths = ("/0/private/",)
     taker_fee = "0.0026"
+    listing_page = 50
 
     def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
         super().__init__(state, api_key, secret, hang_seconds)
@@ -253,7 +254,9 @@ class FakeKraken(FakeExchangeServer):
 
     async def closed_orders(self, form: dict[str, str]) -> web.Response:
         closed = self._matching(form, ("closed", "canceled"))
-        return _ok({"closed": closed, "count": len(closed)})
+        # One page: the newest 50, as Kraken answers (``count`` is how many there are in all).
+        newest = dict(list(reversed(closed.items()))[:self.listing_page])
+        return _ok({"closed": newest, "count": len(closed)})
 
     async def query_orders(self, form: dict[str, str]) -> web.Response:
         result = {}

@@ -74,6 +74,7 @@ class _Refused(Exception):
 
 class FakeOkx(FakeExchangeServer):
     order_path = "/api/v5/trade/order"
+    listing_page = 100
     key_header = "OK-ACCESS-KEY"
     private_paths = ("/api/v5/account/", "/api/v5/trade/", "/api/v5/asset/")
     taker_fee = "0.0015"  # ccxt's okx takes its spot fees from its own defaults, not from the API
@@ -472,7 +473,7 @@ class FakeOkx(FakeExchangeServer):
         """The account's orders in ``states``, newest first, filtered as OKX's list endpoints do."""
         inst_id, ord_type = params.get("instId"), params.get("ordType")
         begin, end = int(params.get("begin") or 0), int(params.get("end") or 0)
-        limit = min(int(params.get("limit") or 100), 100)
+        limit = min(int(params.get("limit") or self.listing_page), 100)
         rows = []
         for order in reversed(self.state.orders):
             created = int(order.created_at * 1000)

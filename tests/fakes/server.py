@@ -56,6 +56,7 @@ class FakeExchangeServer:
     taker_fee = "0.001"  # the taker fee ccxt reports for the fake's markets
     min_cost: str | None = "5"  # the minimum order value ccxt reports (None: the exchange states none)
     passphrase: str | None = None  # the API key's passphrase, on exchanges that have one (OKX)
+    listing_page: int | None = None  # orders a closed-order listing answers at most (its default page)
 
     def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
         self.state = state

@@ -80,6 +80,22 @@ async def test_dropped_response_is_outcome_unknown_and_lookup_finds_exactly_one_
     assert len(session.fake.orders_with_client_id(request.client_order_id)) == 1
 
 
+async def test_an_order_of_a_busy_account_is_found_by_its_client_id_past_a_listings_first_page(
+    session: FakeSession,
+):
+    # A listing answers one page of the newest orders (Kraken 50, Bybit 20, OKX 100; 2 here): an
+    # order matched in it alone would be missed once the account has placed more since, and an
+    # order not found is sent again. The exchange is asked for the order by its client id.
+    session.fake.listing_page = 2
+    requests = [order(session, amount="0.0002", leg=leg) for leg in range(4)]
+    for request in requests:
+        assert (await session.exchange.create_order(request)).status == "closed"
+    oldest = requests[0]
+    found = await session.exchange.fetch_order_by_client_id(oldest.symbol, oldest.client_order_id)
+    assert found is not None and found.client_order_id == oldest.client_order_id
+    assert (found.status, found.filled) == ("closed", Decimal("0.0002"))
+
+
 async def test_lookup_of_an_order_never_sent_returns_none(session: FakeSession):
     never_sent = order(session)
     found = await session.exchange.fetch_order_by_client_id(never_sent.symbol, never_sent.client_order_id)
