@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
+from typing import Any
 
 import asyncpg
 import httpx
@@ -20,7 +21,7 @@ from services.api.connection_refs import name_accounts
 from services.common.exchanges.account_ref import exchange_account_ref, exchange_account_uid_ref, paper_account_ref
 from services.common.exchanges.accounts import ExchangeAccounts, SharedAccount
 from services.common.secrets import Credentials
-from tests.fakes.binance import start_fake_binance
+from tests.fakes.clients import STARTERS
 from tests.integration.test_api_harness import Api, api_fixture, paper_account  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -80,19 +81,38 @@ async def test_an_exchange_account_is_connected_once_per_address(api: Api) -> No
     assert all(key not in ref for ref in refs)
 
 
-async def test_a_second_api_key_of_a_binance_account_is_the_same_account(api: Api) -> None:
-    # Binance names the account in its balance answer (uid): a checked connection records it, so
-    # a second key of the same account is refused like the same key; the key-based name still
-    # stands for connections that were not checked.
-    alice, bob = await api.user(with_connection=False), await api.user(with_connection=False)
+# Exchanges that name the account a key opens: in the balance answer (Binance's uid) or in one
+# more read (OKX's account config, Bybit's API-key information).
+NAMING_EXCHANGES = ["binance", "okx", "bybit"]
+
+
+def _verifying(api: Api) -> None:
     transport = api.client._transport
     assert isinstance(transport, httpx.ASGITransport)
     transport.app.state.ctx.settings = api.settings.model_copy(update={"api_verify_connections": True})  # type: ignore[attr-defined]
-    async with start_fake_binance() as fake:
+
+
+def _key_body(exchange_id: str, fake: Any, key: str, **more: str) -> dict[str, str]:
+    passphrase = {"passphrase": fake.passphrase} if fake.passphrase else {}
+    return {"exchangeId": exchange_id, "apiKey": key, "secret": fake.secret, "apiUrl": fake.url, **passphrase, **more}
+
+
+@pytest.mark.parametrize("exchange_id", NAMING_EXCHANGES)
+async def test_a_second_api_key_of_an_account_the_exchange_names_is_the_same_account(
+    api: Api, exchange_id: str
+) -> None:
+    # A checked connection records the account the exchange names, so a second key of the same
+    # account is refused like the same key; the key-based name still stands for connections that
+    # were not checked.
+    alice, bob = await api.user(with_connection=False), await api.user(with_connection=False)
+    _verifying(api)
+    async with STARTERS[exchange_id]() as started:
+        fake: Any = started
         fake.other_api_keys |= {"second-key-of-the-account-0123", "third-key-of-the-account-01234"}
+        first_uid = fake.named_account()
 
         def body(key: str, label: str) -> dict[str, str]:
-            return {"exchangeId": "binance", "apiKey": key, "secret": fake.secret, "apiUrl": fake.url, "label": label}
+            return _key_body(exchange_id, fake, key, label=label)
 
         first = await alice.post("/api/v1/connections", body(fake.api_key, "Main"))
         assert first.status_code == 201, first.text
@@ -107,35 +127,38 @@ async def test_a_second_api_key_of_a_binance_account_is_the_same_account(api: Ap
         assert taken.status_code == 409 and "another API key" in taken.text and main not in taken.text
         assert await _connections(api, bob.id) == []
 
-        fake.uid = 2  # the key now opens another account: that one is free
+        fake.uid = fake.uid + 1  # the key now opens another account: that one is free
         other = await alice.post("/api/v1/connections", body("second-key-of-the-account-0123", "Other"))
         assert other.status_code == 201, other.text
+        second_uid = fake.named_account()
     refs = await api.pool.fetch(
         "SELECT account_ref, account_uid_ref FROM exchange_connections WHERE user_id = $1 ORDER BY created_at",
         alice.id,
     )
     assert [r["account_uid_ref"] for r in refs] == [
-        exchange_account_uid_ref("binance", uid, api_url=fake.url, sandbox=False) for uid in ("1", "2")
+        exchange_account_uid_ref(exchange_id, uid, api_url=fake.url, sandbox=False) for uid in (first_uid, second_uid)
     ]
-    assert refs[0]["account_ref"] == exchange_account_ref("binance", fake.api_key, api_url=fake.url, sandbox=False)
+    assert refs[0]["account_ref"] == exchange_account_ref(exchange_id, fake.api_key, api_url=fake.url, sandbox=False)
 
 
-async def test_a_connections_new_key_must_work_and_open_the_same_account(api: Api) -> None:
+@pytest.mark.parametrize("exchange_id", NAMING_EXCHANGES)
+async def test_a_connections_new_key_must_work_and_open_the_same_account(api: Api, exchange_id: str) -> None:
     # PUT .../credentials: the new key is checked like a new connection's. A key the exchange
     # names as another account's is refused (the connection's orders, portfolios and history are
     # its account's), and so is a key another connection already uses; nothing changes then.
     alice, bob = await api.user(with_connection=False), await api.user(with_connection=False)
-    transport = api.client._transport
-    assert isinstance(transport, httpx.ASGITransport)
-    transport.app.state.ctx.settings = api.settings.model_copy(update={"api_verify_connections": True})  # type: ignore[attr-defined]
+    _verifying(api)
     second, third = "second-key-of-the-account-0123", "third-key-of-the-account-01234"
-    async with start_fake_binance() as fake:
+    async with STARTERS[exchange_id]() as started:
+        fake: Any = started
         fake.other_api_keys |= {second, third}
-        created = await alice.post("/api/v1/connections", {
-            "exchangeId": "binance", "apiKey": fake.api_key, "secret": fake.secret, "apiUrl": fake.url,
-        })
+        created = await alice.post("/api/v1/connections", _key_body(exchange_id, fake, fake.api_key))
         assert created.status_code == 201, created.text
         url = f"/api/v1/connections/{created.json()['connection']['id']}/credentials"
+
+        def new_key(key: str) -> dict[str, str]:
+            body = _key_body(exchange_id, fake, key)
+            return {name: body[name] for name in ("apiKey", "secret", "passphrase") if name in body}
 
         async def stored() -> asyncpg.Record:
             row: asyncpg.Record = await api.pool.fetchrow(
@@ -145,27 +168,26 @@ async def test_a_connections_new_key_must_work_and_open_the_same_account(api: Ap
             return row
 
         before = await stored()
-        wrong = await alice.put(url, {"apiKey": "not-a-key-of-this-exchange-99", "secret": fake.secret})
+        wrong = await alice.put(url, new_key("not-a-key-of-this-exchange-99"))
         assert wrong.status_code == 422 and wrong.json()["fields"] == ["apiKey"], wrong.text
-        replaced = await alice.put(url, {"apiKey": second, "secret": fake.secret})
+        replaced = await alice.put(url, new_key(second))
         assert replaced.status_code == 200, replaced.text
         after = await stored()
         assert after["api_key_hint"] == replaced.json()["connection"]["apiKeyHint"] != before["api_key_hint"]
-        assert after["account_ref"] == exchange_account_ref("binance", second, api_url=fake.url, sandbox=False)
+        assert after["account_ref"] == exchange_account_ref(exchange_id, second, api_url=fake.url, sandbox=False)
         assert after["account_uid_ref"] == before["account_uid_ref"] is not None
 
-        fake.uid = 2  # the third key opens another account
-        elsewhere = await alice.put(url, {"apiKey": third, "secret": fake.secret})
-        assert elsewhere.status_code == 422 and "another binance account" in elsewhere.text, elsewhere.text
-        bobs = await bob.post("/api/v1/connections", {
-            "exchangeId": "binance", "apiKey": third, "secret": fake.secret, "apiUrl": fake.url,
-        })
+        first_uid = fake.uid
+        fake.uid = first_uid + 1  # the third key opens another account
+        elsewhere = await alice.put(url, new_key(third))
+        assert elsewhere.status_code == 422 and f"another {exchange_id} account" in elsewhere.text, elsewhere.text
+        bobs = await bob.post("/api/v1/connections", _key_body(exchange_id, fake, third))
         assert bobs.status_code == 201, bobs.text
-        fake.uid = 1  # say it opened alice's account after all: bob's connection has that key
-        taken = await alice.put(url, {"apiKey": third, "secret": fake.secret})
+        fake.uid = first_uid  # say it opened alice's account after all: bob's connection has that key
+        taken = await alice.put(url, new_key(third))
         assert taken.status_code == 409 and bobs.json()["connection"]["id"] not in taken.text, taken.text
         assert await stored() == after
-        assert (await bob.put(url, {"apiKey": second, "secret": fake.secret})).status_code == 404
+        assert (await bob.put(url, new_key(second))).status_code == 404
 
 
 async def test_a_connection_the_pricer_found_to_share_an_account_says_so(api: Api) -> None:
