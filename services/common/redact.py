@@ -43,6 +43,10 @@ _SENSITIVE_NAMES = (
     r"private[-_]?key",
     r"token",
     r"x-api-key",
+    # Exchanges' prefixed credential headers: Bybit's X-BAPI-SIGN, KuCoin's KC-API-PASSPHRASE,
+    # Bitget's ACCESS-KEY, Bitfinex's bfx-signature, ... (named: a pattern of any prefix would
+    # double the cost of masking every log line)
+    r"(?:x-bapi|kc-api|access|bfx|x-bit|x-gate)-(?:api-?key|key|sign|signature|passphrase|secret)",
 )
 _NAMES = "|".join(_SENSITIVE_NAMES)
 # 'API-Key': 'value'  /  "API-Key": "value"  (dict reprs and JSON)

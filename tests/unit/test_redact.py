@@ -26,6 +26,17 @@ def test_well_known_headers_are_masked_even_unregistered():
     assert "json" in text and "timestamp=1" in text
 
 
+def test_any_exchanges_prefixed_credential_headers_are_masked_even_unregistered():
+    # Bybit, OKX, KuCoin, Bitget, Bitfinex: a prefix, then what the header carries.
+    headers = {"X-BAPI-API-KEY": "k1k1k1k1", "X-BAPI-SIGN": "s1s1s1s1", "OK-ACCESS-PASSPHRASE": "p1p1p1p1",
+               "KC-API-PASSPHRASE": "p2p2p2p2", "KC-API-SIGN": "s2s2s2s2", "ACCESS-KEY": "k2k2k2k2",
+               "bfx-signature": "s3s3s3s3", "X-BAPI-RECV-WINDOW": "5000", "X-BAPI-TIMESTAMP": "1796677156024"}
+    text = redact_text(f"GET http://h/v5/order/realtime?, Request: {headers}")
+    for value in ("k1k1k1k1", "s1s1s1s1", "p1p1p1p1", "p2p2p2p2", "s2s2s2s2", "k2k2k2k2", "s3s3s3s3"):
+        assert value not in text
+    assert "'X-BAPI-RECV-WINDOW': '5000'" in text and "1796677156024" in text
+
+
 def test_json_and_form_pairs_are_masked():
     text = redact_text('{"apiKey": "a1b2c3d4e5", "secret": "zzzzzzzz"} password=hunter22&x=1')
     assert "a1b2c3d4e5" not in text and "zzzzzzzz" not in text and "hunter22" not in text
