@@ -17,8 +17,8 @@ from services.common.exchanges.accounts import ExchangeAccounts
 from services.common.exchanges.port import ExchangeError
 from tests.fakes.server import FakeExchangeServer
 from tests.support.ccxt_pipeline import (
+    ALL_EXCHANGES,
     CREDENTIALS,
-    EXCHANGES,
     KEY_HEADER,
     ccxt_pipeline,
     fake_exchange,
@@ -67,11 +67,13 @@ def attach_capture(handler: Capture) -> None:
 
 
 def signatures(fake: FakeExchangeServer) -> set[str]:
-    """Every request signature the fake received (Kraken's API-Sign header, Binance's parameter)."""
+    """Every request signature the fake received (Kraken's API-Sign, OKX's OK-ACCESS-SIGN and
+    Bybit's X-BAPI-SIGN headers, Binance's parameter)."""
     found: set[str] = set()
     for r in fake.requests:
-        if r.headers.get("API-Sign"):
-            found.add(r.headers["API-Sign"])
+        for header in ("API-Sign", "OK-ACCESS-SIGN", "X-BAPI-SIGN"):
+            if r.headers.get(header):
+                found.add(r.headers[header])
         for text in (r.body, "&".join(f"{k}={v}" for k, v in r.query.items())):
             for pair in text.split("&"):
                 name, _, value = pair.partition("=")
@@ -105,7 +107,7 @@ async def stored_texts(pool: asyncpg.Pool, run_ids: list[str]) -> list[str]:
     return [r["t"] for r in rows]
 
 
-@pytest.mark.parametrize("exchange_id", EXCHANGES)
+@pytest.mark.parametrize("exchange_id", ALL_EXCHANGES)
 async def test_a_rebalance_and_an_auth_failure_at_debug_leak_no_credentials(
     exchange_id: str,
     capture: Capture,
@@ -148,7 +150,7 @@ async def test_a_rebalance_and_an_auth_failure_at_debug_leak_no_credentials(
     credentials = CREDENTIALS[exchange_id]
     sent_signatures = signatures(fake)
     assert len(sent_signatures) >= 5, "private requests were signed"
-    secrets = {credentials.api_key, credentials.secret, *sent_signatures}
+    secrets = {credentials.api_key, credentials.secret, *credentials.values(), *sent_signatures}
 
     for where, texts in (("log record", capture.texts), ("raised error", raised), ("database row", stored)):
         for text in texts:

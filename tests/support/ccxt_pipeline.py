@@ -1,5 +1,5 @@
-"""The whole pipeline (pricer, planner, executor, ledger) trading through ccxt's real Kraken and
-Binance classes against the fake exchange servers, on real NATS and PostgreSQL.
+"""The whole pipeline (pricer, planner, executor, ledger) trading through ccxt's real Kraken,
+Binance, OKX and Bybit classes against the fake exchange servers, on real NATS and PostgreSQL.
 
 - ``fake_exchange``: a fake server with four markets (BTC, ETH, SOL, ADA) in its quote, whose state
   can also refuse one market's orders or leave them resting, and can start rejecting the API key
@@ -31,22 +31,27 @@ from contracts.v1.strategy import OrderType
 from services.common.exchanges import ccxt_adapter
 from services.common.secrets import KEYS_ENV, Credentials, SecretBox, mask
 from tests.fakes.binance import FakeBinance
+from tests.fakes.bybit import FakeBybit
 from tests.fakes.engine import EngineError, ExchangeState, FakeMarket, FakeOrder
 from tests.fakes.kraken import FakeKraken
+from tests.fakes.okx import FakeOkx
 from tests.fakes.server import FakeExchangeServer
 from tests.support.pipeline import Seeded, due_event, in_process_pipeline, publish, wait_for
 
+# The fault suite runs on every fake; its tests of the executor's own rules run on these two alone.
 EXCHANGES = ("kraken", "binance")
-QUOTES = {"kraken": "USD", "binance": "USDT"}
-FEE_RATES = {"kraken": Decimal("0.0026"), "binance": Decimal("0.001")}
+ALL_EXCHANGES = ("kraken", "binance", "okx", "bybit")
+QUOTES = {"kraken": "USD", "binance": "USDT", "okx": "USDT", "bybit": "USDT"}
+# What ccxt reports as each one's taker fee (the fake charges the same).
+FEE_RATES = {"kraken": Decimal("0.0026"), "binance": Decimal("0.001"), "okx": Decimal("0.0015"),
+             "bybit": Decimal("0.001")}
 PRICES = {"BTC": Decimal("60000"), "ETH": Decimal("3000"), "SOL": Decimal("150"), "ADA": Decimal("0.5")}
 WEIGHTS = {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}
 # Overweight in BTC, the rest in cash: one sell (BTC) and three buys (ETH, SOL, ADA).
 START_BALANCES = {"BTC": Decimal("0.15"), "quote": Decimal("5000")}
 CLIENT_TIMEOUT_MS = 1500
 HANG_SECONDS = 2.5  # longer than the client timeout: a held answer is a timeout
-CREATE_FIELD = {"kraken": "cl_ord_id", "binance": "newClientOrderId"}
-KEY_HEADER = {"kraken": "API-Key", "binance": "X-MBX-APIKEY"}
+KEY_HEADER = {"kraken": "API-Key", "binance": "X-MBX-APIKEY", "okx": "OK-ACCESS-KEY", "bybit": "X-BAPI-API-KEY"}
 CREDENTIALS = {
     "kraken": Credentials(
         api_key="kraken-pipeline-key-7f3a9c1e5b",
@@ -55,6 +60,15 @@ CREDENTIALS = {
     "binance": Credentials(
         api_key="binance-pipeline-key-4d8e2a6f0c19b7",
         secret="binance-pipeline-secret-9b1f5d3a7e2c",
+    ),
+    "okx": Credentials(
+        api_key="okx-pipeline-key-2c7e9a4f1b8d",
+        secret="OKX-PIPELINE-SECRET-5E1A9C3F7B2D",
+        passphrase="okx-pipeline-passphrase-81",
+    ),
+    "bybit": Credentials(
+        api_key="bybitPipelineKey6a2f",
+        secret="bybitPipelineSecret3d9e7c1b5a8f0e2d",
     ),
 }
 
@@ -113,6 +127,17 @@ class PipelineBinance(_PipelineFake, FakeBinance):
     pass
 
 
+class PipelineOkx(_PipelineFake, FakeOkx):
+    pass
+
+
+class PipelineBybit(_PipelineFake, FakeBybit):
+    pass
+
+
+PipelineFake = PipelineKraken | PipelineBinance | PipelineOkx | PipelineBybit
+
+
 def pipeline_state(exchange_id: str) -> FaultyState:
     quote = QUOTES[exchange_id]
     markets = {m.symbol: m for m in (FakeMarket(base, quote) for base in PRICES)}
@@ -126,11 +151,20 @@ def pipeline_state(exchange_id: str) -> FaultyState:
 
 
 @contextlib.asynccontextmanager
-async def fake_exchange(exchange_id: str) -> AsyncIterator[PipelineKraken | PipelineBinance]:
+async def fake_exchange(exchange_id: str) -> AsyncIterator[PipelineFake]:
     """A running fake ``exchange_id`` on 127.0.0.1 with the pipeline's markets and balances."""
     credentials = CREDENTIALS[exchange_id]
-    args = (pipeline_state(exchange_id), credentials.api_key, credentials.secret, HANG_SECONDS)
-    fake = PipelineKraken(*args) if exchange_id == "kraken" else PipelineBinance(*args)
+    state, key, secret = pipeline_state(exchange_id), credentials.api_key, credentials.secret
+    fake: PipelineFake
+    if exchange_id == "okx":
+        assert credentials.passphrase is not None
+        fake = PipelineOkx(state, key, secret, credentials.passphrase, HANG_SECONDS)
+    elif exchange_id == "bybit":
+        fake = PipelineBybit(state, key, secret, HANG_SECONDS)
+    elif exchange_id == "binance":
+        fake = PipelineBinance(state, key, secret, HANG_SECONDS)
+    else:
+        fake = PipelineKraken(state, key, secret, HANG_SECONDS)
     await fake.start()
     try:
         yield fake
@@ -297,16 +331,11 @@ async def run_history(pool: asyncpg.Pool, run_id: str) -> RunHistory:
 
 def create_requests(fake: FakeExchangeServer, exchange_id: str, client_order_id: str) -> int:
     """How many order-placing requests carried this client order id."""
-    needle = f"{CREATE_FIELD[exchange_id]}={client_order_id}"
     return sum(
         1
         for r in fake.requests
-        if r.method == "POST" and r.path == fake.order_path and (needle in r.body or needle in _query(r.query))
+        if r.method == "POST" and r.path == fake.order_path and fake.sent_client_order_id(r) == client_order_id
     )
-
-
-def _query(query: Mapping[str, str]) -> str:
-    return "&".join(f"{k}={v}" for k, v in query.items())
 
 
 async def settle(seconds: float = 1.0) -> None:
