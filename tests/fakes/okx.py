@@ -182,14 +182,20 @@ class FakeOkx(FakeExchangeServer):
     async def system_status(self, request: web.Request) -> web.Response:
         return _ok([])  # no maintenance scheduled
 
-    async def instruments(self, request: web.Request) -> web.Response:
+    @staticmethod
+    def _not_spot(request: web.Request) -> web.Response | None:
+        """The answer to a listing of another instType than SPOT (an error, or nothing: this fake
+        lists spot instruments only); None for SPOT."""
         inst_type = request.query.get("instType", "")
         if not inst_type:
             return _error("50014", "Parameter instType can not be empty.")
         if inst_type not in _INST_TYPES:
             return _error("51000", "Parameter instType error")
-        if inst_type != "SPOT":
-            return _ok([])  # this fake lists spot instruments only
+        return _ok([]) if inst_type != "SPOT" else None
+
+    async def instruments(self, request: web.Request) -> web.Response:
+        if (not_spot := self._not_spot(request)) is not None:
+            return not_spot
         wanted = request.query.get("instId")
         rows = []
         for symbol, m in self.state.markets.items():
@@ -217,13 +223,8 @@ class FakeOkx(FakeExchangeServer):
         }
 
     async def tickers(self, request: web.Request) -> web.Response:
-        inst_type = request.query.get("instType", "")
-        if not inst_type:
-            return _error("50014", "Parameter instType can not be empty.")
-        if inst_type not in _INST_TYPES:
-            return _error("51000", "Parameter instType error")
-        if inst_type != "SPOT":
-            return _ok([])
+        if (not_spot := self._not_spot(request)) is not None:
+            return not_spot
         return _ok([self._ticker_json(s) for s in self.state.prices])
 
     async def ticker(self, request: web.Request) -> web.Response:
