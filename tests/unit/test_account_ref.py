@@ -47,6 +47,9 @@ def test_okx_and_bybit_name_the_account_in_one_more_read() -> None:
     assert account_uid_in_answer("bybit", {"result": None}) is None
     assert account_uid_in_answer("okx", bybit) is None and account_uid_in_answer("bybit", okx) is None
     assert account_uid_in_answer("kraken", okx) is None  # no such read
+    # OKX's and Bybit's regional entities (ccxt subclasses of theirs) speak the same API.
+    assert account_uid_in_answer("myokx", okx) == "44000002"
+    assert account_uid_in_answer("bybiteu", bybit) == "51000002"
     assert set(ACCOUNT_ID_CALL) == {"okx", "bybit"}
     # Their balance answers name none.
     assert account_uid_in_balance("okx", {"data": [{"uid": "1"}]}) is None

@@ -27,6 +27,7 @@ from services.common.exchanges.ccxt_client_ids import (
     order_lookup_by_client_id,
 )
 from services.common.exchanges.ccxt_errors import classify, safe_message
+from services.common.exchanges.ccxt_family import family
 from services.common.exchanges.ccxt_markets import (
     DECIMAL_PLACES,
     SIGNIFICANT_DIGITS,
@@ -81,6 +82,17 @@ def test_client_id_params_per_exchange():
     assert client_order_params("kraken", "x") == {"clientOrderId": "x"}
     assert client_order_params("coinbase", "x") == {"client_order_id": "x"}
     assert client_order_params("okx", "x") == {"clOrdId": "x"}
+
+
+def test_regional_entities_are_their_exchanges_family():
+    assert [family(e) for e in ("okx", "myokx", "okxus", "bybit", "bybiteu", "bybitid")] == [
+        "okx", "okx", "okx", "bybit", "bybit", "bybit"]
+    assert [family(e) for e in ("kraken", "binanceus", "paper", "no-such-exchange")] == [
+        "kraken", "binanceus", "paper", "no-such-exchange"]
+    assert client_order_params("myokx", "x") == {"clOrdId": "x"}
+    assert order_lookup_by_client_id("okxus", "x") == {"clOrdId": "x"}
+    assert order_listing_filter("bybiteu", "x") == {"orderLinkId": "x"}
+    assert is_valid_client_order_id("myokx", "rb" + "0" * 30) and not is_valid_client_order_id("myokx", "rb-0")
 
 
 def test_an_order_is_looked_up_by_its_client_id_on_the_exchange_wherever_it_can_be():

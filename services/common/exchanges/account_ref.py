@@ -17,6 +17,8 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from services.common.exchanges.ccxt_family import family
+
 PAPER = "paper"
 
 
@@ -81,9 +83,14 @@ def account_uid_in_balance(exchange_id: str, info: Mapping[str, Any] | None) -> 
     return _named(read(info) if read is not None and info else None)
 
 
+def account_id_call(exchange_id: str) -> tuple[str, Callable[[Mapping[str, Any]], Any]] | None:
+    """The read that names the account on ``exchange_id``'s API (its regional entities' too)."""
+    return ACCOUNT_ID_CALL.get(exchange_id) or ACCOUNT_ID_CALL.get(family(exchange_id))
+
+
 def account_uid_in_answer(exchange_id: str, answer: Mapping[str, Any] | None) -> str | None:
     """The exchange's own id of the account, from the answer to its ``ACCOUNT_ID_CALL``."""
-    call = ACCOUNT_ID_CALL.get(exchange_id)
+    call = account_id_call(exchange_id)
     return _named(call[1](answer) if call is not None and isinstance(answer, Mapping) else None)
 
 

@@ -23,7 +23,7 @@ import aiohttp
 import ccxt.async_support as ccxt_async
 
 from services.common.exchanges import port
-from services.common.exchanges.account_ref import ACCOUNT_ID_CALL, account_uid_in_answer, account_uid_in_balance
+from services.common.exchanges.account_ref import account_id_call, account_uid_in_answer, account_uid_in_balance
 from services.common.exchanges.ccxt_client_ids import (
     client_order_params,
     order_listing_filter,
@@ -31,6 +31,7 @@ from services.common.exchanges.ccxt_client_ids import (
     order_lookup_by_client_id,
 )
 from services.common.exchanges.ccxt_errors import classify, revoked_credentials, safe_message
+from services.common.exchanges.ccxt_family import family
 from services.common.exchanges.ccxt_fees import (
     FeeNotDerivable,
     fee_from_trades,
@@ -77,13 +78,13 @@ def _exchange_options(exchange_id: str) -> dict[str, Any]:
     # fetch_order by id (GET /v5/order/realtime, which keeps a unified account's last 500 closed
     # orders), which ccxt refuses for unified accounts unless acknowledged: the adapter reads an
     # order back right after placing or canceling it, as Bybit answers both with the ids alone.
-    if exchange_id == "bybit":
+    if family(exchange_id) == "bybit":
         return {"fetchMarkets": {"types": ["spot"]}, "defaultType": "spot", "fetchOrder": {"acknowledged": True}}
     # OKX: spot instruments only (ccxt also loads futures, swaps and options); one order per POST
     # /api/v5/trade/order (ccxt's default sends it as a one-order batch); a spot market order's
     # ``sz`` in the base currency (tgtCcy=base_ccy, ccxt's default, pinned: as quote_ccy, which
     # OKX assumes for market buys, ccxt would send the amount as the quote currency to spend).
-    if exchange_id == "okx":
+    if family(exchange_id) == "okx":
         return {"fetchMarkets": {"types": ["spot"]}, "createOrder": "privatePostTradeOrder", "tgtCcy": "base_ccy"}
     return {}
 
@@ -152,7 +153,7 @@ class CcxtExchange:
         # The exchange's own id of this account, once a balance answer (Binance, Coinbase) or the
         # one more read of ``ACCOUNT_ID_CALL`` (OKX, Bybit) has named it.
         self.account_uid: str | None = None
-        self._asks_account_uid = exchange_id in ACCOUNT_ID_CALL
+        self._asks_account_uid = account_id_call(exchange_id) is not None
         self._shared_markets = shared_markets
         self._client = build_ccxt_client(
             exchange_id,
@@ -225,7 +226,9 @@ class CcxtExchange:
     async def _ask_account_uid(self) -> None:
         """Once per client: the read that names the account where the balance does not. The
         balance stands whatever it answers; only a passing failure has it asked again next time."""
-        method, _ = ACCOUNT_ID_CALL[self.exchange_id]
+        call = account_id_call(self.exchange_id)
+        assert call is not None
+        method, _ = call
         try:
             answer = await self._call("fetch_account_id", getattr(self._client, method))
         except (port.RetryLater, port.OutcomeUnknown):

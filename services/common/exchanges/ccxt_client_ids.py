@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from contracts.envelope import uuid5_hex
+from services.common.exchanges.ccxt_family import family
 
 # Fixed forever: changing it would change every id and break look-ups of orders already placed.
 _NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-5c7d-9e0f-1a2b3c4d5e6f")
@@ -46,7 +47,7 @@ def client_order_id_for(exchange_id: str, run_id: str, leg: int) -> str:
 
 
 def is_valid_client_order_id(exchange_id: str, client_order_id: str) -> bool:
-    rule = CLIENT_ID_RULES.get(exchange_id, _DEFAULT_RULE)
+    rule = CLIENT_ID_RULES.get(exchange_id) or CLIENT_ID_RULES.get(family(exchange_id), _DEFAULT_RULE)
     return rule.fullmatch(client_order_id) is not None
 
 
@@ -54,7 +55,7 @@ def client_order_params(exchange_id: str, client_order_id: str) -> dict[str, str
     """The ccxt ``params`` that carry the client order id the way ``exchange_id`` wants it."""
     if exchange_id in ("coinbase", "coinbaseadvanced"):
         return {"client_order_id": client_order_id}
-    if exchange_id == "okx":
+    if family(exchange_id) == "okx":
         return {"clOrdId": client_order_id}
     # Binance (-> newClientOrderId), Kraken (-> cl_ord_id) and most others map the unified name.
     return {"clientOrderId": client_order_id}
@@ -65,14 +66,14 @@ def order_lookup_by_client_id(exchange_id: str, client_order_id: str) -> dict[st
     where its order endpoint takes one (Binance ``origClientOrderId``, OKX ``clOrdId``)."""
     if exchange_id.startswith("binance"):
         return {"clientOrderId": client_order_id}  # ccxt sends it as origClientOrderId
-    if exchange_id == "okx":
+    if family(exchange_id) == "okx":
         return {"clOrdId": client_order_id}
     return None
 
 
 def order_listings(exchange_id: str, has: Mapping[str, Any]) -> list[str]:
     """The ccxt methods that list the orders a client order id is looked for in, in turn."""
-    if exchange_id == "bybit":
+    if family(exchange_id) == "bybit":
         # Bybit's closed orders are its filled ones alone: a canceled partial fill would be missed.
         return ["fetch_open_orders", "fetch_canceled_and_closed_orders"]
     return ["fetch_open_orders", "fetch_closed_orders" if has.get("fetchClosedOrders") else "fetch_orders"]
@@ -85,6 +86,6 @@ def order_listing_filter(exchange_id: str, client_order_id: str) -> dict[str, st
     if exchange_id == "kraken":
         # Kraken maps a unified clientOrderId to userref in fetch_order; its listings take cl_ord_id.
         return {"clientOrderId": client_order_id}
-    if exchange_id == "bybit":
+    if family(exchange_id) == "bybit":
         return {"orderLinkId": client_order_id}
     return {}
