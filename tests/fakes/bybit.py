@@ -98,6 +98,7 @@ class FakeBybit(FakeExchangeServer):
 
     def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
         super().__init__(state, api_key, secret, hang_seconds)
+        state.market_ioc = True  # a spot market order's unfilled rest is canceled at once
         self._symbol_by_id = {s.replace("/", ""): s for s in state.markets}
         # Further API keys of the same account (a user may make several), and the account's id.
         self.other_api_keys: set[str] = set()

@@ -86,6 +86,9 @@ class ExchangeState:
     # Seconds after it is placed before look-ups by client order id find an order (an exchange's
     # order index may lag its matching engine).
     listing_delay: float = 0.0
+    # True: a market order's unfilled rest is canceled at once (OKX's and Bybit's spot market
+    # orders are immediate-or-cancel); False: it rests on the book, as a limit order would.
+    market_ioc: bool = False
     orders: list[FakeOrder] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _trade_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
@@ -139,6 +142,9 @@ class ExchangeState:
         )
         if marketable:
             self._fill(order, market, (amount * self.fill_ratio).quantize(market.amount_step))
+        if order_type == "market" and self.market_ioc and order.status == "open":
+            order.status = "canceled"
+            order.closed_at = time.time()
         return order
 
     def _fill(self, order: FakeOrder, market: FakeMarket, quantity: Decimal) -> None:

@@ -84,6 +84,7 @@ class FakeOkx(FakeExchangeServer):
         self, state: ExchangeState, api_key: str, secret: str, passphrase: str, hang_seconds: float = 3.0
     ) -> None:
         super().__init__(state, api_key, secret, hang_seconds)
+        state.market_ioc = True  # a spot market order's unfilled rest is canceled at once
         self.passphrase = passphrase
         self._symbol_by_id = {self.inst_id(s): s for s in state.markets}
         # Further API keys of the same account, the account's id, and its main account's (None: it is one).

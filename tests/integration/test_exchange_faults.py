@@ -2,7 +2,8 @@
 Binance, OKX and Bybit classes against the fake servers, on real NATS JetStream and PostgreSQL.
 Each test runs on Kraken and Binance; OKX and Bybit (whose fakes arrived later) run those where
 the dialect decides the outcome most (a clean run, a lost answer found by client id, an order the
-look-ups lose, a refused key, and the random mixes), which keeps the suite's time in bounds.
+look-ups lose, a refused key, partial fills, which their market orders end at once, and the random
+mixes), which keeps the suite's time in bounds.
 
 For each fault: the run ends in the right status, the fake holds exactly one order per leg that
 reached it (counted by client order id), the ledger's trades are the filled legs once each with
@@ -365,8 +366,11 @@ async def test_authentication_failure_at_valuation_fails_the_run_before_any_orde
     assert history.dead_letters == []
 
 
+@pytest.mark.parametrize("rig", ALL_EXCHANGES, indirect=True)
 async def test_partial_fills_are_recorded_as_the_exchange_reports_them(rig: Rig) -> None:
-    rig.fake.partial_fill("0.5")  # every order fills half and rests; the executor cancels the rest
+    # Every order fills half and rests, and the executor cancels the rest; on OKX and Bybit a market
+    # order's rest is canceled at once (immediate-or-cancel).
+    rig.fake.partial_fill("0.5")
     history = await rig.rebalance(limit_timeout_seconds=1)
     assert_history_matches_exchange(rig, history, placed={0, 1, 2, 3})
     for intent in history.intents:
