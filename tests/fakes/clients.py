@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from services.common.exchanges.ccxt_adapter import CcxtExchange
+from services.common.exchanges.ccxt_family import family
 from services.common.secrets import Credentials
 from tests.fakes.binance import start_fake_binance
 from tests.fakes.bybit import start_fake_bybit
@@ -35,7 +36,7 @@ class FakeSession:
 
     @property
     def quote(self) -> str:
-        return QUOTES[self.exchange_id]
+        return QUOTES[family(self.exchange_id)]
 
     def symbol(self, base: str) -> str:
         return f"{base}/{self.quote}"
@@ -43,8 +44,9 @@ class FakeSession:
 
 @asynccontextmanager
 async def fake_session(exchange_id: str) -> AsyncIterator[FakeSession]:
-    """A fake ``exchange_id`` server and a CcxtExchange with valid credentials for it."""
-    async with STARTERS[exchange_id](hang_seconds=HANG_SECONDS) as fake:
+    """A fake ``exchange_id`` server (its family's: myokx speaks OKX's API) and a CcxtExchange with
+    valid credentials for it."""
+    async with STARTERS[family(exchange_id)](hang_seconds=HANG_SECONDS) as fake:
         credentials = Credentials(api_key=fake.api_key, secret=fake.secret, passphrase=fake.passphrase)
         exchange = CcxtExchange(
             exchange_id, credentials, api_url=fake.url, timeout_ms=CLIENT_TIMEOUT_MS, rate_limit_ms=1

@@ -12,7 +12,7 @@ from services.common.exchanges.ccxt_adapter import CcxtExchange
 from services.common.exchanges.ccxt_client_ids import client_order_id_for
 from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
 from services.common.secrets import Credentials
-from tests.fakes.clients import HANG_SECONDS, STARTERS, FakeSession, fake_session
+from tests.fakes.clients import STARTERS, FakeSession, fake_session
 
 EXCHANGES = sorted(STARTERS)
 
@@ -225,25 +225,18 @@ async def test_an_exchanges_regional_entity_follows_its_rules(exchange_id: str, 
     # ccxt serves OKX's and Bybit's regional entities as subclasses of their class: the same API
     # at other hosts. Its rules hold for them: spot markets alone, the account named, and orders
     # looked up by client id on the exchange (not matched in a page of the newest).
-    async with STARTERS[dialect](hang_seconds=HANG_SECONDS) as fake:
-        credentials = Credentials(api_key=fake.api_key, secret=fake.secret, passphrase=fake.passphrase)
-        exchange = CcxtExchange(exchange_id, credentials, api_url=fake.url, timeout_ms=500, rate_limit_ms=1)
-        try:
-            assert await check_connection(exchange) == fake.named_account()
-            fake.listing_page = 1
-            requests = [port.OrderRequest(f"{base}/USDT", "buy", Decimal("0.01"),
-                                          client_order_id_for(exchange_id, str(uuid.uuid4()), 0))
-                        for base in ("ETH", "ETH")]
-            for request in requests:
-                placed = await exchange.create_order(request)
-                assert placed.status == "closed"
-                [sent] = [r for r in fake.requests if r.method == "POST" and r.path == fake.order_path][-1:]
-                assert fake.sent_client_order_id(sent) == request.client_order_id
-            first = requests[0]
-            found = await exchange.fetch_order_by_client_id(first.symbol, first.client_order_id)
-            assert found is not None and found.client_order_id == first.client_order_id
-        finally:
-            await exchange.close()
+    async with fake_session(exchange_id) as session:
+        exchange, fake = session.exchange, session.fake
+        assert await check_connection(exchange) == fake.named_account()
+        fake.listing_page = 1
+        requests = [order(session, amount="0.01", leg=leg) for leg in (0, 1)]
+        for request in requests:
+            assert (await exchange.create_order(request)).status == "closed"
+            [sent] = [r for r in fake.requests if r.method == "POST" and r.path == fake.order_path][-1:]
+            assert fake.sent_client_order_id(sent) == request.client_order_id
+        first = requests[0]
+        found = await exchange.fetch_order_by_client_id(first.symbol, first.client_order_id)
+        assert found is not None and found.client_order_id == first.client_order_id
     market_types = {r.query.get("instType") or r.query.get("category") for r in fake.requests
                     if r.path.endswith(("/public/instruments", "/market/instruments-info"))}
     assert market_types == {"SPOT" if dialect == "okx" else "spot"}

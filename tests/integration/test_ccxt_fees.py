@@ -28,10 +28,9 @@ from services.common.exchanges.ccxt_fees import (
     trades_of_order,
     with_unknown_fee,
 )
-from tests.fakes.clients import FakeSession, fake_session
+from tests.fakes.clients import QUOTES, FakeSession, fake_session
 from tests.fakes.server import RecordedRequest
 from tests.support.ccxt_pipeline import (
-    QUOTES,
     ccxt_pipeline,
     fake_exchange,
     run_rebalance,

@@ -19,7 +19,6 @@ from tests.fakes.server import FakeExchangeServer
 from tests.support.ccxt_pipeline import (
     ALL_EXCHANGES,
     CREDENTIALS,
-    KEY_HEADER,
     ccxt_pipeline,
     fake_exchange,
     run_rebalance,
@@ -160,7 +159,7 @@ async def test_a_rebalance_and_an_auth_failure_at_debug_leak_no_credentials(
     # The check can fail: ccxt really logged its signed requests, the failure was logged and raised.
     ccxt_lines = [t for t in capture.texts if t.startswith("ccxt")]
     assert len(ccxt_lines) >= 10
-    assert any(KEY_HEADER[exchange_id] in t and "***" in t for t in ccxt_lines)
+    assert any(fake.key_header in t and "***" in t for t in ccxt_lines)
     assert any("AuthenticationError" in t for t in capture.texts if t.startswith("services"))
     assert any("Traceback" in t and "auth failure" in t for t in capture.texts)
     assert raised and "AuthenticationError" in raised[0]

@@ -28,12 +28,12 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.fakes.clients import QUOTES
 from tests.fakes.engine import FakeOrder
 from tests.faults.helpers import eventually
 from tests.support.ccxt_pipeline import (
     ALL_EXCHANGES,
     EXCHANGES,
-    QUOTES,
     PipelineFake,
     RunHistory,
     ccxt_pipeline,

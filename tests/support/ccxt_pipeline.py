@@ -32,6 +32,7 @@ from services.common.exchanges import ccxt_adapter
 from services.common.secrets import KEYS_ENV, Credentials, SecretBox, mask
 from tests.fakes.binance import FakeBinance
 from tests.fakes.bybit import FakeBybit
+from tests.fakes.clients import QUOTES
 from tests.fakes.engine import EngineError, ExchangeState, FakeMarket, FakeOrder
 from tests.fakes.kraken import FakeKraken
 from tests.fakes.okx import FakeOkx
@@ -41,17 +42,18 @@ from tests.support.pipeline import Seeded, due_event, in_process_pipeline, publi
 # The fault suite runs on every fake; its tests of the executor's own rules run on these two alone.
 EXCHANGES = ("kraken", "binance")
 ALL_EXCHANGES = ("kraken", "binance", "okx", "bybit")
-QUOTES = {"kraken": "USD", "binance": "USDT", "okx": "USDT", "bybit": "USDT"}
-# What ccxt reports as each one's taker fee (the fake charges the same).
-FEE_RATES = {"kraken": Decimal("0.0026"), "binance": Decimal("0.001"), "okx": Decimal("0.0015"),
-             "bybit": Decimal("0.001")}
+# Each fake charges the taker fee ccxt reports for it.
+FEE_RATES = {
+    exchange_id: Decimal(fake_class.taker_fee)
+    for exchange_id, fake_class in (("kraken", FakeKraken), ("binance", FakeBinance), ("okx", FakeOkx),
+                                    ("bybit", FakeBybit))
+}
 PRICES = {"BTC": Decimal("60000"), "ETH": Decimal("3000"), "SOL": Decimal("150"), "ADA": Decimal("0.5")}
 WEIGHTS = {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}
 # Overweight in BTC, the rest in cash: one sell (BTC) and three buys (ETH, SOL, ADA).
 START_BALANCES = {"BTC": Decimal("0.15"), "quote": Decimal("5000")}
 CLIENT_TIMEOUT_MS = 1500
 HANG_SECONDS = 2.5  # longer than the client timeout: a held answer is a timeout
-KEY_HEADER = {"kraken": "API-Key", "binance": "X-MBX-APIKEY", "okx": "OK-ACCESS-KEY", "bybit": "X-BAPI-API-KEY"}
 CREDENTIALS = {
     "kraken": Credentials(
         api_key="kraken-pipeline-key-7f3a9c1e5b",

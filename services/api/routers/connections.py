@@ -223,9 +223,10 @@ async def replace_key(
 ) -> ConnectionEnvelope:
     """Give a connection a new API key of the same account (the old one was revoked, expired or
     rotated). The key is checked like a new connection's; where the exchange names the account
-    (Binance's uid, Coinbase's portfolio), a key of another account is refused, since the orders,
-    portfolios and history of the connection are that account's. The pricer and executor drop the
-    old key at once, and orders of unknown outcome are then looked up with the new one."""
+    (Binance's and OKX's uid, Bybit's userID, Coinbase's portfolio), a key of another account is
+    refused, since the orders, portfolios and history of the connection are that account's. The
+    pricer and executor drop the old key at once, and orders of unknown outcome are then looked up
+    with the new one."""
     async with ctx.tx(who.user_id) as conn:
         current = await repo.key_fields(conn, connection_id)
     if current is None:

@@ -153,7 +153,10 @@ class CcxtExchange:
         # The exchange's own id of this account, once a balance answer (Binance, Coinbase) or the
         # one more read of ``ACCOUNT_ID_CALL`` (OKX, Bybit) has named it.
         self.account_uid: str | None = None
-        self._asks_account_uid = account_id_call(exchange_id) is not None
+        # The ccxt method of the read that names the account (``ACCOUNT_ID_CALL``), while it is
+        # still to be asked.
+        call = account_id_call(exchange_id)
+        self._account_id_read: str | None = call[0] if call is not None else None
         self._shared_markets = shared_markets
         self._client = build_ccxt_client(
             exchange_id,
@@ -219,25 +222,22 @@ class CcxtExchange:
     async def fetch_balance(self) -> dict[str, port.Balance]:
         balance = await self._call("fetch_balance", self._client.fetch_balance)
         self.account_uid = account_uid_in_balance(self.exchange_id, balance.get("info")) or self.account_uid
-        if self._asks_account_uid and self.account_uid is None:
-            await self._ask_account_uid()
+        if self._account_id_read is not None and self.account_uid is None:
+            await self._ask_account_uid(self._account_id_read)
         return balances_from_ccxt(balance)
 
-    async def _ask_account_uid(self) -> None:
+    async def _ask_account_uid(self, method: str) -> None:
         """Once per client: the read that names the account where the balance does not. The
         balance stands whatever it answers; only a passing failure has it asked again next time."""
-        call = account_id_call(self.exchange_id)
-        assert call is not None
-        method, _ = call
         try:
             answer = await self._call("fetch_account_id", getattr(self._client, method))
         except (port.RetryLater, port.OutcomeUnknown):
             return
         except port.ExchangeError as exc:
-            self._asks_account_uid = False
+            self._account_id_read = None
             log.warning("%s did not name the account; it is known by its API key alone: %s", self.exchange_id, exc)
             return
-        self._asks_account_uid = False
+        self._account_id_read = None
         self.account_uid = account_uid_in_answer(self.exchange_id, answer)
 
     async def fetch_prices(self, symbols: list[str] | None = None) -> dict[str, Decimal]:
