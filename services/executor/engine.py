@@ -51,8 +51,9 @@ from services.common.exchanges.port import (
 )
 from services.common.keyed_locks import KeyedLocks
 from services.common.settings import RUN_WINDOW
-from services.executor import intents, reports, sizing
+from services.executor import intents, reports, resend, sizing
 from services.executor.intents import Intent
+from services.executor.resend import AfterMiss
 
 log = logging.getLogger("services.executor")
 CONSUMER = "executor.plans"
@@ -81,6 +82,13 @@ SELECT 'executor', c.subject, c.message_id, c.payload FROM completions c
 WHERE c.plan_message_id IN (SELECT message_id FROM claimed) ORDER BY c.position
 ON CONFLICT (message_id) DO NOTHING
 """
+
+
+class LegNotProvenAbsent(RunFailed):
+    """A leg that may be on the exchange is not found there, and the exchange cannot be asked for
+    it by its client id: it is never sent again, so the run stops and leaves it to the reconciler."""
+
+    code = "order_not_found"
 
 
 @dataclass
@@ -540,24 +548,42 @@ class Executor:
         answer: OrderAnswer | None = None
         if intent.state in ("sending", "open"):
             answer = await self._lookup(exchange, request, attempts=1)
-            if answer is None and intent.state == "open":
-                # The exchange showed this order open: it exists, whatever a look-up says now (closed
-                # orders are listed for a while only), and its client id may be reused once it is
-                # closed. Sending it again could trade twice; it is looked up again later instead.
-                raise TransientError(f"order {request.client_order_id} was open and is not found now; not re-sent")
-            listing_lags = not exchange.lists_new_orders_at_once
-            wait = self.resend_after(exchange.exchange_id)
-            if answer is None and intent.may_exist and listing_lags and intent.sent_ago < wait:
-                # It may have been placed moments ago and not be listed yet: sent again now, it would
-                # trade twice. Looked up again on the run's retry.
-                raise TransientError(
-                    f"order {request.client_order_id} not listed {intent.sent_ago:.1f}s after it may have"
-                    f" been sent; sent again only if still unlisted {wait:.0f}s after"
-                )
+            if answer is None and intent.may_exist:
+                self._after_a_miss(exchange, intent, state.plan.strategy.connection_id)
         if answer is None:
             answer = await self._send(exchange, request)
         crash_point("executor.after_exchange")
         return await self._answered(state, order, intent, request, answer, exchange)
+
+    def _after_a_miss(self, exchange: ExchangePort, intent: Intent, connection_id: str) -> None:
+        """Returns if a leg of unknown outcome that a look-up missed is to be sent again; raises
+        otherwise: TransientError to look it up on the run's retry, LegNotProvenAbsent to stop."""
+        wait = self.resend_after(exchange.exchange_id)
+        verdict = resend.after_a_miss(
+            intent.state,
+            intent.sent_ago,
+            finds_by_client_id=exchange.finds_orders_by_client_id,
+            lists_at_once=exchange.lists_new_orders_at_once,
+            resend_after=wait,
+        )
+        cid = intent.client_order_id
+        if verdict is AfterMiss.SEND:
+            return
+        if verdict is AfterMiss.LEAVE:
+            raise LegNotProvenAbsent(
+                f"order {cid} (leg {intent.leg}) may be on {exchange.exchange_id}, which lists an account's newest"
+                f" orders only: not found there {intent.sent_ago:.0f}s after it was sent, and never sent again"
+                " (it could trade twice). The reconciler goes on looking for it; if the account's history on the"
+                f" exchange shows no such order, give it up: POST /api/v1/connections/{connection_id}/abandon-orders"
+            )
+        if intent.state == "open":
+            raise TransientError(f"order {cid} was open and is not found now; not re-sent")
+        raise TransientError(
+            f"order {cid} not listed {intent.sent_ago:.1f}s after it may have been sent;"
+            f" sent again only if still unlisted {wait:.0f}s after"
+            if exchange.finds_orders_by_client_id
+            else f"order {cid} not listed {intent.sent_ago:.1f}s after it may have been sent; looked up again"
+        )
 
     def resend_after(self, exchange_id: str) -> float:
         """Seconds a leg of unknown outcome must go unlisted on this exchange before it is sent again."""

@@ -26,6 +26,7 @@ from services.common.exchanges import port
 from services.common.exchanges.account_ref import account_id_call, account_uid_in_answer, account_uid_in_balance
 from services.common.exchanges.ccxt_client_ids import (
     client_order_params,
+    finds_orders_by_client_id,
     order_listing_filter,
     order_listings,
     order_lookup_by_client_id,
@@ -148,6 +149,7 @@ class CcxtExchange:
         shared_markets: SharedMarkets = SHARED_MARKETS,
     ) -> None:
         self.exchange_id = exchange_id
+        self.finds_orders_by_client_id = finds_orders_by_client_id(exchange_id)
         self.api_url = api_url
         self.sandbox = sandbox
         # The exchange's own id of this account, once a balance answer (Binance, Coinbase) or the

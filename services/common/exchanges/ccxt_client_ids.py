@@ -89,3 +89,11 @@ def order_listing_filter(exchange_id: str, client_order_id: str) -> dict[str, st
     if family(exchange_id) == "bybit":
         return {"orderLinkId": client_order_id}
     return {}
+
+
+def finds_orders_by_client_id(exchange_id: str) -> bool:
+    """Whether ``exchange_id`` is asked for an order by its client order id (``order_lookup_by_client_id``
+    or a filtered listing), so that a miss means it does not have the order; elsewhere the client id
+    is matched in a page of the newest orders, and a miss proves nothing."""
+    probe = "0"  # the rules depend on the exchange alone
+    return order_lookup_by_client_id(exchange_id, probe) is not None or bool(order_listing_filter(exchange_id, probe))

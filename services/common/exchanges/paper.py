@@ -247,6 +247,7 @@ class PaperExchange:
     exchange_id = "paper"
     places_batches = True  # create_orders is one transaction
     lists_new_orders_at_once = True  # placed and looked up in the same database
+    finds_orders_by_client_id = True  # by its primary key
     account_uid: str | None = None  # a paper account is known by its name (account_ref)
 
     def __init__(

@@ -116,6 +116,10 @@ class ExchangePort(Protocol):
     # Whether an order is listed (found by its client order id) as soon as it is placed: then a
     # look-up that misses it is final. Otherwise an exchange may take a while to list a new order.
     lists_new_orders_at_once: bool
+    # Whether a look-up asks the exchange for the order by its client id (by that id, or a listing
+    # filtered by it), so that a miss means the exchange does not have it. Otherwise the client id
+    # is matched in a page of the newest orders, which a busy account's order can be past.
+    finds_orders_by_client_id: bool
     # The exchange's own id of the account, once a balance answer has named it (Binance); None
     # where the exchange does not name it.
     account_uid: str | None
