@@ -404,7 +404,7 @@ class Executor:
     async def _follow_leg(self, state: RunState, leg: Finished, follow_seconds: float) -> Finished:
         assert leg.result is not None
         request, exchange = state.resting[leg.intent.client_order_id]
-        found = await self._follow_open_order(exchange, request, leg.result, follow_seconds)
+        found = await self._follow_open_order(exchange, request, leg.result, follow_seconds, state.plan.started_at)
         ended_as, error = reports.ended(leg.order.leg, leg.order.symbol, found.status, found.filled)
         return Finished(leg.order, leg.intent, ended_as, found, error)
 
@@ -456,7 +456,7 @@ class Executor:
     ) -> Finished:
         if isinstance(answer, OutcomeUnknown):
             log.warning("order %s outcome unknown; looking it up by client order id", request.client_order_id)
-            found = await self._lookup(exchange, request, attempts=len(LOOKUP_DELAYS))
+            found = await self._lookup(exchange, request, state.plan.started_at, attempts=len(LOOKUP_DELAYS))
             if found is None:
                 # Still unknown: the intent stays 'sending', so the retry looks it up before sending.
                 raise TransientError(f"order {request.client_order_id} not found yet")
@@ -547,7 +547,7 @@ class Executor:
         request = self._request(state, order, amount, intent)
         answer: OrderAnswer | None = None
         if intent.state in ("sending", "open"):
-            answer = await self._lookup(exchange, request, attempts=1)
+            answer = await self._lookup(exchange, request, state.plan.started_at, attempts=1)
             if answer is None and intent.may_exist:
                 self._after_a_miss(exchange, intent, state.plan.strategy.connection_id)
         if answer is None:
@@ -597,6 +597,7 @@ class Executor:
             client_order_id=intent.client_order_id,
             order_type=order.order_type,
             price=self._limit_price(state, order),
+            reference_price=order.price,
         )
 
     @staticmethod
@@ -622,10 +623,14 @@ class Executor:
         except ExchangeError as error:
             return error
 
-    async def _lookup(self, exchange: ExchangePort, request: OrderRequest, *, attempts: int) -> OrderResult | None:
+    async def _lookup(
+        self, exchange: ExchangePort, request: OrderRequest, run_started: datetime, *, attempts: int
+    ) -> OrderResult | None:
         for attempt in range(attempts):
             try:
-                found = await exchange.fetch_order_by_client_id(request.symbol, request.client_order_id)
+                found = await exchange.fetch_order_by_client_id(
+                    request.symbol, request.client_order_id, placed_after=run_started
+                )
             except (RetryLater, OutcomeUnknown) as exc:
                 if attempt == attempts - 1:
                     raise TransientError(f"cannot look up {request.client_order_id}: {exc}") from exc
@@ -637,14 +642,19 @@ class Executor:
         return None
 
     async def _follow_open_order(
-        self, exchange: ExchangePort, request: OrderRequest, order: OrderResult, timeout_seconds: float
+        self,
+        exchange: ExchangePort,
+        request: OrderRequest,
+        order: OrderResult,
+        timeout_seconds: float,
+        run_started: datetime,
     ) -> OrderResult:
         """Poll a resting order (stored 'open') until it fills or times out, then cancel the rest."""
         deadline = asyncio.get_running_loop().time() + timeout_seconds
         current = order
         while current.status == "open" and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(self.poll_interval)
-            current = await self._lookup(exchange, request, attempts=1) or current
+            current = await self._lookup(exchange, request, run_started, attempts=1) or current
         if current.status == "open" and current.exchange_order_id:
             # Whatever stays unknown here leaves the intent 'open': the retry looks the order up and
             # records its fills; nothing is recorded from the last poll, which may be stale.
@@ -656,7 +666,7 @@ class Executor:
                 raise
             except ExchangeError:
                 # Refused, most often because the order closed meanwhile: read back how it ended.
-                current = await self._lookup(exchange, request, attempts=2) or current
+                current = await self._lookup(exchange, request, run_started, attempts=2) or current
             if current.status == "open":
                 raise TransientError(f"order {request.client_order_id} still open after its cancel")
         return current

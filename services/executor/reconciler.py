@@ -115,7 +115,9 @@ async def look_up(accounts: ExchangeAccounts, row: Mapping[str, Any]) -> tuple[s
     it still rests after its run ended: the exchange's id, whether it lists new orders at once, and
     the order as it now stands (None: not listed). Raises ExchangeError when it cannot say."""
     async with accounts.use(row["connection_id"]) as exchange:
-        found = await exchange.fetch_order_by_client_id(row["symbol"], row["client_order_id"])
+        found = await exchange.fetch_order_by_client_id(
+            row["symbol"], row["client_order_id"], placed_after=row["started_at"]
+        )
         if found is not None and found.status == "open" and row["run_status"] != "running":
             found = await cancel_orphan(exchange, row, found)
         return exchange.exchange_id, exchange.lists_new_orders_at_once, found

@@ -11,6 +11,7 @@ from services.common.exchanges.ccxt_family import family
 from services.common.secrets import Credentials
 from tests.fakes.binance import start_fake_binance
 from tests.fakes.bybit import start_fake_bybit
+from tests.fakes.coinbase import start_fake_coinbase
 from tests.fakes.kraken import start_fake_kraken
 from tests.fakes.okx import start_fake_okx
 from tests.fakes.server import FakeExchangeServer
@@ -21,8 +22,9 @@ STARTERS: dict[str, Callable[..., AbstractAsyncContextManager[FakeExchangeServer
     "binance": start_fake_binance,
     "bybit": start_fake_bybit,
     "okx": start_fake_okx,
+    "coinbase": start_fake_coinbase,
 }
-QUOTES = {"kraken": "USD", "binance": "USDT", "bybit": "USDT", "okx": "USDT"}
+QUOTES = {"kraken": "USD", "binance": "USDT", "bybit": "USDT", "okx": "USDT", "coinbase": "USD"}
 CLIENT_TIMEOUT_MS = 500
 HANG_SECONDS = 1.5
 

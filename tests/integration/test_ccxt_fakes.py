@@ -25,7 +25,9 @@ async def session(request):
 
 def order(session: FakeSession, side: port.Side = "buy", amount: str = "0.01", leg: int = 0):
     cid = client_order_id_for(session.exchange_id, str(uuid.uuid4()), leg)
-    return port.OrderRequest(session.symbol("BTC"), side, Decimal(amount), cid)
+    symbol = session.symbol("BTC")
+    # The plan's price goes with every order: where a market buy is sized by what it spends.
+    return port.OrderRequest(symbol, side, Decimal(amount), cid, reference_price=session.fake.state.prices[symbol])
 
 
 async def test_markets_balances_and_prices_parse_into_port_types(session: FakeSession):
@@ -86,6 +88,7 @@ async def test_an_order_of_a_busy_account_is_found_by_its_client_id_past_a_listi
     # A listing answers one page of the newest orders (Kraken 50, Bybit 20, OKX 100; 2 here): an
     # order matched in it alone would be missed once the account has placed more since, and an
     # order not found is sent again. The exchange is asked for the order by its client id.
+    # Coinbase's listing takes no client id: every page since the order's run began is read.
     session.fake.listing_page = 2
     requests = [order(session, amount="0.0002", leg=leg) for leg in range(4)]
     for request in requests:

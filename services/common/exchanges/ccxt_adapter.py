@@ -16,6 +16,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from services.common.exchanges.account_ref import account_id_call, account_uid_i
 from services.common.exchanges.ccxt_client_ids import (
     client_order_params,
     finds_orders_by_client_id,
+    lists_orders_since,
     order_listing_filter,
     order_listings,
     order_lookup_by_client_id,
@@ -54,6 +56,10 @@ from services.common.redact import register_secret
 from services.common.secrets import Credentials
 
 T = TypeVar("T")
+# How far an exchange's clock may run behind ours, when it is asked for orders placed since a time.
+CLOCK_SKEW = timedelta(minutes=10)
+# Pages of orders a look-up by time reads at most before it says it cannot tell.
+MAX_LISTING_PAGES = 50
 log = logging.getLogger(__name__)
 
 
@@ -124,6 +130,16 @@ def build_ccxt_client(
         if client.urls.get("test"):
             client.urls["test"] = rewrite_api_urls(client.urls["test"], api_url)
     return client
+
+
+def market_buy_spends(options: dict[str, Any]) -> bool:
+    """Whether ccxt sizes this exchange's market buys by the quote they spend (amount x price) and
+    refuses one given no price (its ``createMarketBuyOrderRequiresPrice``: Coinbase, Gate, Bitget,
+    HTX, ...). The plan's price goes with such a buy; without it the buy would never be sent."""
+    nested = options.get("createOrder")
+    if isinstance(nested, dict) and "createMarketBuyOrderRequiresPrice" in nested:
+        return bool(nested["createMarketBuyOrderRequiresPrice"])
+    return bool(options.get("createMarketBuyOrderRequiresPrice", False))
 
 
 def _is_transport_failure(exc: BaseException) -> bool:
@@ -263,6 +279,10 @@ class CcxtExchange:
                 if request.price is None:
                     raise ValueError("a limit order needs a price")
                 price = float(client.price_to_precision(request.symbol, str(request.price)))
+            elif request.side == "buy" and market_buy_spends(client.options):
+                if request.reference_price is None:
+                    raise ValueError(f"a market buy on {self.exchange_id} is sized by what it spends: it needs a price")
+                price = float(client.price_to_precision(request.symbol, str(request.reference_price)))
         except Exception as exc:  # nothing was sent: this leg cannot be placed as asked
             raise port.LegFailed(safe_message(self.exchange_id, "create_order", exc)) from None
         params = client_order_params(self.exchange_id, request.client_order_id)
@@ -331,8 +351,10 @@ class CcxtExchange:
             return [t for t in mine if t.get("order") is not None]
         raise FeeNotDerivable(f"{self.exchange_id} offers no trade history through ccxt")
 
-    async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> port.OrderResult | None:
-        found = await self._find_by_client_id(symbol, client_order_id)
+    async def fetch_order_by_client_id(
+        self, symbol: str, client_order_id: str, *, placed_after: datetime | None = None
+    ) -> port.OrderResult | None:
+        found = await self._find_by_client_id(symbol, client_order_id, placed_after)
         if found is None:
             return None
         side = found.get("side")
@@ -344,11 +366,15 @@ class CcxtExchange:
             Decimal(str(found.get("amount") or 0)),
         )
 
-    async def _find_by_client_id(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+    async def _find_by_client_id(
+        self, symbol: str, client_order_id: str, placed_after: datetime | None
+    ) -> dict[str, Any] | None:
         """The order sent with ``client_order_id``, asked of the exchange by that id wherever it
         can filter by it: a client-side match in a listing finds only what the page holds, so a
         busy account's order could be missed, and a missed order is sent again."""
         client = self._client
+        if lists_orders_since(self.exchange_id):
+            return await self._find_in_orders_since(symbol, client_order_id, placed_after)
         by_id = order_lookup_by_client_id(self.exchange_id, client_order_id)
         if by_id is not None:
             try:
@@ -370,6 +396,35 @@ class CcxtExchange:
                 if candidate.get("clientOrderId") == client_order_id:
                     return dict(candidate)
         return None
+
+    async def _find_in_orders_since(
+        self, symbol: str, client_order_id: str, placed_after: datetime | None
+    ) -> dict[str, Any] | None:
+        """The order sent with ``client_order_id`` among every order of ``symbol``, of any status,
+        placed since ``placed_after`` (less the clocks' possible skew; all of them when None), page
+        after page. Past ``MAX_LISTING_PAGES`` it cannot say, and says so: a miss would be sent again."""
+        client = self._client
+        since = None
+        if placed_after is not None:
+            aware = placed_after if placed_after.tzinfo is not None else placed_after.replace(tzinfo=UTC)
+            since = int((aware - CLOCK_SKEW).timestamp() * 1000)
+        params: dict[str, str] = {}
+        for _ in range(MAX_LISTING_PAGES):
+            page: list[dict[str, Any]] = await self._call(
+                "fetch_orders", functools.partial(client.fetch_orders, symbol, since, None, params)
+            )
+            for candidate in page:
+                if candidate.get("clientOrderId") == client_order_id:
+                    return dict(candidate)
+            # ccxt leaves the next page's cursor in the raw answer of one order of the page.
+            cursor = next((str(o["info"]["cursor"]) for o in page if (o.get("info") or {}).get("cursor")), "")
+            if not page or not cursor:
+                return None
+            params = {"cursor": cursor}
+        raise port.RetryLater(
+            f"{self.exchange_id}: order {client_order_id} not among more than {MAX_LISTING_PAGES} pages of"
+            f" {symbol} orders since its run began; looked up again later"
+        )
 
     async def cancel_order(self, symbol: str, exchange_order_id: str) -> port.OrderResult:
         client = self._client

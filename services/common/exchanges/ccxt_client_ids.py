@@ -91,9 +91,21 @@ def order_listing_filter(exchange_id: str, client_order_id: str) -> dict[str, st
     return {}
 
 
+def lists_orders_since(exchange_id: str) -> bool:
+    """Whether the client id is looked for in every order placed since its run began, page after
+    page (Coinbase: its listing takes no client id, but a start time and a cursor, and ccxt's
+    closed orders are its filled ones alone)."""
+    return exchange_id == "coinbase"
+
+
 def finds_orders_by_client_id(exchange_id: str) -> bool:
     """Whether ``exchange_id`` is asked for an order by its client order id (``order_lookup_by_client_id``
-    or a filtered listing), so that a miss means it does not have the order; elsewhere the client id
-    is matched in a page of the newest orders, and a miss proves nothing."""
+    or a filtered listing) or shows every order since its run began (``lists_orders_since``), so
+    that a miss means it does not have the order; elsewhere the client id is matched in a page of
+    the newest orders, and a miss proves nothing."""
     probe = "0"  # the rules depend on the exchange alone
-    return order_lookup_by_client_id(exchange_id, probe) is not None or bool(order_listing_filter(exchange_id, probe))
+    return (
+        order_lookup_by_client_id(exchange_id, probe) is not None
+        or bool(order_listing_filter(exchange_id, probe))
+        or lists_orders_since(exchange_id)
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
@@ -505,7 +506,9 @@ class PaperExchange:
         if free < plan.debit:
             raise insufficient_funds(request, plan, free)
 
-    async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:
+    async def fetch_order_by_client_id(
+        self, symbol: str, client_order_id: str, *, placed_after: datetime | None = None
+    ) -> OrderResult | None:
         row = await self._answer(lambda: self._pool.fetchrow(
             f"""SELECT {ORDER_COLUMNS} FROM paper_orders
                 WHERE account = $1 AND client_order_id = $2 AND symbol = $3

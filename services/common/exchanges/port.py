@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
@@ -45,6 +46,9 @@ class OrderRequest:
     client_order_id: str
     order_type: Literal["market", "limit"] = "market"
     price: Decimal | None = None  # limit price
+    # The plan's price: what a market buy spends per base unit on exchanges that size market buys
+    # by what they spend (Coinbase, Gate, Bitget, ...: amount x price).
+    reference_price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -143,8 +147,12 @@ class ExchangePort(Protocol):
         """
         ...
 
-    async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:
-        """The order placed with this client order id, or None if the exchange never saw it."""
+    async def fetch_order_by_client_id(
+        self, symbol: str, client_order_id: str, *, placed_after: datetime | None = None
+    ) -> OrderResult | None:
+        """The order placed with this client order id, or None if the exchange never saw it.
+        ``placed_after``: a time the order cannot have been placed before (its run's start), which
+        bounds the look-up where the exchange lists orders by time (Coinbase)."""
         ...
 
     async def cancel_order(self, symbol: str, exchange_order_id: str) -> OrderResult: ...
