@@ -66,11 +66,11 @@ def attach_capture(handler: Capture) -> None:
 
 
 def signatures(fake: FakeExchangeServer) -> set[str]:
-    """Every request signature the fake received (Kraken's API-Sign, OKX's OK-ACCESS-SIGN and
-    Bybit's X-BAPI-SIGN headers, Binance's parameter)."""
+    """Every request signature the fake received (Kraken's API-Sign, OKX's OK-ACCESS-SIGN, Bybit's
+    X-BAPI-SIGN and Coinbase's CB-ACCESS-SIGN headers, Binance's parameter)."""
     found: set[str] = set()
     for r in fake.requests:
-        for header in ("API-Sign", "OK-ACCESS-SIGN", "X-BAPI-SIGN"):
+        for header in ("API-Sign", "OK-ACCESS-SIGN", "X-BAPI-SIGN", "CB-ACCESS-SIGN"):
             if r.headers.get(header):
                 found.add(r.headers[header])
         for text in (r.body, "&".join(f"{k}={v}" for k, v in r.query.items())):

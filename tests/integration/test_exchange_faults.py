@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services.common.exchanges import ccxt_adapter
 from tests.fakes.clients import QUOTES
 from tests.fakes.engine import FakeOrder
 from tests.faults.helpers import eventually
@@ -405,9 +406,12 @@ async def test_a_partial_fill_whose_cancel_cannot_be_read_back_is_looked_up_not_
     assert_fees_as_reported(rig, history)
 
 
+# Where a look-up carries no client id: it reads every order since the run began (Coinbase).
+LISTINGS_BY_TIME = {"coinbase": "/api/v3/brokerage/orders/historical/batch"}
 # How each dialect cancels an order.
 CANCELS = {"kraken": "POST/0/private/CancelOrder", "binance": "DELETE/api/v3/order",
-           "okx": "POST/api/v5/trade/cancel-order", "bybit": "POST/v5/order/cancel"}
+           "okx": "POST/api/v5/trade/cancel-order", "bybit": "POST/v5/order/cancel",
+           "coinbase": "POST/api/v3/brokerage/orders/batch_cancel"}
 
 
 @pytest.mark.parametrize("rig", ALL_EXCHANGES, indirect=True)
@@ -435,7 +439,8 @@ async def test_an_order_seen_open_is_never_sent_again_when_a_lookup_cannot_find_
 
     async def polled() -> bool:  # the executor looks the resting order up by its client id
         return any(
-            not (r.method == "POST" and r.path == rig.fake.order_path) and (cid in r.query.values() or cid in r.body)
+            not (r.method == "POST" and r.path == rig.fake.order_path)
+            and (cid in r.query.values() or cid in r.body or r.path == LISTINGS_BY_TIME.get(rig.exchange_id))
             for r in rig.fake.requests
         )
 
@@ -490,6 +495,60 @@ async def test_an_order_the_exchange_lists_late_is_not_sent_twice(
     assert create_requests(fake, exchange_id, btc["client_order_id"]) == 1 and btc["attempts"] == 1
     [sell] = fake.orders_with_client_id(btc["client_order_id"])
     assert sell.status == "closed" and btc["state"] == "filled"
+
+
+async def test_a_lost_order_an_exchange_cannot_be_asked_for_is_never_sent_again(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, nats_url: str, namespace: str, db_pool: asyncpg.Pool
+) -> None:
+    # On an exchange whose look-up only matches the client id in a page of the newest orders (KuCoin,
+    # Gate, Bitget, ... through ccxt's generic path), a miss proves nothing: a busy account's order
+    # can be past the page. The fakes all answer a look-up by client id, so Kraken's adapter here
+    # declares it cannot (ExchangePort.finds_orders_by_client_id); what it declares is all the
+    # executor goes by. The BTC sell is taken but its answer is lost, and the look-ups miss it. The
+    # sell must not be sent again, however long it goes unlisted: the run stops, the buys are not
+    # placed, the leg is named unknown, and the reconciler reports its fill once the exchange lists it.
+    box = use_exchange_clients(monkeypatch)
+    timed = ccxt_adapter.CcxtExchange
+
+    class PageMatchingExchange(timed):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.finds_orders_by_client_id = False
+
+    monkeypatch.setattr(ccxt_adapter, "CcxtExchange", PageMatchingExchange)
+    async with fake_exchange("kraken") as fake, ccxt_pipeline(
+        database_url, nats_url, namespace, executor_resend_after_seconds=1
+    ):
+        rig = Rig("kraken", fake, db_pool, nats_url, namespace, box)
+        fake.state.closed_listed = False
+        fake.drop_response_next()
+        history = await rig.rebalance(timeout=60)
+        legs = by_leg(history)
+        btc = legs[LEGS["BTC"]]
+        [sell] = fake.orders_with_client_id(btc["client_order_id"])
+        assert create_requests(fake, "kraken", btc["client_order_id"]) == 1, "never sent again"
+        assert history.status == "failed" and history.dead_letters == []
+        assert btc["state"] == "sending" and btc["attempts"] == 1
+        codes = {e["code"]: e for e in history.run["errors"]}
+        assert "never sent again" in codes["order_not_found"]["message"]
+        assert codes["outcome_unknown"]["leg"] == LEGS["BTC"]
+        for base in ("ETH", "SOL", "ADA"):  # not placed: the run stopped before its buys
+            assert legs[LEGS[base]]["state"] == "failed"
+        assert len(fake.state.orders) == 1
+
+        fake.state.closed_listed = True  # the exchange lists it again: the reconciler finds the fill
+
+        async def btc_traded() -> bool:
+            cid = btc["client_order_id"]
+            return bool(await db_pool.fetchval("SELECT count(*) FROM trades WHERE client_order_id = $1", cid))
+
+        await eventually(btc_traded, "the reconciler to report the BTC fill to the ledger", timeout=30)
+        history = await run_history(db_pool, str(history.run["id"]))
+        assert by_leg(history)[LEGS["BTC"]]["state"] == "filled"
+        [trade] = history.trades
+        assert (trade["quantity"], trade["exchange_order_id"]) == (sell.filled, sell.id)
+        assert create_requests(fake, "kraken", btc["client_order_id"]) == 1
+        assert fake.unknown_paths == []
 
 
 async def test_a_resting_limit_order_is_canceled_after_its_timeout(rig: Rig) -> None:
@@ -566,6 +625,9 @@ FAULT_PATHS = {
             "/api/v5/market/tickers"],
     "bybit": ["/v5/order/create", "/v5/order/realtime", "/v5/order/history", "/v5/order/cancel",
               "/v5/account/wallet-balance", "/v5/market/tickers"],
+    "coinbase": ["/api/v3/brokerage/orders", "/api/v3/brokerage/orders/historical",
+                 "/api/v3/brokerage/orders/batch_cancel", "/api/v3/brokerage/accounts",
+                 "/api/v3/brokerage/market/products"],
 }
 FAULT_KINDS = ["timeout", "http_500", "rate_limit", "drop"]
 

@@ -1,5 +1,5 @@
 """The whole pipeline (pricer, planner, executor, ledger) trading through ccxt's real Kraken,
-Binance, OKX and Bybit classes against the fake exchange servers, on real NATS and PostgreSQL.
+Binance, OKX, Bybit and Coinbase classes against the fake exchange servers, on real NATS and PostgreSQL.
 
 - ``fake_exchange``: a fake server with four markets (BTC, ETH, SOL, ADA) in its quote, whose state
   can also refuse one market's orders or leave them resting, and can start rejecting the API key
@@ -33,6 +33,7 @@ from services.common.secrets import KEYS_ENV, Credentials, SecretBox, mask
 from tests.fakes.binance import FakeBinance
 from tests.fakes.bybit import FakeBybit
 from tests.fakes.clients import QUOTES
+from tests.fakes.coinbase import FakeCoinbase
 from tests.fakes.engine import EngineError, ExchangeState, FakeMarket, FakeOrder
 from tests.fakes.kraken import FakeKraken
 from tests.fakes.okx import FakeOkx
@@ -41,12 +42,12 @@ from tests.support.pipeline import Seeded, due_event, in_process_pipeline, publi
 
 # The fault suite runs on every fake; its tests of the executor's own rules run on these two alone.
 EXCHANGES = ("kraken", "binance")
-ALL_EXCHANGES = ("kraken", "binance", "okx", "bybit")
+ALL_EXCHANGES = ("kraken", "binance", "okx", "bybit", "coinbase")
 # Each fake charges the taker fee ccxt reports for it.
 FEE_RATES = {
     exchange_id: Decimal(fake_class.taker_fee)
     for exchange_id, fake_class in (("kraken", FakeKraken), ("binance", FakeBinance), ("okx", FakeOkx),
-                                    ("bybit", FakeBybit))
+                                    ("bybit", FakeBybit), ("coinbase", FakeCoinbase))
 }
 PRICES = {"BTC": Decimal("60000"), "ETH": Decimal("3000"), "SOL": Decimal("150"), "ADA": Decimal("0.5")}
 WEIGHTS = {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}
@@ -71,6 +72,10 @@ CREDENTIALS = {
     "bybit": Credentials(
         api_key="bybitPipelineKey6a2f",
         secret="bybitPipelineSecret3d9e7c1b5a8f0e2d",
+    ),
+    "coinbase": Credentials(
+        api_key="coinbase-pipeline-key-3b7d1f9a",
+        secret="coinbase-pipeline-secret-8e2c6a4f0d",
     ),
 }
 
@@ -137,7 +142,11 @@ class PipelineBybit(_PipelineFake, FakeBybit):
     pass
 
 
-PipelineFake = PipelineKraken | PipelineBinance | PipelineOkx | PipelineBybit
+class PipelineCoinbase(_PipelineFake, FakeCoinbase):
+    pass
+
+
+PipelineFake = PipelineKraken | PipelineBinance | PipelineOkx | PipelineBybit | PipelineCoinbase
 
 
 def pipeline_state(exchange_id: str) -> FaultyState:
@@ -165,6 +174,8 @@ async def fake_exchange(exchange_id: str) -> AsyncIterator[PipelineFake]:
         fake = PipelineBybit(state, key, secret, HANG_SECONDS)
     elif exchange_id == "binance":
         fake = PipelineBinance(state, key, secret, HANG_SECONDS)
+    elif exchange_id == "coinbase":
+        fake = PipelineCoinbase(state, key, secret, HANG_SECONDS)
     else:
         fake = PipelineKraken(state, key, secret, HANG_SECONDS)
     await fake.start()
