@@ -10,9 +10,12 @@ from services.common.exchanges.ccxt_adapter import CcxtExchange
 from services.common.exchanges.ccxt_family import family
 from services.common.secrets import Credentials
 from tests.fakes.binance import start_fake_binance
+from tests.fakes.bitget import start_fake_bitget
 from tests.fakes.bybit import start_fake_bybit
 from tests.fakes.coinbase import start_fake_coinbase
+from tests.fakes.gate import start_fake_gate
 from tests.fakes.kraken import start_fake_kraken
+from tests.fakes.kucoin import start_fake_kucoin
 from tests.fakes.okx import start_fake_okx
 from tests.fakes.server import FakeExchangeServer
 
@@ -20,11 +23,17 @@ from tests.fakes.server import FakeExchangeServer
 STARTERS: dict[str, Callable[..., AbstractAsyncContextManager[FakeExchangeServer]]] = {
     "kraken": start_fake_kraken,
     "binance": start_fake_binance,
+    "bitget": start_fake_bitget,
     "bybit": start_fake_bybit,
     "okx": start_fake_okx,
     "coinbase": start_fake_coinbase,
+    "gate": start_fake_gate,
+    "kucoin": start_fake_kucoin,
 }
-QUOTES = {"kraken": "USD", "binance": "USDT", "bybit": "USDT", "okx": "USDT", "coinbase": "USD"}
+QUOTES = {
+    "kraken": "USD", "binance": "USDT", "bitget": "USDT", "bybit": "USDT", "okx": "USDT", "coinbase": "USD",
+    "kucoin": "USDT", "gate": "USDT",
+}
 CLIENT_TIMEOUT_MS = 500
 HANG_SECONDS = 1.5
 

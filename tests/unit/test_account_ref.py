@@ -50,7 +50,8 @@ def test_okx_and_bybit_name_the_account_in_one_more_read() -> None:
     # OKX's and Bybit's regional entities (ccxt subclasses of theirs) speak the same API.
     assert account_uid_in_answer("myokx", okx) == "44000002"
     assert account_uid_in_answer("bybiteu", bybit) == "51000002"
-    assert set(ACCOUNT_ID_CALL) == {"okx", "bybit"}
+    assert set(ACCOUNT_ID_CALL) == {"okx", "bybit", "gate"}
+    assert account_uid_in_answer("gate", {"user_id": 10406147, "ip_whitelist": [], "key": {"mode": 1}}) == "10406147"
     # Their balance answers name none.
     assert account_uid_in_balance("okx", {"data": [{"uid": "1"}]}) is None
 

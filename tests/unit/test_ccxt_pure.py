@@ -21,11 +21,7 @@ from services.common.exchanges.ccxt_adapter import (
 from services.common.exchanges.ccxt_client_ids import (
     client_order_id_for,
     client_order_params,
-    finds_orders_by_client_id,
     is_valid_client_order_id,
-    order_listing_filter,
-    order_listings,
-    order_lookup_by_client_id,
 )
 from services.common.exchanges.ccxt_errors import classify, safe_message
 from services.common.exchanges.ccxt_family import family
@@ -40,6 +36,7 @@ from services.common.exchanges.ccxt_markets import (
     step_from_precision,
 )
 from services.common.exchanges.ccxt_urls import iter_api_urls, rewrite_api_urls
+from services.common.exchanges.order_lookup import OrderLookup, order_lookup
 from services.common.exchanges.single_flight import SingleFlightCache
 from services.common.redact import register_secret
 
@@ -91,37 +88,51 @@ def test_regional_entities_are_their_exchanges_family():
     assert [family(e) for e in ("kraken", "binanceus", "paper", "no-such-exchange")] == [
         "kraken", "binanceus", "paper", "no-such-exchange"]
     assert client_order_params("myokx", "x") == {"clOrdId": "x"}
-    assert order_lookup_by_client_id("okxus", "x") == {"clOrdId": "x"}
-    assert order_listing_filter("bybiteu", "x") == {"orderLinkId": "x"}
+    assert order_lookup("okxus") == order_lookup("okx") and order_lookup("bybiteu") == order_lookup("bybit")
     assert is_valid_client_order_id("myokx", "rb" + "0" * 30) and not is_valid_client_order_id("myokx", "rb-0")
 
 
 def test_an_order_is_looked_up_by_its_client_id_on_the_exchange_wherever_it_can_be():
-    # One order by its id: Binance and OKX's order endpoints take a client order id.
-    assert order_lookup_by_client_id("binance", "x") == {"clientOrderId": "x"}
-    assert order_lookup_by_client_id("binanceus", "x") == {"clientOrderId": "x"}
-    assert order_lookup_by_client_id("okx", "x") == {"clOrdId": "x"}
-    for listed in ("kraken", "bybit", "gate"):
-        assert order_lookup_by_client_id(listed, "x") is None
-    # Elsewhere listings, filtered by the exchange where it can (a page holds a busy account's
-    # latest orders only); Bybit's closed orders are its filled ones, so its canceled ones too.
-    assert order_listing_filter("kraken", "x") == {"clientOrderId": "x"}
-    assert order_listing_filter("bybit", "x") == {"orderLinkId": "x"}
-    assert order_listing_filter("gate", "x") == {}
-    assert order_listings("bybit", {"fetchClosedOrders": True}) == [
-        "fetch_open_orders", "fetch_canceled_and_closed_orders"]
-    assert order_listings("kraken", {"fetchClosedOrders": True}) == ["fetch_open_orders", "fetch_closed_orders"]
-    assert order_listings("gate", {"fetchClosedOrders": False}) == ["fetch_open_orders", "fetch_orders"]
+    # One order by its id, where the order endpoint takes a client id (Gate and KuCoin find open
+    # orders alone that way).
+    assert order_lookup("binance").by_id_param == order_lookup("binanceus").by_id_param == "clientOrderId"
+    assert order_lookup("okx").by_id_param == "clOrdId" and order_lookup("bitget").by_id_param == "clientOrderId"
+    assert (order_lookup("gate").by_id_param, order_lookup("gate").by_id_open_only) == ("clientOrderId", True)
+    assert (order_lookup("kucoin").by_id_param, order_lookup("kucoin").by_id_open_only) == ("clientOid", True)
+    # Listings the exchange filters by the id; Bybit's closed orders are its filled ones, so its
+    # canceled ones too.
+    assert order_lookup("kraken").listing_filter_param == "clientOrderId"
+    assert order_lookup("bybit").listing_filter_param == "orderLinkId"
+    assert order_lookup("bybit").listing_methods({}) == ("fetch_open_orders", "fetch_canceled_and_closed_orders")
+    # Every order since the run began, page after page: by cursor, or by numbered pages.
+    assert (order_lookup("coinbase").since_listing, order_lookup("coinbase").pages_by) == ("fetch_orders", "cursor")
+    assert (order_lookup("gate").since_listing, order_lookup("gate").pages_by) == ("fetch_closed_orders", "page")
+    assert order_lookup("kucoin").pages_by == "currentPage"
+    # Elsewhere a page of open, then closed orders, matched here.
+    generic = order_lookup("htx")
+    assert (generic.by_id_param, generic.listing_filter_param, generic.since_listing) == (None, None, None)
+    assert generic.listing_methods({"fetchClosedOrders": True}) == ("fetch_open_orders", "fetch_closed_orders")
+    assert generic.listing_methods({"fetchClosedOrders": False}) == ("fetch_open_orders", "fetch_orders")
 
 
-def test_only_an_exchange_asked_for_the_order_by_its_client_id_proves_a_miss():
+def test_only_a_look_up_that_sees_every_candidate_proves_a_miss():
     # The executor sends a leg of unknown outcome again only where a miss proves the exchange does
-    # not have it; a page of the newest orders proves nothing on a busy account.
-    # Coinbase's listing takes no client id: every order since the run began is read, page by page.
-    for asked in ("binance", "binanceus", "okx", "myokx", "kraken", "bybit", "bybiteu", "coinbase"):
-        assert finds_orders_by_client_id(asked), asked
-    for matched in ("kucoin", "gate", "bitget", "krakenfutures", "no-such-exchange"):
-        assert not finds_orders_by_client_id(matched), matched
+    # not have it; a page of the newest orders proves nothing on a busy account, nor does Gate's or
+    # KuCoin's look-up by id alone (it finds open orders only), without their listings since a time.
+    proven = ("binance", "binanceus", "okx", "myokx", "kraken", "bybit", "bybiteu", "coinbase", "gate", "kucoin",
+              "bitget")
+    for exchange_id in proven:
+        assert order_lookup(exchange_id).proves_absence, exchange_id
+    for exchange_id in ("htx", "mexc", "krakenfutures", "no-such-exchange"):
+        assert not order_lookup(exchange_id).proves_absence, exchange_id
+    assert not OrderLookup(by_id_param="clientOid", by_id_open_only=True).proves_absence
+
+
+def test_gates_client_id_is_its_whole_text_within_ccxts_28_characters():
+    # ccxt refuses a Gate text over 28 characters before it adds "t-", and reads it back with it.
+    cid = client_order_id_for("gate", str(uuid.uuid4()), 3)
+    assert cid.startswith("t-rb") and len(cid) == 28 and is_valid_client_order_id("gate", cid)
+    assert not is_valid_client_order_id("gate", "rb" + "0" * 30)
 
 
 # ------------------------------------------------------------------ errors
@@ -209,6 +220,13 @@ def test_balances_prices_and_orders():
     )
     assert (result.status, result.filled, result.average_price, result.fee) == (
         "closed", Decimal("0.5"), Decimal("100"), Decimal("0.15"))
+    # Gate names its GT fee ("0") before the fee it charged: the fee is the one charged.
+    gate = order_from_ccxt(
+        {"id": "8", "status": "closed", "filled": 0.01, "cost": 600.0, "side": "buy",
+         "fees": [{"cost": 0.0, "currency": "GT"}, {"cost": 1.2, "currency": "USDT"}]},
+        client_order_id="t-c", symbol="BTC/USDT", side="buy", amount=Decimal("0.01"),
+    )
+    assert (gate.fee, gate.fee_currency) == (Decimal("1.2"), "USDT")
 
 
 def test_a_bybit_partial_fill_canceled_is_canceled_not_closed():

@@ -68,9 +68,15 @@ def _bybit_key_user(answer: Mapping[str, Any]) -> Any:
 
 # Where the balance answer names no account but one more read does: ccxt's implicit method, and
 # where its answer names the account.
+def _gate_user(answer: Mapping[str, Any]) -> Any:
+    """Gate's ``GET /api/v4/account/detail``: ``user_id`` is the account the key belongs to."""
+    return answer.get("user_id")
+
+
 ACCOUNT_ID_CALL: dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]] = {
     "okx": ("privateGetAccountConfig", _okx_config_uid),
     "bybit": ("privateGetV5UserQueryApi", _bybit_key_user),
+    "gate": ("privateAccountGetDetail", _gate_user),
 }
 # Exchange ids that are one exchange's API under two names: an account is the same under either.
 _SAME_EXCHANGE = {"coinbaseadvanced": "coinbase"}

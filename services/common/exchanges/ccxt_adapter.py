@@ -25,14 +25,7 @@ import ccxt.async_support as ccxt_async
 
 from services.common.exchanges import port
 from services.common.exchanges.account_ref import account_id_call, account_uid_in_answer, account_uid_in_balance
-from services.common.exchanges.ccxt_client_ids import (
-    client_order_params,
-    finds_orders_by_client_id,
-    lists_orders_since,
-    order_listing_filter,
-    order_listings,
-    order_lookup_by_client_id,
-)
+from services.common.exchanges.ccxt_client_ids import client_order_params
 from services.common.exchanges.ccxt_errors import classify, revoked_credentials, safe_message
 from services.common.exchanges.ccxt_family import family
 from services.common.exchanges.ccxt_fees import (
@@ -52,6 +45,7 @@ from services.common.exchanges.ccxt_markets import (
 )
 from services.common.exchanges.ccxt_shared_markets import SHARED_MARKETS, Key, SharedMarkets
 from services.common.exchanges.ccxt_urls import rewrite_api_urls
+from services.common.exchanges.order_lookup import OrderLookup, order_lookup
 from services.common.redact import register_secret
 from services.common.secrets import Credentials
 
@@ -93,6 +87,10 @@ def _exchange_options(exchange_id: str) -> dict[str, Any]:
     # OKX assumes for market buys, ccxt would send the amount as the quote currency to spend).
     if family(exchange_id) == "okx":
         return {"fetchMarkets": {"types": ["spot"]}, "createOrder": "privatePostTradeOrder", "tgtCcy": "base_ccy"}
+    # Gate, KuCoin, Bitget: spot markets only (ccxt also loads their contracts, from other hosts:
+    # several requests more per load, any of which failing fails it).
+    if exchange_id in ("gate", "kucoin", "bitget"):
+        return {"fetchMarkets": {"types": ["spot"]}}
     return {}
 
 
@@ -165,7 +163,7 @@ class CcxtExchange:
         shared_markets: SharedMarkets = SHARED_MARKETS,
     ) -> None:
         self.exchange_id = exchange_id
-        self.finds_orders_by_client_id = finds_orders_by_client_id(exchange_id)
+        self.finds_orders_by_client_id = order_lookup(exchange_id).proves_absence
         self.api_url = api_url
         self.sandbox = sandbox
         # The exchange's own id of this account, once a balance answer (Binance, Coinbase) or the
@@ -369,25 +367,29 @@ class CcxtExchange:
     async def _find_by_client_id(
         self, symbol: str, client_order_id: str, placed_after: datetime | None
     ) -> dict[str, Any] | None:
-        """The order sent with ``client_order_id``, asked of the exchange by that id wherever it
-        can filter by it: a client-side match in a listing finds only what the page holds, so a
-        busy account's order could be missed, and a missed order is sent again."""
+        """The order sent with ``client_order_id``, asked of the exchange as ``order_lookup`` says:
+        by that id, in listings filtered by it, or among every order since ``placed_after``;
+        elsewhere matched in a page of the newest orders (a miss there proves nothing)."""
         client = self._client
-        if lists_orders_since(self.exchange_id):
-            return await self._find_in_orders_since(symbol, client_order_id, placed_after)
-        by_id = order_lookup_by_client_id(self.exchange_id, client_order_id)
-        if by_id is not None:
+        lookup = order_lookup(self.exchange_id)
+        if lookup.by_id_param is not None:
+            by_id = {lookup.by_id_param: client_order_id}
             try:
+                # The client id stands in for the order id too, which ccxt then does not send: its
+                # bitget class names the id in its not-found error (None raises a TypeError).
                 order: dict[str, Any] = await self._call(
-                    "fetch_order", lambda: client.fetch_order(None, symbol, by_id)
+                    "fetch_order", lambda: client.fetch_order(client_order_id, symbol, by_id)
                 )
+                return order
             except port.ExchangeError as exc:
-                if getattr(exc, "ccxt_error", None) == "OrderNotFound":
-                    return None
-                raise
-            return order
-        params = order_listing_filter(self.exchange_id, client_order_id)
-        for method in order_listings(self.exchange_id, client.has):
+                if getattr(exc, "ccxt_error", None) != "OrderNotFound":
+                    raise
+            if not lookup.by_id_open_only:
+                return None
+        if lookup.since_listing is not None:
+            return await self._find_in_orders_since(lookup, symbol, client_order_id, placed_after)
+        params = {lookup.listing_filter_param: client_order_id} if lookup.listing_filter_param else {}
+        for method in lookup.listing_methods(client.has):
             fetch = getattr(client, method)
             orders: list[dict[str, Any]] = await self._call(
                 method, functools.partial(fetch, symbol, None, None, params)
@@ -398,29 +400,37 @@ class CcxtExchange:
         return None
 
     async def _find_in_orders_since(
-        self, symbol: str, client_order_id: str, placed_after: datetime | None
+        self, lookup: OrderLookup, symbol: str, client_order_id: str, placed_after: datetime | None
     ) -> dict[str, Any] | None:
-        """The order sent with ``client_order_id`` among every order of ``symbol``, of any status,
-        placed since ``placed_after`` (less the clocks' possible skew; all of them when None), page
-        after page. Past ``MAX_LISTING_PAGES`` it cannot say, and says so: a miss would be sent again."""
-        client = self._client
+        """The order sent with ``client_order_id`` among every order of ``symbol`` its listing
+        (``lookup.since_listing``) holds since ``placed_after`` (less the clocks' possible skew; as
+        far back as it goes when None), page after page. Past ``MAX_LISTING_PAGES`` it cannot say,
+        and says so: a miss would be sent again."""
+        assert lookup.since_listing is not None
+        fetch = getattr(self._client, lookup.since_listing)
         since = None
         if placed_after is not None:
             aware = placed_after if placed_after.tzinfo is not None else placed_after.replace(tzinfo=UTC)
             since = int((aware - CLOCK_SKEW).timestamp() * 1000)
-        params: dict[str, str] = {}
-        for _ in range(MAX_LISTING_PAGES):
+        by_cursor = lookup.pages_by == "cursor"
+        params: dict[str, Any] = {} if by_cursor else {lookup.pages_by: 1}
+        for number in range(1, MAX_LISTING_PAGES + 1):
             page: list[dict[str, Any]] = await self._call(
-                "fetch_orders", functools.partial(client.fetch_orders, symbol, since, None, params)
+                lookup.since_listing, functools.partial(fetch, symbol, since, None, params)
             )
             for candidate in page:
                 if candidate.get("clientOrderId") == client_order_id:
                     return dict(candidate)
-            # ccxt leaves the next page's cursor in the raw answer of one order of the page.
-            cursor = next((str(o["info"]["cursor"]) for o in page if (o.get("info") or {}).get("cursor")), "")
-            if not page or not cursor:
+            if not page:
                 return None
-            params = {"cursor": cursor}
+            if by_cursor:
+                # ccxt leaves the next page's cursor in the raw answer of one order of the page.
+                cursor = next((str(o["info"]["cursor"]) for o in page if (o.get("info") or {}).get("cursor")), "")
+                if not cursor:
+                    return None
+                params = {"cursor": cursor}
+            else:
+                params = {lookup.pages_by: number + 1}  # numbered pages, until an empty one
         raise port.RetryLater(
             f"{self.exchange_id}: order {client_order_id} not among more than {MAX_LISTING_PAGES} pages of"
             f" {symbol} orders since its run began; looked up again later"

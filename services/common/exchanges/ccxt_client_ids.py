@@ -7,15 +7,18 @@ second one. Exchanges disagree on the format:
   unified ``clientOrderId`` to ``cl_ord_id``.
 - Coinbase ``client_order_id``: a UUID; ccxt ignores the unified parameter, so it is sent raw.
 - OKX ``clOrdId``: alphanumeric, at most 32 characters.
+- Gate ``text``: ``t-`` then up to 28 of ``[0-9A-Za-z_.-]``; ccxt refuses a text over 28 characters
+  before it adds a missing ``t-``, and reads the order's ``clientOrderId`` back with the prefix, so
+  the id is the whole text, prefix included (28 characters).
+- KuCoin ``clientOid`` (at most 40) and Bitget ``clientOid``: ccxt maps the unified name.
 Anything else gets 32 alphanumeric characters, accepted almost everywhere.
+How an order is looked up by its id is ``order_lookup``'s.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
-from typing import Any
 
 from contracts.envelope import uuid5_hex
 from services.common.exchanges.ccxt_family import family
@@ -28,6 +31,7 @@ CLIENT_ID_RULES: dict[str, re.Pattern[str]] = {
     "kraken": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
     "coinbase": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
     "okx": re.compile(r"^[A-Za-z0-9]{1,32}$"),
+    "gate": re.compile(r"^t-[0-9A-Za-z_.-]{1,26}$"),
 }
 _DEFAULT_RULE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _UUID_EXCHANGES = frozenset({"kraken", "coinbase", "coinbaseadvanced", "coinbaseexchange"})
@@ -43,6 +47,9 @@ def client_order_id_for(exchange_id: str, run_id: str, leg: int) -> str:
     leg_hex = uuid5_hex(_NAMESPACE, name, dashed=False)
     if exchange_id == "binance" or exchange_id.startswith("binance"):
         return "rb-" + leg_hex  # 35 characters, readable prefix
+    if exchange_id == "gate":
+        # Gate orders were never placed with a longer id (ccxt refused every one), so none is lost.
+        return "t-rb" + leg_hex[:24]
     return "rb" + leg_hex[:30]
 
 
@@ -59,53 +66,3 @@ def client_order_params(exchange_id: str, client_order_id: str) -> dict[str, str
         return {"clOrdId": client_order_id}
     # Binance (-> newClientOrderId), Kraken (-> cl_ord_id) and most others map the unified name.
     return {"clientOrderId": client_order_id}
-
-
-def order_lookup_by_client_id(exchange_id: str, client_order_id: str) -> dict[str, str] | None:
-    """The ccxt ``fetch_order`` params that ask the exchange for one order by its client order id,
-    where its order endpoint takes one (Binance ``origClientOrderId``, OKX ``clOrdId``)."""
-    if exchange_id.startswith("binance"):
-        return {"clientOrderId": client_order_id}  # ccxt sends it as origClientOrderId
-    if family(exchange_id) == "okx":
-        return {"clOrdId": client_order_id}
-    return None
-
-
-def order_listings(exchange_id: str, has: Mapping[str, Any]) -> list[str]:
-    """The ccxt methods that list the orders a client order id is looked for in, in turn."""
-    if family(exchange_id) == "bybit":
-        # Bybit's closed orders are its filled ones alone: a canceled partial fill would be missed.
-        return ["fetch_open_orders", "fetch_canceled_and_closed_orders"]
-    return ["fetch_open_orders", "fetch_closed_orders" if has.get("fetchClosedOrders") else "fetch_orders"]
-
-
-def order_listing_filter(exchange_id: str, client_order_id: str) -> dict[str, str]:
-    """The ccxt params that have the exchange list only the order with ``client_order_id``, where
-    its listings filter by it (Kraken ``cl_ord_id``, Bybit ``orderLinkId``); elsewhere the
-    listing is matched here."""
-    if exchange_id == "kraken":
-        # Kraken maps a unified clientOrderId to userref in fetch_order; its listings take cl_ord_id.
-        return {"clientOrderId": client_order_id}
-    if family(exchange_id) == "bybit":
-        return {"orderLinkId": client_order_id}
-    return {}
-
-
-def lists_orders_since(exchange_id: str) -> bool:
-    """Whether the client id is looked for in every order placed since its run began, page after
-    page (Coinbase: its listing takes no client id, but a start time and a cursor, and ccxt's
-    closed orders are its filled ones alone)."""
-    return exchange_id == "coinbase"
-
-
-def finds_orders_by_client_id(exchange_id: str) -> bool:
-    """Whether ``exchange_id`` is asked for an order by its client order id (``order_lookup_by_client_id``
-    or a filtered listing) or shows every order since its run began (``lists_orders_since``), so
-    that a miss means it does not have the order; elsewhere the client id is matched in a page of
-    the newest orders, and a miss proves nothing."""
-    probe = "0"  # the rules depend on the exchange alone
-    return (
-        order_lookup_by_client_id(exchange_id, probe) is not None
-        or bool(order_listing_filter(exchange_id, probe))
-        or lists_orders_since(exchange_id)
-    )

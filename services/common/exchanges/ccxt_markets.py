@@ -173,17 +173,12 @@ def order_from_ccxt(
 
 def _fee(order: Mapping[str, Any]) -> tuple[Decimal, str | None]:
     fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
-    total = Decimal(0)
-    currency: str | None = None
+    charged: list[tuple[Decimal, str | None]] = []
     for fee in fees:
-        if not isinstance(fee, Mapping):
-            continue
-        cost = to_decimal(fee.get("cost"))
-        if cost is None:
-            continue
-        # Fees in several currencies cannot be summed; keep the first currency's.
-        if currency is None:
-            currency = fee.get("currency")
-        if fee.get("currency") == currency:
-            total += cost
-    return total, currency
+        cost = to_decimal(fee.get("cost")) if isinstance(fee, Mapping) else None
+        if cost is not None:
+            charged.append((cost, fee.get("currency")))
+    # Fees in several currencies cannot be summed: the first currency charged is kept. A zero
+    # entry charges nothing (Gate names its GT fee, "0", before the fee it charged).
+    currency = next((c for cost, c in charged if cost), charged[0][1] if charged else None)
+    return sum((cost for cost, c in charged if c == currency), Decimal(0)), currency
