@@ -97,6 +97,7 @@ class FakeGate(FakeExchangeServer):
         state.market_ioc = True  # market orders are ioc (or fok): the unfilled rest is canceled at once
         self._symbol_by_id = {self.pair_id(s): s for s in state.markets}
         self.uid = 10406147  # the account's user_id, which /account/detail names
+        self.other_api_keys: set[str] = set()  # more keys of the account (signed with the same secret)
         self.text_lookup_window = 0.0  # seconds a finished order is still found by its text
         self.unfilled_cancel_retention = 60.0  # seconds a canceled order without fills stays listed
         self._sent: dict[str, _Sent] = {}
@@ -154,7 +155,7 @@ class FakeGate(FakeExchangeServer):
         for name in ("KEY", "Timestamp", "SIGN"):
             if not headers.get(name):
                 return _error("MISSING_REQUIRED_HEADER", f"Missing required header: {name}", 401)
-        if self.reject_auth or headers["KEY"] != self.api_key:
+        if self.reject_auth or headers["KEY"] not in {self.api_key, *self.other_api_keys}:
             return _error("INVALID_KEY", "Invalid key provided", 401)
         try:
             stamp = float(headers["Timestamp"])

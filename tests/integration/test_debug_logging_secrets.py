@@ -19,6 +19,7 @@ from tests.fakes.server import FakeExchangeServer
 from tests.support.ccxt_pipeline import (
     ALL_EXCHANGES,
     CREDENTIALS,
+    NEWER_EXCHANGES,
     ccxt_pipeline,
     fake_exchange,
     run_rebalance,
@@ -67,10 +68,12 @@ def attach_capture(handler: Capture) -> None:
 
 def signatures(fake: FakeExchangeServer) -> set[str]:
     """Every request signature the fake received (Kraken's API-Sign, OKX's OK-ACCESS-SIGN, Bybit's
-    X-BAPI-SIGN and Coinbase's CB-ACCESS-SIGN headers, Binance's parameter)."""
+    X-BAPI-SIGN, Coinbase's CB-ACCESS-SIGN, Gate's SIGN, KuCoin's KC-API-SIGN and Bitget's
+    ACCESS-SIGN headers, Binance's parameter)."""
     found: set[str] = set()
     for r in fake.requests:
-        for header in ("API-Sign", "OK-ACCESS-SIGN", "X-BAPI-SIGN", "CB-ACCESS-SIGN"):
+        for header in ("API-Sign", "OK-ACCESS-SIGN", "X-BAPI-SIGN", "CB-ACCESS-SIGN", "SIGN", "KC-API-SIGN",
+                       "ACCESS-SIGN"):
             if r.headers.get(header):
                 found.add(r.headers[header])
         for text in (r.body, "&".join(f"{k}={v}" for k, v in r.query.items())):
@@ -106,7 +109,7 @@ async def stored_texts(pool: asyncpg.Pool, run_ids: list[str]) -> list[str]:
     return [r["t"] for r in rows]
 
 
-@pytest.mark.parametrize("exchange_id", ALL_EXCHANGES)
+@pytest.mark.parametrize("exchange_id", ALL_EXCHANGES + NEWER_EXCHANGES)
 async def test_a_rebalance_and_an_auth_failure_at_debug_leak_no_credentials(
     exchange_id: str,
     capture: Capture,

@@ -1,5 +1,6 @@
 """The whole pipeline (pricer, planner, executor, ledger) trading through ccxt's real Kraken,
-Binance, OKX, Bybit and Coinbase classes against the fake exchange servers, on real NATS and PostgreSQL.
+Binance, OKX, Bybit, Coinbase, Gate, KuCoin and Bitget classes against the fake exchange servers,
+on real NATS and PostgreSQL.
 
 - ``fake_exchange``: a fake server with four markets (BTC, ETH, SOL, ADA) in its quote, whose state
   can also refuse one market's orders or leave them resting, and can start rejecting the API key
@@ -31,11 +32,14 @@ from contracts.v1.strategy import OrderType
 from services.common.exchanges import ccxt_adapter
 from services.common.secrets import KEYS_ENV, Credentials, SecretBox, mask
 from tests.fakes.binance import FakeBinance
+from tests.fakes.bitget import FakeBitget
 from tests.fakes.bybit import FakeBybit
 from tests.fakes.clients import QUOTES
 from tests.fakes.coinbase import FakeCoinbase
 from tests.fakes.engine import EngineError, ExchangeState, FakeMarket, FakeOrder
+from tests.fakes.gate import FakeGate
 from tests.fakes.kraken import FakeKraken
+from tests.fakes.kucoin import FakeKucoin
 from tests.fakes.okx import FakeOkx
 from tests.fakes.server import FakeExchangeServer
 from tests.support.pipeline import Seeded, due_event, in_process_pipeline, publish, wait_for
@@ -43,11 +47,14 @@ from tests.support.pipeline import Seeded, due_event, in_process_pipeline, publi
 # The fault suite runs on every fake; its tests of the executor's own rules run on these two alone.
 EXCHANGES = ("kraken", "binance")
 ALL_EXCHANGES = ("kraken", "binance", "okx", "bybit", "coinbase")
+# The fakes that arrived last: a clean run and a lost answer, through the whole pipeline.
+NEWER_EXCHANGES = ("gate", "kucoin", "bitget")
 # Each fake charges the taker fee ccxt reports for it.
 FEE_RATES = {
     exchange_id: Decimal(fake_class.taker_fee)
     for exchange_id, fake_class in (("kraken", FakeKraken), ("binance", FakeBinance), ("okx", FakeOkx),
-                                    ("bybit", FakeBybit), ("coinbase", FakeCoinbase))
+                                    ("bybit", FakeBybit), ("coinbase", FakeCoinbase), ("gate", FakeGate),
+                                    ("kucoin", FakeKucoin), ("bitget", FakeBitget))
 }
 PRICES = {"BTC": Decimal("60000"), "ETH": Decimal("3000"), "SOL": Decimal("150"), "ADA": Decimal("0.5")}
 WEIGHTS = {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}
@@ -76,6 +83,20 @@ CREDENTIALS = {
     "coinbase": Credentials(
         api_key="coinbase-pipeline-key-3b7d1f9a",
         secret="coinbase-pipeline-secret-8e2c6a4f0d",
+    ),
+    "gate": Credentials(
+        api_key="gatePipelineKey5c1e9b3d7f",
+        secret="gatePipelineSecret2a6e0c4b8d1f5a9e",
+    ),
+    "kucoin": Credentials(
+        api_key="kucoin-pipeline-key-6d2a8f4c",
+        secret="kucoin-pipeline-secret-1e7b3d9f5a",
+        passphrase="kucoin-pipeline-passphrase-42",
+    ),
+    "bitget": Credentials(
+        api_key="bg_pipeline_key_9f3b7d1e5c",
+        secret="bitget-pipeline-secret-4c8e2a6f0b",
+        passphrase="bitget-pipeline-passphrase-17",
     ),
 }
 
@@ -146,7 +167,22 @@ class PipelineCoinbase(_PipelineFake, FakeCoinbase):
     pass
 
 
-PipelineFake = PipelineKraken | PipelineBinance | PipelineOkx | PipelineBybit | PipelineCoinbase
+class PipelineGate(_PipelineFake, FakeGate):
+    pass
+
+
+class PipelineKucoin(_PipelineFake, FakeKucoin):
+    pass
+
+
+class PipelineBitget(_PipelineFake, FakeBitget):
+    pass
+
+
+PipelineFake = (
+    PipelineKraken | PipelineBinance | PipelineOkx | PipelineBybit | PipelineCoinbase | PipelineGate
+    | PipelineKucoin | PipelineBitget
+)
 
 
 def pipeline_state(exchange_id: str) -> FaultyState:
@@ -167,15 +203,23 @@ async def fake_exchange(exchange_id: str) -> AsyncIterator[PipelineFake]:
     credentials = CREDENTIALS[exchange_id]
     state, key, secret = pipeline_state(exchange_id), credentials.api_key, credentials.secret
     fake: PipelineFake
-    if exchange_id == "okx":
+    if exchange_id in ("okx", "kucoin", "bitget"):
         assert credentials.passphrase is not None
-        fake = PipelineOkx(state, key, secret, credentials.passphrase, HANG_SECONDS)
+        passphrase = credentials.passphrase
+        if exchange_id == "okx":
+            fake = PipelineOkx(state, key, secret, passphrase, HANG_SECONDS)
+        elif exchange_id == "kucoin":
+            fake = PipelineKucoin(state, key, secret, passphrase, HANG_SECONDS)
+        else:
+            fake = PipelineBitget(state, key, secret, passphrase, HANG_SECONDS)
     elif exchange_id == "bybit":
         fake = PipelineBybit(state, key, secret, HANG_SECONDS)
     elif exchange_id == "binance":
         fake = PipelineBinance(state, key, secret, HANG_SECONDS)
     elif exchange_id == "coinbase":
         fake = PipelineCoinbase(state, key, secret, HANG_SECONDS)
+    elif exchange_id == "gate":
+        fake = PipelineGate(state, key, secret, HANG_SECONDS)
     else:
         fake = PipelineKraken(state, key, secret, HANG_SECONDS)
     await fake.start()
