@@ -13,6 +13,7 @@ from services.common.exchanges.ccxt_client_ids import client_order_id_for
 from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
 from services.common.secrets import Credentials
 from tests.fakes.clients import STARTERS, FakeSession, fake_session
+from tests.fakes.gate import FakeGate
 
 EXCHANGES = sorted(STARTERS)
 
@@ -257,3 +258,27 @@ async def test_check_connection_reports_an_unreachable_exchange():
         assert caught.value.reason == "unreachable"
     finally:
         await exchange.close()
+
+
+async def test_a_listing_that_answers_the_same_page_again_is_not_taken_for_the_whole_list():
+    # Gate's finished orders are read page by page from the run's start. A listing that ignores the
+    # page asked for (an account type that pages another way) would answer its first page forever:
+    # the look-up must say it cannot tell, never that the order is absent (a leg not found is sent
+    # again), and must not spend its whole page budget on it.
+    async with fake_session("gate") as session:
+        gate = session.fake
+        assert isinstance(gate, FakeGate)
+        gate.listing_page = 1
+        requests = [order(session, side="sell", amount="0.0002", leg=leg) for leg in range(2)]
+        for request in requests:
+            assert (await session.exchange.create_order(request)).status == "closed"
+        gate.pages_ignored = True
+        before = len(session.fake.requests)
+        oldest = requests[0]
+        with pytest.raises(port.RetryLater, match="same page twice"):
+            await session.exchange.fetch_order_by_client_id(oldest.symbol, oldest.client_order_id)
+        listings = [r for r in session.fake.requests[before:] if r.path == "/api/v4/spot/orders"]
+        assert len(listings) == 2
+        gate.pages_ignored = False
+        found = await session.exchange.fetch_order_by_client_id(oldest.symbol, oldest.client_order_id)
+        assert found is not None and found.client_order_id == oldest.client_order_id

@@ -414,6 +414,7 @@ class CcxtExchange:
             since = int((aware - CLOCK_SKEW).timestamp() * 1000)
         by_cursor = lookup.pages_by == "cursor"
         params: dict[str, Any] = {} if by_cursor else {lookup.pages_by: 1}
+        previous: set[str] = set()
         for number in range(1, MAX_LISTING_PAGES + 1):
             page: list[dict[str, Any]] = await self._call(
                 lookup.since_listing, functools.partial(fetch, symbol, since, None, params)
@@ -423,6 +424,15 @@ class CcxtExchange:
                     return dict(candidate)
             if not page:
                 return None
+            listed = {str(o.get("id")) for o in page}
+            if listed == previous:
+                # The same page again: this listing does not page that way (KuCoin's high-frequency
+                # accounts page by the last id), so the orders past the first page were never seen.
+                raise port.RetryLater(
+                    f"{self.exchange_id}: its order listing answered the same page twice; order"
+                    f" {client_order_id} cannot be looked for past it"
+                )
+            previous = listed
             if by_cursor:
                 # ccxt leaves the next page's cursor in the raw answer of one order of the page.
                 cursor = next((str(o["info"]["cursor"]) for o in page if (o.get("info") or {}).get("cursor")), "")
