@@ -114,7 +114,8 @@ class FakeBitget(FakeExchangeServer):
         state.market_ioc = True  # a spot market order's unfilled rest is canceled at once
         self.passphrase = passphrase
         self._symbol_by_id = {self.symbol_id(s): s for s in state.markets}
-        self.user_id = "6130000001"
+        self.uid = 6130000001  # the account's userId, which orders and the account info name
+        self.other_api_keys: set[str] = set()  # more keys of the account (same secret and passphrase)
         # Each order's ``size`` as sent: the quote to spend for a market buy, the base amount otherwise.
         self._sizes: dict[str, str] = {}
 
@@ -148,6 +149,7 @@ class FakeBitget(FakeExchangeServer):
             "/api/v2/spot/trade/unfilled-orders": self.unfilled_orders,
             "/api/v2/spot/trade/history-orders": self.history_orders,
             "/api/v2/spot/trade/fills": self.fills,
+            "/api/v2/spot/account/info": self.account_info,
         }
         private_post: dict[str, PrivateHandler] = {
             "/api/v2/spot/trade/place-order": self.place_order,
@@ -172,7 +174,7 @@ class FakeBitget(FakeExchangeServer):
             return _error("40005", "Invalid ACCESS_TIMESTAMP")
         if not phrase:
             return _error("40011", "ACCESS_PASSPHRASE cannot be empty")
-        if self.reject_auth or key != self.api_key:
+        if self.reject_auth or key not in {self.api_key, *self.other_api_keys}:
             return _error("40037", "Apikey does not exist")
         if phrase != self.passphrase:
             return _error("40012", "apikey/password is incorrect")
@@ -281,6 +283,17 @@ class FakeBitget(FakeExchangeServer):
             "40084", "You are in Classic Account mode, and the Unified Account API is not supported at this time"
         )
 
+    def named_account(self) -> str | None:
+        return str(self.uid)
+
+    async def account_info(self, params: Params) -> web.Response:
+        """GET /api/v2/spot/account/info: the key's own account (``userId``; ``parentId`` would be
+        a sub-account's master)."""
+        return _ok({
+            "userId": str(self.uid), "inviterId": "", "channelCode": "", "channel": "", "ips": "",
+            "authorities": ["stor", "strr"], "parentId": 0, "traderType": "", "regisTime": "1700000000000",
+        })
+
     async def assets(self, params: Params) -> web.Response:
         """GET /api/v2/spot/account/assets: ``frozen`` is what open orders hold."""
         wanted, asset_type = params.get("coin"), params.get("assetType", "hold_only")
@@ -321,7 +334,7 @@ class FakeBitget(FakeExchangeServer):
         average = dec(order.average) if order.average is not None else "0"
         updated = order.closed_at or (order.fills[-1].time if order.fills else order.created_at)
         row: dict[str, Any] = {
-            "userId": self.user_id, "symbol": self.symbol_id(order.symbol), "orderId": order.id,
+            "userId": str(self.uid), "symbol": self.symbol_id(order.symbol), "orderId": order.id,
             "clientOid": order.client_order_id or "", "size": self._sizes.get(order.id, dec(order.amount)),
             "orderType": order.order_type, "side": order.side, "status": self._status(order),
             "baseVolume": dec(order.filled), "quoteVolume": dec(order.cost), "enterPointSource": "API",
@@ -455,7 +468,7 @@ class FakeBitget(FakeExchangeServer):
 
     def _fill_json(self, order: FakeOrder, fill: FakeFill) -> dict[str, Any]:
         return {
-            "userId": self.user_id, "symbol": self.symbol_id(order.symbol), "orderId": order.id,
+            "userId": str(self.uid), "symbol": self.symbol_id(order.symbol), "orderId": order.id,
             "tradeId": str(fill.id), "orderType": order.order_type, "side": order.side,
             "priceAvg": dec(fill.price), "size": dec(fill.quantity), "amount": dec(fill.cost),
             "feeDetail": {

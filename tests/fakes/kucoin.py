@@ -107,6 +107,8 @@ class FakeKucoin(FakeExchangeServer):
         super().__init__(state, api_key, secret, hang_seconds)
         state.market_ioc = True  # a market order's unfilled rest is canceled at once
         self.passphrase = passphrase
+        self.uid = 165111215  # the account's uid, which the API key's info names
+        self.other_api_keys: set[str] = set()  # more keys of the account (same secret and passphrase)
         self._symbol_by_id = {self.symbol_id(s): s for s in state.markets}
         self._funds: dict[str, Decimal] = {}  # each market order's funds, where it was sized by them
 
@@ -146,6 +148,7 @@ class FakeKucoin(FakeExchangeServer):
             ("GET", "/api/v1/order/client-order/{client_oid}", self.get_order_by_client_oid),
             ("DELETE", "/api/v1/order/client-order/{client_oid}", self.cancel_order_by_client_oid),
             ("GET", "/api/v1/fills", self.fills),
+            ("GET", "/api/v1/user/api-key", self.api_key_info),
         ]
         for method, path, handler in private:
             r.add_route(method, path, self._private(handler))
@@ -161,7 +164,7 @@ class FakeKucoin(FakeExchangeServer):
             if not stamp.isdigit() or abs(time.time() - int(stamp) / 1000) > _MAX_CLOCK_SKEW:
                 return _error("400002", "KC-API-TIMESTAMP Invalid -- Time differs from server time by more "
                                         "than 5 seconds", 401)
-            if self.reject_auth or key != self.api_key:
+            if self.reject_auth or key not in {self.api_key, *self.other_api_keys}:
                 return _error("400003", "KC-API-KEY not exists", 401)
             if headers.get("KC-API-KEY-VERSION") not in _KEY_VERSIONS or passphrase != _sign(
                 self.secret, self.passphrase or ""
@@ -249,6 +252,17 @@ class FakeKucoin(FakeExchangeServer):
     async def account_mode(self, request: web.Request, params: Json) -> web.Response:
         """GET /api/ua/v1/account/mode: a classic account (ccxt then uses the classic endpoints)."""
         return _ok({"selfAccountMode": "CLASSIC"})
+
+    def named_account(self) -> str | None:
+        return str(self.uid)
+
+    async def api_key_info(self, request: web.Request, params: Json) -> web.Response:
+        """GET /api/v1/user/api-key: the key's own account (``uid``; a sub-account's own)."""
+        return _ok({
+            "remark": "rebalancer", "apiKey": request.headers["KC-API-KEY"], "apiVersion": 3,
+            "permission": "General,Spot", "ipWhitelist": "", "createdAt": 1700000000000, "uid": self.uid,
+            "isMaster": True,
+        })
 
     async def hf_opened(self, request: web.Request, params: Json) -> web.Response:
         """GET /api/v1/hf/accounts/opened: false, the account trades through the classic endpoints."""

@@ -30,7 +30,7 @@ async def uid_ref(pool: asyncpg.Pool, connection_id: str) -> str | None:
     return ref
 
 
-@pytest.mark.parametrize("exchange_id", ["binance", "okx", "bybit", "gate"])
+@pytest.mark.parametrize("exchange_id", ["binance", "okx", "bybit", "gate", "kucoin", "bitget"])
 async def test_the_pricer_records_the_account_a_key_opens_and_refuses_live_runs_on_a_second_connection(
     exchange_id: str, db_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

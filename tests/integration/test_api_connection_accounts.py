@@ -83,7 +83,7 @@ async def test_an_exchange_account_is_connected_once_per_address(api: Api) -> No
 
 # Exchanges that name the account a key opens: in the balance answer (Binance's uid) or in one
 # more read (OKX's account config, Bybit's API-key information).
-NAMING_EXCHANGES = ["binance", "okx", "bybit", "gate"]
+NAMING_EXCHANGES = ["binance", "okx", "bybit", "gate", "kucoin", "bitget"]
 
 
 def _verifying(api: Api) -> None:

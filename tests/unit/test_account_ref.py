@@ -50,7 +50,12 @@ def test_okx_and_bybit_name_the_account_in_one_more_read() -> None:
     # OKX's and Bybit's regional entities (ccxt subclasses of theirs) speak the same API.
     assert account_uid_in_answer("myokx", okx) == "44000002"
     assert account_uid_in_answer("bybiteu", bybit) == "51000002"
-    assert set(ACCOUNT_ID_CALL) == {"okx", "bybit", "gate"}
+    assert set(ACCOUNT_ID_CALL) == {"okx", "bybit", "gate", "kucoin", "bitget"}
+    kucoin = {"code": "200000", "data": {"apiKey": "k", "uid": 165111215, "isMaster": False}}
+    assert account_uid_in_answer("kucoin", kucoin) == "165111215"
+    bitget = {"code": "00000", "data": {"userId": "6130000002", "parentId": 6130000001}}
+    assert account_uid_in_answer("bitget", bitget) == "6130000002"
+    assert account_uid_in_answer("bitget", {"code": "00000", "data": []}) is None
     assert account_uid_in_answer("gate", {"user_id": 10406147, "ip_whitelist": [], "key": {"mode": 1}}) == "10406147"
     # Their balance answers name none.
     assert account_uid_in_balance("okx", {"data": [{"uid": "1"}]}) is None

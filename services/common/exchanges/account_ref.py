@@ -73,10 +73,25 @@ def _gate_user(answer: Mapping[str, Any]) -> Any:
     return answer.get("user_id")
 
 
+def _kucoin_key_user(answer: Mapping[str, Any]) -> Any:
+    """KuCoin's ``GET /api/v1/user/api-key``: ``uid`` is the account the key belongs to."""
+    data = answer.get("data")
+    return data.get("uid") if isinstance(data, Mapping) else None
+
+
+def _bitget_user(answer: Mapping[str, Any]) -> Any:
+    """Bitget's ``GET /api/v2/spot/account/info``: ``userId`` is the account the key belongs to
+    (``parentId`` would be a sub-account's master)."""
+    data = answer.get("data")
+    return data.get("userId") if isinstance(data, Mapping) else None
+
+
 ACCOUNT_ID_CALL: dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]] = {
     "okx": ("privateGetAccountConfig", _okx_config_uid),
     "bybit": ("privateGetV5UserQueryApi", _bybit_key_user),
     "gate": ("privateAccountGetDetail", _gate_user),
+    "kucoin": ("privateGetUserApiKey", _kucoin_key_user),
+    "bitget": ("privateSpotGetV2SpotAccountInfo", _bitget_user),
 }
 # Exchange ids that are one exchange's API under two names: an account is the same under either.
 _SAME_EXCHANGE = {"coinbaseadvanced": "coinbase"}
