@@ -630,8 +630,9 @@ async def test_a_phases_resting_limit_orders_are_followed_together(rig: Rig) -> 
 # ------------------------------------------------------------------------------- random faults
 # Each seed draws market or limit orders, maybe partial fills and a resting market, and one to four
 # faults (timeout, 500, rate limit, dropped response) on any of the endpoints the pipeline calls,
-# after 0-3 requests there pass. Whatever happens, no leg is on the exchange twice and the history
-# says exactly what the exchange did. RANDOM_FAULT_SEEDS widens the search (50 per exchange passed).
+# after 0-3 requests there pass, and one more on placing an order. Whatever happens, no leg is on
+# the exchange twice and the history says exactly what the exchange did. RANDOM_FAULT_SEEDS widens
+# the search.
 FAULT_PATHS = {
     "kraken": ["AddOrder", "OpenOrders", "ClosedOrders", "QueryOrders", "CancelOrder", "BalanceEx", "Ticker"],
     "binance": ["/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades", "/api/v3/account", "/api/v3/ticker"],
@@ -639,8 +640,8 @@ FAULT_PATHS = {
             "/api/v5/market/tickers"],
     "bybit": ["/v5/order/create", "/v5/order/realtime", "/v5/order/history", "/v5/order/cancel",
               "/v5/account/wallet-balance", "/v5/market/tickers"],
-    "coinbase": ["/api/v3/brokerage/orders", "/api/v3/brokerage/orders/historical",
-                 "/api/v3/brokerage/orders/batch_cancel", "/api/v3/brokerage/accounts",
+    # "/orders" is every order call (placing, listing, canceling); "/orders/historical" the look-ups.
+    "coinbase": ["/api/v3/brokerage/orders", "/api/v3/brokerage/orders/historical", "/api/v3/brokerage/accounts",
                  "/api/v3/brokerage/market/products"],
 }
 FAULT_KINDS = ["timeout", "http_500", "rate_limit", "drop"]
@@ -661,8 +662,15 @@ async def test_random_faults_never_trade_twice_nor_lose_a_fill(rig: Rig, seed: i
         count, after = rng.randint(1, 2), rng.randint(0, 3)
         rig.fake.fail_next(kind, count, path, after=after)
         faults.append(f"{kind} x{count} on {path} after {after}")
+    # And one on placing an order, which every run does four times: a seed whose faults all miss
+    # the run's requests (a cancel in a market run, a third ticker read) would test nothing.
+    kind, after = rng.choice(FAULT_KINDS), rng.randint(0, 3)
+    rig.fake.fail_next(kind, 1, rig.fake.order_path, after=after)
+    faults.append(f"{kind} x1 on {rig.fake.order_path} after {after}")
     case = f"{order_type}, fill ratio {rig.fake.state.fill_ratio}, resting {rig.fake.faulty.resting}, {faults}"
+    planned = rig.fake.faults_left
     history = await rig.rebalance(timeout=90.0, order_type=order_type, limit_timeout_seconds=1)
+    assert rig.fake.faults_left < planned, f"no fault met a request: the seed tests nothing ({case})"
     intents = by_leg(history)
     ours = {i["client_order_id"] for i in intents.values()}
     assert all(o.client_order_id in ours for o in rig.fake.state.orders), case
