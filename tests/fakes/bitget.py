@@ -23,14 +23,14 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from tests.fakes.engine import EngineError, ExchangeState, FakeFill, FakeMarket, FakeOrder, default_state
-from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec
+from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec, finite_decimal, json_body_field
 
 Params = dict[str, str]
 PrivateHandler = Callable[[Params], Awaitable[web.Response]]
@@ -73,14 +73,6 @@ def _error(code: str, message: str, status: int = 400) -> web.Response:
     return _reply(None, code, message, status)
 
 
-def _decimal(value: str | None) -> Decimal | None:
-    if not value:
-        return None
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
 
 
 def _places(step: Decimal) -> str:
@@ -130,9 +122,7 @@ class FakeBitget(FakeExchangeServer):
         return _error("40404", "Request URL NOT FOUND", 404)
 
     def sent_client_order_id(self, request: RecordedRequest) -> str | None:
-        body = json.loads(request.body or "{}")
-        value = body.get("clientOid") if isinstance(body, dict) else None
-        return str(value) if value is not None else None
+        return json_body_field(request, "clientOid")
 
     def routes(self, app: web.Application) -> None:
         r = app.router
@@ -367,12 +357,12 @@ class FakeBitget(FakeExchangeServer):
                 return _error(_PARAM_ERROR, "Parameter verification failed")
             if self.orders_with_client_id(client_oid):  # a clientOid is taken once, whatever became of its order
                 return _error(*_ERRORS["duplicate_order"])
-        size = _decimal(params.get("size"))
+        size = finite_decimal(params.get("size"))
         if size is None or size <= 0:
             return _error(_PARAM_ERROR, "Parameter verification failed")
         price = None
         if order_type == "limit":
-            price = _decimal(params.get("price"))
+            price = finite_decimal(params.get("price"))
             if price is None or price <= 0:
                 return _error(_PARAM_ERROR, "Parameter verification failed")
             if price % market.price_step:

@@ -17,13 +17,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.engine import EngineError, ExchangeState, FakeFill, FakeMarket, FakeOrder, default_state
-from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec
+from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec, finite_decimal, json_body_field
 
 PrivateHandler = Callable[[dict[str, str], str], Awaitable[web.Response]]
 
@@ -66,14 +66,6 @@ def _error(code: int, message: str, status: int = 200) -> web.Response:
     return _reply({}, code, message, status)
 
 
-def _decimal(value: str | None) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
 
 
 def _on_step(value: Decimal, step: Decimal) -> bool:
@@ -118,9 +110,7 @@ class FakeBybit(FakeExchangeServer):
         return str(self.uid)
 
     def sent_client_order_id(self, request: RecordedRequest) -> str | None:
-        body = json.loads(request.body or "{}")
-        link_id = body.get("orderLinkId") if isinstance(body, dict) else None
-        return str(link_id) if link_id is not None else None
+        return json_body_field(request, "orderLinkId")
 
     def not_found_response(self, request: web.Request) -> web.Response:
         return _error(10017, f"Route not found: {request.path}", 404)
@@ -449,7 +439,7 @@ class FakeBybit(FakeExchangeServer):
         order_type = {"Market": "market", "Limit": "limit"}.get(params.get("orderType", ""))
         if order_type is None:
             return _error(170116, "Invalid orderType.")
-        qty = _decimal(params.get("qty"))
+        qty = finite_decimal(params.get("qty"))
         if qty is None or qty <= 0:
             return _error(170130, "Data sent for paramter 'qty' is not valid.")
         link_id = params.get("orderLinkId") or None
@@ -461,7 +451,7 @@ class FakeBybit(FakeExchangeServer):
         market = self.state.markets[symbol]
         price = None
         if order_type == "limit":
-            price = _decimal(params.get("price"))
+            price = finite_decimal(params.get("price"))
             if price is None or price <= 0:
                 return _error(170130, "Data sent for paramter 'price' is not valid.")
             if not _on_step(price, market.price_step):

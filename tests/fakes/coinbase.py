@@ -24,13 +24,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.engine import EngineError, ExchangeState, FakeFill, FakeMarket, FakeOrder, default_state
-from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec
+from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec, finite_decimal, json_body_field
 
 Json = dict[str, Any]
 PrivateHandler = Callable[[web.Request, Json], Awaitable[web.Response]]
@@ -69,14 +69,6 @@ def _parse_time(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def _decimal(value: object) -> Decimal | None:
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
 
 
 class _Refused(Exception):
@@ -141,9 +133,7 @@ class FakeCoinbase(FakeExchangeServer):
         return self.portfolio_id
 
     def sent_client_order_id(self, request: RecordedRequest) -> str | None:
-        body = json.loads(request.body or "{}")
-        value = body.get("client_order_id") if isinstance(body, dict) else None
-        return str(value) if value is not None else None
+        return json_body_field(request, "client_order_id")
 
     def rate_limit_response(self) -> web.Response:
         return web.json_response({"errors": [{"id": "rate_limit_exceeded", "message": "Too many requests"}]},
@@ -368,7 +358,7 @@ class FakeCoinbase(FakeExchangeServer):
         sizes = config[kinds[0]]
         base, quote = sizes.get("base_size"), sizes.get("quote_size")
         if kinds[0] == "limit_limit_gtc":
-            price = _decimal(sizes.get("limit_price"))
+            price = finite_decimal(sizes.get("limit_price"))
             if price is None or price <= 0:
                 raise _Refused("INVALID_LIMIT_PRICE", "", "PREVIEW_INVALID_LIMIT_PRICE")
             if price % market.price_step:
@@ -378,7 +368,7 @@ class FakeCoinbase(FakeExchangeServer):
             raise _Refused("INVALID_REQUEST", "exactly one of base_size and quote_size is required")
         if base is not None:
             return _Sized("market", self._base_size(market, base), None, False)
-        spend = _decimal(quote)
+        spend = finite_decimal(quote)
         if spend is None or spend <= 0 or spend % market.price_step:
             raise _Refused("INVALID_SIZE_PRECISION", "", "PREVIEW_INVALID_QUOTE_SIZE_PRECISION")
         if spend < market.min_cost:
@@ -388,7 +378,7 @@ class FakeCoinbase(FakeExchangeServer):
 
     @staticmethod
     def _base_size(market: FakeMarket, value: object) -> Decimal:
-        size = _decimal(value)
+        size = finite_decimal(value)
         if size is None or size <= 0 or size % market.amount_step:
             raise _Refused("INVALID_SIZE_PRECISION", "", "PREVIEW_INVALID_BASE_SIZE_PRECISION")
         if size < market.min_amount:

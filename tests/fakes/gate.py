@@ -28,13 +28,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.engine import EngineError, ExchangeState, FakeFill, FakeMarket, FakeOrder, default_state
-from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec
+from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec, finite_decimal, json_body_field
 
 Json = dict[str, Any]
 PrivateHandler = Callable[[web.Request, Json], Awaitable[web.Response]]
@@ -53,14 +53,6 @@ def _error(label: str, message: str, status: int = 400) -> web.Response:
     return web.json_response({"label": label, "message": message}, status=status)
 
 
-def _decimal(value: object) -> Decimal | None:
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
 
 
 def _decimals(step: Decimal) -> int:
@@ -113,9 +105,7 @@ class FakeGate(FakeExchangeServer):
         return str(self.uid)
 
     def sent_client_order_id(self, request: RecordedRequest) -> str | None:
-        body = json.loads(request.body or "{}")
-        value = body.get("text") if isinstance(body, dict) else None
-        return str(value) if value is not None else None
+        return json_body_field(request, "text")
 
     def rate_limit_response(self) -> web.Response:
         reset = int(time.time() * 1000) + 1000
@@ -321,13 +311,13 @@ class FakeGate(FakeExchangeServer):
         time_in_force = body.get("time_in_force", "ioc" if order_type == "market" else "gtc")
         if time_in_force not in (("ioc",) if order_type == "market" else ("gtc", "ioc")):
             raise _Refused("INVALID_PARAM_VALUE", f"invalid argument: time_in_force {time_in_force}")
-        size = _decimal(body.get("amount"))
+        size = finite_decimal(body.get("amount"))
         if size is None or size <= 0:
             raise _Refused("INVALID_PARAM_VALUE", "invalid argument: amount")
         last = self.state.prices[symbol]
         price, spend = None, None
         if order_type == "limit":
-            price = _decimal(body.get("price"))
+            price = finite_decimal(body.get("price"))
             if price is None or price <= 0:
                 raise _Refused("INVALID_PARAM_VALUE", "invalid argument: price")
             if price % market.price_step:

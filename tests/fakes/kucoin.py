@@ -27,13 +27,13 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.engine import EngineError, ExchangeState, FakeFill, FakeOrder, default_state
-from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec
+from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec, finite_decimal, json_body_field
 
 Json = dict[str, Any]
 PrivateHandler = Callable[[web.Request, Json], Awaitable[web.Response]]
@@ -70,14 +70,6 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-def _decimal(value: object) -> Decimal | None:
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
 
 
 def _sign(secret: str, payload: str) -> str:
@@ -123,9 +115,7 @@ class FakeKucoin(FakeExchangeServer):
         return _error("404000", "Url Not Found", 404)
 
     def sent_client_order_id(self, request: RecordedRequest) -> str | None:
-        body = json.loads(request.body or "{}")
-        value = body.get("clientOid") if isinstance(body, dict) else None
-        return str(value) if value is not None else None
+        return json_body_field(request, "clientOid")
 
     def routes(self, app: web.Application) -> None:
         r = app.router
@@ -341,10 +331,10 @@ class FakeKucoin(FakeExchangeServer):
             raise _Refused("400100", "side not in the given range!")
         if order_type not in ("limit", "market"):
             raise _Refused("400100", "type not in the given range!")
-        size, funds = _decimal(params.get("size")), _decimal(params.get("funds"))
+        size, funds = finite_decimal(params.get("size")), finite_decimal(params.get("funds"))
         price = None
         if order_type == "limit":
-            price = _decimal(params.get("price"))
+            price = finite_decimal(params.get("price"))
             if price is None or price <= 0 or size is None:
                 raise _Refused("400100", "validation.createOrder.priceAndSizeRequired")
             if price % market.price_step:

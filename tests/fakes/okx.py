@@ -17,13 +17,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.engine import EngineError, ExchangeState, FakeFill, FakeOrder, default_state
-from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec
+from tests.fakes.server import FakeExchangeServer, RecordedRequest, dec, finite_decimal, json_body_field
 
 _INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
 _CHAINS = {"BTC": "Bitcoin", "ETH": "ERC20", "SOL": "Solana", "USDT": "TRC20", "USDC": "ERC20"}
@@ -57,12 +57,6 @@ def _micros() -> str:
     return str(int(time.time() * 1_000_000))
 
 
-def _decimal(value: object) -> Decimal | None:
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
 
 
 class _Refused(Exception):
@@ -108,10 +102,7 @@ class FakeOkx(FakeExchangeServer):
         return str(self.uid)
 
     def sent_client_order_id(self, request: RecordedRequest) -> str | None:
-        body = json.loads(request.body or "{}")
-        first = body[0] if isinstance(body, list) and body else body
-        value = first.get("clOrdId") if isinstance(first, dict) else None
-        return str(value) if value is not None else None
+        return json_body_field(request, "clOrdId")
 
     def routes(self, app: web.Application) -> None:
         r = app.router
@@ -367,14 +358,14 @@ class FakeOkx(FakeExchangeServer):
             raise _Refused("51000", "Parameter side error")
         if order_type not in ("market", "limit"):
             raise _Refused("51000", "Parameter ordType error")
-        size = _decimal(body.get("sz"))
+        size = finite_decimal(body.get("sz"))
         if size is None or size <= 0:
             raise _Refused("51000", "Parameter sz error")
         price = None
         if order_type == "limit":
             if body.get("px") in (None, ""):
                 raise _Refused("51204", "The price for the limit order can not be empty.")
-            price = _decimal(body.get("px"))
+            price = finite_decimal(body.get("px"))
             if price is None or price <= 0 or price % market.price_step:
                 raise _Refused("51000", "Parameter px error")
         tgt_ccy = str(body.get("tgtCcy") or ("quote_ccy" if order_type == "market" and side == "buy" else "base_ccy"))

@@ -15,9 +15,10 @@ Standing conditions: ``insufficient_funds``, ``partial_fill(ratio)``, ``reject_a
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
@@ -182,6 +183,25 @@ class FakeExchangeServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def finite_decimal(value: object) -> Decimal | None:
+    """A number as a request sent it (a string, or a JSON number), or None where it is none."""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def json_body_field(request: RecordedRequest, name: str) -> str | None:
+    """Field ``name`` of a recorded request's JSON body (an object, or a one-order batch of one)."""
+    body = json.loads(request.body or "{}")
+    first = body[0] if isinstance(body, list) and body else body
+    value = first.get(name) if isinstance(first, dict) else None
+    return str(value) if value is not None else None
 
 
 def dec(value: Decimal) -> str:
