@@ -282,3 +282,23 @@ async def test_a_listing_that_answers_the_same_page_again_is_not_taken_for_the_w
         gate.pages_ignored = False
         found = await session.exchange.fetch_order_by_client_id(oldest.symbol, oldest.client_order_id)
         assert found is not None and found.client_order_id == oldest.client_order_id
+
+
+@pytest.mark.parametrize("exchange_id", ["coinbase", "gate", "bitget"])
+async def test_a_market_buy_sized_by_what_it_spends_is_whole_when_the_exchange_closes_it(exchange_id: str):
+    # These exchanges size a market buy by the quote it spends (amount x the plan's price), and the
+    # base it buys lands on the market's step, a hair short of the amount asked (on Gate ccxt even
+    # derives the amount as cost / average). A buy the exchange closed is whole: recorded as a
+    # partial fill, it turned the run partial (found by a smoke run on Gate: "1 of 2 orders only
+    # partly filled" for every run whose spend did not divide evenly).
+    async with fake_session(exchange_id) as session:
+        symbol = session.symbol("ETH")
+        cid = client_order_id_for(exchange_id, str(uuid.uuid4()), 1)
+        buy = port.OrderRequest(symbol, "buy", Decimal("1.1984766666666666"), cid, reference_price=Decimal("3000"))
+        placed = await session.exchange.create_order(buy)
+        found = await session.exchange.fetch_order_by_client_id(symbol, cid)
+        assert found is not None
+        for result in (placed, found):
+            assert result.status == "closed" and result.filled > 0
+            assert result.filled == result.amount, (result.filled, result.amount)
+            assert result.filled < buy.amount  # the spend bought a hair less than asked

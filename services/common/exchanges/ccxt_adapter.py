@@ -13,6 +13,7 @@ Safety rules this adapter enforces:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -306,7 +307,7 @@ class CcxtExchange:
                                                 request.side, result.amount)
             except port.ExchangeError:
                 return result  # the order exists; its state is found later
-        return await self._with_known_fee(result, placed, request.symbol)
+        return await self._finished(result, placed, request.symbol)
 
     async def _order_result(
         self, order: dict[str, Any], client_order_id: str, symbol: str, side: port.Side, amount: Decimal
@@ -314,6 +315,16 @@ class CcxtExchange:
         result = order_from_ccxt(
             order, client_order_id=client_order_id, symbol=symbol, side=side, amount=amount
         )
+        return await self._finished(result, order, symbol)
+
+    async def _finished(self, result: port.OrderResult, order: dict[str, Any], symbol: str) -> port.OrderResult:
+        """The result as the exchange ended the order: a market buy sized by what it spends that
+        closed spent it all, so its amount is the base it bought (ccxt derives Gate's as cost /
+        average, which the fill, on the market's step, falls short of; on Coinbase the price may
+        have moved): it is not a partial fill. And the fee it was charged."""
+        closed_spend = result.side == "buy" and result.status == "closed" and order.get("type") == "market"
+        if closed_spend and result.filled < result.amount and market_buy_spends(self._client.options):
+            result = dataclasses.replace(result, amount=result.filled)
         return await self._with_known_fee(result, order, symbol)
 
     async def _with_known_fee(
