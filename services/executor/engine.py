@@ -126,6 +126,12 @@ class RunState:
     # The resting legs of the phase being placed, by client order id: how to follow them.
     resting: dict[str, tuple[OrderRequest, ExchangePort]] = field(default_factory=dict)
 
+    @property
+    def started(self) -> datetime:
+        """When the run was claimed, in UTC (the bus's times are UTC; a naive one is read as such)."""
+        started = self.plan.started_at
+        return started if started.tzinfo is not None else started.replace(tzinfo=UTC)
+
 
 class Executor:
     def __init__(
@@ -404,7 +410,7 @@ class Executor:
     async def _follow_leg(self, state: RunState, leg: Finished, follow_seconds: float) -> Finished:
         assert leg.result is not None
         request, exchange = state.resting[leg.intent.client_order_id]
-        found = await self._follow_open_order(exchange, request, leg.result, follow_seconds, state.plan.started_at)
+        found = await self._follow_open_order(exchange, request, leg.result, follow_seconds, state.started)
         ended_as, error = reports.ended(leg.order.leg, leg.order.symbol, found.status, found.filled)
         return Finished(leg.order, leg.intent, ended_as, found, error)
 
@@ -456,7 +462,7 @@ class Executor:
     ) -> Finished:
         if isinstance(answer, OutcomeUnknown):
             log.warning("order %s outcome unknown; looking it up by client order id", request.client_order_id)
-            found = await self._lookup(exchange, request, state.plan.started_at, attempts=len(LOOKUP_DELAYS))
+            found = await self._lookup(exchange, request, state.started, attempts=len(LOOKUP_DELAYS))
             if found is None:
                 # Still unknown: the intent stays 'sending', so the retry looks it up before sending.
                 raise TransientError(f"order {request.client_order_id} not found yet")
@@ -494,10 +500,7 @@ class Executor:
 
     def _time_left(self, state: RunState) -> float:
         """Seconds left of the run's time to trade (``run_window`` from its claim)."""
-        started = state.plan.started_at
-        if started.tzinfo is None:  # the bus's times are UTC; a naive one is read as such
-            started = started.replace(tzinfo=UTC)
-        return (started + self.run_window - datetime.now(UTC)).total_seconds()
+        return (state.started + self.run_window - datetime.now(UTC)).total_seconds()
 
     def _stop_when_out_of_time(self, state: RunState) -> RunError | None:
         """Fail the run once its time to trade has passed (the scheduler will soon fail it for its
@@ -547,7 +550,7 @@ class Executor:
         request = self._request(state, order, amount, intent)
         answer: OrderAnswer | None = None
         if intent.state in ("sending", "open"):
-            answer = await self._lookup(exchange, request, state.plan.started_at, attempts=1)
+            answer = await self._lookup(exchange, request, state.started, attempts=1)
             if answer is None and intent.may_exist:
                 self._after_a_miss(exchange, intent, state.plan.strategy.connection_id)
         if answer is None:

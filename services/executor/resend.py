@@ -2,7 +2,8 @@
 just missed, is sent again.
 
 A miss proves the exchange does not have the order only where the exchange is asked for that very
-order (by its client id, or a listing filtered by it) and has had time to list it. Elsewhere the
+order (by its client id, or a listing filtered by it) or shows every order since the run began
+(``order_lookup``), and has had time to list it. Elsewhere the
 look-up matches the client id in a page of the account's newest orders, and a busy account's order
 can be past the page: sending it again there could trade twice. Such a leg is never sent again: the
 run stops, the reconciler goes on looking for the order, and the portfolio's next run values the

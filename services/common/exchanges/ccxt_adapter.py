@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -139,6 +139,11 @@ def market_buy_spends(options: dict[str, Any]) -> bool:
     if isinstance(nested, dict) and "createMarketBuyOrderRequiresPrice" in nested:
         return bool(nested["createMarketBuyOrderRequiresPrice"])
     return bool(options.get("createMarketBuyOrderRequiresPrice", False))
+
+
+def _with_client_id(orders: list[dict[str, Any]], client_order_id: str) -> dict[str, Any] | None:
+    """The order of a ccxt listing sent with ``client_order_id``, if the listing holds it."""
+    return next((dict(o) for o in orders if o.get("clientOrderId") == client_order_id), None)
 
 
 def _is_transport_failure(exc: BaseException) -> bool:
@@ -405,9 +410,8 @@ class CcxtExchange:
             orders: list[dict[str, Any]] = await self._call(
                 method, functools.partial(fetch, symbol, None, None, params)
             )
-            for candidate in orders:
-                if candidate.get("clientOrderId") == client_order_id:
-                    return dict(candidate)
+            if (found := _with_client_id(orders, client_order_id)) is not None:
+                return found
         return None
 
     async def _find_in_orders_since(
@@ -419,10 +423,7 @@ class CcxtExchange:
         and says so: a miss would be sent again."""
         assert lookup.since_listing is not None
         fetch = getattr(self._client, lookup.since_listing)
-        since = None
-        if placed_after is not None:
-            aware = placed_after if placed_after.tzinfo is not None else placed_after.replace(tzinfo=UTC)
-            since = int((aware - CLOCK_SKEW).timestamp() * 1000)
+        since = int((placed_after - CLOCK_SKEW).timestamp() * 1000) if placed_after is not None else None
         by_cursor = lookup.pages_by == "cursor"
         params: dict[str, Any] = {} if by_cursor else {lookup.pages_by: 1}
         previous: set[str] = set()
@@ -430,9 +431,8 @@ class CcxtExchange:
             page: list[dict[str, Any]] = await self._call(
                 lookup.since_listing, functools.partial(fetch, symbol, since, None, params)
             )
-            for candidate in page:
-                if candidate.get("clientOrderId") == client_order_id:
-                    return dict(candidate)
+            if (found := _with_client_id(page, client_order_id)) is not None:
+                return found
             if not page:
                 return None
             listed = {str(o.get("id")) for o in page}

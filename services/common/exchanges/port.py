@@ -121,8 +121,9 @@ class ExchangePort(Protocol):
     # look-up that misses it is final. Otherwise an exchange may take a while to list a new order.
     lists_new_orders_at_once: bool
     # Whether a look-up asks the exchange for the order by its client id (by that id, or a listing
-    # filtered by it), so that a miss means the exchange does not have it. Otherwise the client id
-    # is matched in a page of the newest orders, which a busy account's order can be past.
+    # filtered by it) or reads every order since the run began, so that a miss means the exchange
+    # does not have it. Otherwise the client id is matched in a page of the newest orders, which a
+    # busy account's order can be past.
     finds_orders_by_client_id: bool
     # The exchange's own id of the account, once a balance answer has named it (Binance); None
     # where the exchange does not name it.
@@ -151,8 +152,9 @@ class ExchangePort(Protocol):
         self, symbol: str, client_order_id: str, *, placed_after: datetime | None = None
     ) -> OrderResult | None:
         """The order placed with this client order id, or None if the exchange never saw it.
-        ``placed_after``: a time the order cannot have been placed before (its run's start), which
-        bounds the look-up where the exchange lists orders by time (Coinbase)."""
+        ``placed_after``: a time (timezone-aware) the order cannot have been placed before (its
+        run's start), which bounds the look-up where the exchange lists orders by time (Coinbase,
+        Gate, KuCoin)."""
         ...
 
     async def cancel_order(self, symbol: str, exchange_order_id: str) -> OrderResult: ...
