@@ -49,13 +49,6 @@ EXCHANGES = ("kraken", "binance")
 ALL_EXCHANGES = ("kraken", "binance", "okx", "bybit", "coinbase")
 # The fakes that arrived last: a clean run and a lost answer, through the whole pipeline.
 NEWER_EXCHANGES = ("gate", "kucoin", "bitget")
-# Each fake charges the taker fee ccxt reports for it.
-FEE_RATES = {
-    exchange_id: Decimal(fake_class.taker_fee)
-    for exchange_id, fake_class in (("kraken", FakeKraken), ("binance", FakeBinance), ("okx", FakeOkx),
-                                    ("bybit", FakeBybit), ("coinbase", FakeCoinbase), ("gate", FakeGate),
-                                    ("kucoin", FakeKucoin), ("bitget", FakeBitget))
-}
 PRICES = {"BTC": Decimal("60000"), "ETH": Decimal("3000"), "SOL": Decimal("150"), "ADA": Decimal("0.5")}
 WEIGHTS = {"BTC": 40, "ETH": 30, "SOL": 20, "ADA": 10}
 # Overweight in BTC, the rest in cash: one sell (BTC) and three buys (ETH, SOL, ADA).
@@ -183,6 +176,16 @@ PipelineFake = (
     PipelineKraken | PipelineBinance | PipelineOkx | PipelineBybit | PipelineCoinbase | PipelineGate
     | PipelineKucoin | PipelineBitget
 )
+# Each exchange's pipeline fake, by whether its keys have a passphrase (a constructor argument).
+KEYED_FAKES: dict[str, type[PipelineKraken | PipelineBinance | PipelineBybit | PipelineCoinbase | PipelineGate]] = {
+    "kraken": PipelineKraken, "binance": PipelineBinance, "bybit": PipelineBybit, "coinbase": PipelineCoinbase,
+    "gate": PipelineGate,
+}
+PASSPHRASE_FAKES: dict[str, type[PipelineOkx | PipelineKucoin | PipelineBitget]] = {
+    "okx": PipelineOkx, "kucoin": PipelineKucoin, "bitget": PipelineBitget,
+}
+# Each fake charges the taker fee ccxt reports for it.
+FEE_RATES = {exchange_id: Decimal(cls.taker_fee) for exchange_id, cls in {**KEYED_FAKES, **PASSPHRASE_FAKES}.items()}
 
 
 def pipeline_state(exchange_id: str) -> FaultyState:
@@ -203,25 +206,11 @@ async def fake_exchange(exchange_id: str) -> AsyncIterator[PipelineFake]:
     credentials = CREDENTIALS[exchange_id]
     state, key, secret = pipeline_state(exchange_id), credentials.api_key, credentials.secret
     fake: PipelineFake
-    if exchange_id in ("okx", "kucoin", "bitget"):
+    if exchange_id in PASSPHRASE_FAKES:
         assert credentials.passphrase is not None
-        passphrase = credentials.passphrase
-        if exchange_id == "okx":
-            fake = PipelineOkx(state, key, secret, passphrase, HANG_SECONDS)
-        elif exchange_id == "kucoin":
-            fake = PipelineKucoin(state, key, secret, passphrase, HANG_SECONDS)
-        else:
-            fake = PipelineBitget(state, key, secret, passphrase, HANG_SECONDS)
-    elif exchange_id == "bybit":
-        fake = PipelineBybit(state, key, secret, HANG_SECONDS)
-    elif exchange_id == "binance":
-        fake = PipelineBinance(state, key, secret, HANG_SECONDS)
-    elif exchange_id == "coinbase":
-        fake = PipelineCoinbase(state, key, secret, HANG_SECONDS)
-    elif exchange_id == "gate":
-        fake = PipelineGate(state, key, secret, HANG_SECONDS)
+        fake = PASSPHRASE_FAKES[exchange_id](state, key, secret, credentials.passphrase, HANG_SECONDS)
     else:
-        fake = PipelineKraken(state, key, secret, HANG_SECONDS)
+        fake = KEYED_FAKES[exchange_id](state, key, secret, HANG_SECONDS)
     await fake.start()
     try:
         yield fake
