@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
+import ccxt.async_support as ccxt_async
 import pytest
 from hypothesis import settings as hypothesis_settings
 
@@ -31,6 +32,18 @@ def _fresh_shared_markets() -> None:
     """Every test starts with no exchange's markets shared: fake servers come and go, and one may
     get a port an earlier one had (the same API URL, other markets)."""
     SHARED_MARKETS.clear()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_pause_when_ccxt_closes() -> Iterator[None]:
+    """ccxt pauses a quarter of a second in every close for TLS connections to finish closing
+    (its PR 23470). The fakes speak plain HTTP, and the pause cost every in-process pipeline half a
+    second to stop (its pricer's and executor's clients), some 100 s of the suite."""
+    exchange = ccxt_async.Exchange
+    pause = exchange.timeout_on_exit
+    exchange.timeout_on_exit = 0
+    yield
+    exchange.timeout_on_exit = pause
 
 
 @pytest.fixture(scope="session")

@@ -276,8 +276,12 @@ def _pg_run_as() -> str | None:
             return name
         except KeyError:
             continue
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                    PG_SYSTEM_USER], check=True, capture_output=True)
+    created = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                              PG_SYSTEM_USER], capture_output=True, text=True)
+    # Exit 9: another process (a parallel test worker) created it first, which serves as well.
+    if created.returncode not in (0, 9):
+        raise DevstackError(f"could not create the user PostgreSQL runs as ({PG_SYSTEM_USER}): "
+                            f"{created.stderr.strip()}")
     return PG_SYSTEM_USER
 
 
