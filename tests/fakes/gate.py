@@ -90,9 +90,9 @@ class FakeGate(FakeExchangeServer):
         self._symbol_by_id = {self.pair_id(s): s for s in state.markets}
         self.uid = 10406147  # the account's user_id, which /account/detail names
         self.other_api_keys: set[str] = set()  # more keys of the account (signed with the same secret)
-        # A listing that answers its first page whatever page is asked (as an endpoint that pages
-        # by another parameter would): a look-up must not take it for the whole list.
-        self.pages_ignored = False
+        # A listing that answers its first page whatever page or end time is asked (as an endpoint
+        # that pages by another parameter would): a look-up must not take it for the whole list.
+        self.paging_ignored = False
         self.text_lookup_window = 0.0  # seconds a finished order is still found by its text
         self.unfilled_cancel_retention = 60.0  # seconds a canceled order without fills stays listed
         self._sent: dict[str, _Sent] = {}
@@ -407,7 +407,7 @@ class FakeGate(FakeExchangeServer):
         """One ``page`` (from 1) of ``limit`` rows (``listing_page`` at most, and by default)."""
         query = request.query
         try:
-            page = 1 if self.pages_ignored else int(query.get("page") or 1)
+            page = 1 if self.paging_ignored else int(query.get("page") or 1)
             limit = min(int(query.get("limit") or self.listing_page), self.listing_page)
         except ValueError:
             return _error("INVALID_PARAM_VALUE", "invalid argument: page or limit")
@@ -434,7 +434,8 @@ class FakeGate(FakeExchangeServer):
             return _error("MISSING_REQUIRED_PARAM", "Missing required parameter: currency_pair")
         try:
             symbol = self._symbol(pair) if pair is not None else None
-            since, until = float(query.get("from") or 0), float(query.get("to") or "inf")
+            since = float(query.get("from") or 0)
+            until = float("inf") if self.paging_ignored else float(query.get("to") or "inf")
         except _Refused as refused:
             return _error(refused.label, refused.message)
         except ValueError:
@@ -481,7 +482,8 @@ class FakeGate(FakeExchangeServer):
             symbol = self._symbol(pair) if pair is not None else None
             limit = min(int(query.get("limit") or 100), 1000)
             page = int(query.get("page") or 1)
-            since, until = float(query.get("from") or 0), float(query.get("to") or "inf")
+            since = float(query.get("from") or 0)
+            until = float("inf") if self.paging_ignored else float(query.get("to") or "inf")
         except _Refused as refused:
             return _error(refused.label, refused.message)
         except ValueError:

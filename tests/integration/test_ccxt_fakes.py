@@ -7,13 +7,14 @@ from decimal import Decimal
 
 import pytest
 
-from services.common.exchanges import port
+from services.common.exchanges import ccxt_adapter, port
 from services.common.exchanges.ccxt_adapter import CcxtExchange
 from services.common.exchanges.ccxt_client_ids import client_order_id_for
 from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
 from services.common.secrets import Credentials
 from tests.fakes.clients import STARTERS, FakeSession, fake_session
 from tests.fakes.gate import FakeGate
+from tests.fakes.server import FakeExchangeServer
 
 EXCHANGES = sorted(STARTERS)
 
@@ -83,17 +84,34 @@ async def test_dropped_response_is_outcome_unknown_and_lookup_finds_exactly_one_
     assert len(session.fake.orders_with_client_id(request.client_order_id)) == 1
 
 
+def pages_of(fake: FakeExchangeServer, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listings of ``size`` orders a page, as the adapter asks for them where pages go back in time
+    (Gate, KuCoin: a page shorter than it asked for is the last)."""
+    fake.listing_page = size
+    monkeypatch.setattr(ccxt_adapter, "LISTING_PAGE_SIZE", size)
+
+
+def spread_in_time(fake: FakeExchangeServer, seconds: float = 5.0) -> None:
+    """The fake's orders placed ``seconds`` apart, the last one now (they were placed within a
+    second, which the pages by time of Gate and KuCoin read together)."""
+    orders = sorted(fake.state.orders, key=lambda o: o.created_at)
+    for age, placed in enumerate(reversed(orders)):
+        placed.created_at -= age * seconds
+
+
 async def test_an_order_of_a_busy_account_is_found_by_its_client_id_past_a_listings_first_page(
-    session: FakeSession,
+    session: FakeSession, monkeypatch: pytest.MonkeyPatch
 ):
     # A listing answers one page of the newest orders (Kraken 50, Bybit 20, OKX 100; 2 here): an
     # order matched in it alone would be missed once the account has placed more since, and an
     # order not found is sent again. The exchange is asked for the order by its client id.
-    # Coinbase's listing takes no client id: every page since the order's run began is read.
-    session.fake.listing_page = 2
+    # Coinbase's listing takes no client id: every page since the order's run began is read (Gate's
+    # and KuCoin's finished orders too).
+    pages_of(session.fake, 2, monkeypatch)
     requests = [order(session, amount="0.0002", leg=leg) for leg in range(4)]
     for request in requests:
         assert (await session.exchange.create_order(request)).status == "closed"
+    spread_in_time(session.fake)
     oldest = requests[0]
     found = await session.exchange.fetch_order_by_client_id(oldest.symbol, oldest.client_order_id)
     assert found is not None and found.client_order_id == oldest.client_order_id
@@ -260,28 +278,70 @@ async def test_check_connection_reports_an_unreachable_exchange():
         await exchange.close()
 
 
-async def test_a_listing_that_answers_the_same_page_again_is_not_taken_for_the_whole_list():
+async def test_a_listing_that_answers_the_same_page_again_is_not_taken_for_the_whole_list(
+    monkeypatch: pytest.MonkeyPatch,
+):
     # Gate's finished orders are read page by page from the run's start. A listing that ignores the
-    # page asked for (an account type that pages another way) would answer its first page forever:
-    # the look-up must say it cannot tell, never that the order is absent (a leg not found is sent
-    # again), and must not spend its whole page budget on it.
+    # end time asked for (an account type that pages another way) would answer its first page
+    # forever: the look-up must say it cannot tell, never that the order is absent (a leg not found
+    # is sent again), and must not spend its whole page budget on it.
     async with fake_session("gate") as session:
         gate = session.fake
         assert isinstance(gate, FakeGate)
-        gate.listing_page = 1
-        requests = [order(session, side="sell", amount="0.0002", leg=leg) for leg in range(2)]
+        pages_of(gate, 2, monkeypatch)
+        requests = [order(session, side="sell", amount="0.0002", leg=leg) for leg in range(3)]
         for request in requests:
             assert (await session.exchange.create_order(request)).status == "closed"
-        gate.pages_ignored = True
+        spread_in_time(gate)
+        gate.paging_ignored = True
         before = len(session.fake.requests)
         oldest = requests[0]
         with pytest.raises(port.RetryLater, match="same page twice"):
             await session.exchange.fetch_order_by_client_id(oldest.symbol, oldest.client_order_id)
         listings = [r for r in session.fake.requests[before:] if r.path == "/api/v4/spot/orders"]
         assert len(listings) == 2
-        gate.pages_ignored = False
+        gate.paging_ignored = False
         found = await session.exchange.fetch_order_by_client_id(oldest.symbol, oldest.client_order_id)
         assert found is not None and found.client_order_id == oldest.client_order_id
+
+
+async def test_an_order_leaving_the_listing_mid_lookup_does_not_hide_the_next_pages_first(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # Gate drops a canceled order that never traded from its finished orders after a minute. Read by
+    # page number, a drop on page 1 between the reads of pages 1 and 2 moves page 2's first order up
+    # to page 1, read already: the look-up never sees it, takes it for absent, and the leg is sent
+    # again (a second trade). Pages that end where the last one did, by time, do not shift.
+    async with fake_session("gate") as session:
+        gate = session.fake
+        assert isinstance(gate, FakeGate)
+        pages_of(gate, 2, monkeypatch)
+        sought = order(session, side="sell", amount="0.0002", leg=0)
+        assert (await session.exchange.create_order(sought)).status == "closed"
+        middle = order(session, side="sell", amount="0.0002", leg=1)
+        assert (await session.exchange.create_order(middle)).status == "closed"
+        resting = port.OrderRequest(sought.symbol, "buy", Decimal("0.0002"), client_order_id_for(
+            "gate", str(uuid.uuid4()), 2), order_type="limit", price=Decimal("30000"))
+        placed = await session.exchange.create_order(resting)
+        assert placed.status == "open" and placed.exchange_order_id is not None
+        await session.exchange.cancel_order(resting.symbol, placed.exchange_order_id)
+        spread_in_time(gate)  # newest first: [canceled, middle], [sought]
+
+        take_fault = gate._take_fault
+        pages_read = 0
+
+        def drop_before_the_second_page(path: str) -> str | None:
+            nonlocal pages_read
+            if path == "/api/v4/spot/orders":
+                pages_read += 1
+                if pages_read == 2:
+                    gate.unfilled_cancel_retention = 0.0  # the canceled order leaves the listing now
+            return take_fault(path)
+
+        monkeypatch.setattr(gate, "_take_fault", drop_before_the_second_page)
+        found = await session.exchange.fetch_order_by_client_id(sought.symbol, sought.client_order_id)
+        assert found is not None and found.client_order_id == sought.client_order_id
+        assert pages_read == 2
 
 
 @pytest.mark.parametrize("exchange_id", ["coinbase", "gate", "bitget"])

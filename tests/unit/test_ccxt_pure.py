@@ -106,8 +106,8 @@ def test_an_order_is_looked_up_by_its_client_id_on_the_exchange_wherever_it_can_
     assert order_lookup("bybit").listing_methods({}) == ("fetch_open_orders", "fetch_canceled_and_closed_orders")
     # Every order since the run began, page after page: by cursor, or by numbered pages.
     assert (order_lookup("coinbase").since_listing, order_lookup("coinbase").pages_by) == ("fetch_orders", "cursor")
-    assert (order_lookup("gate").since_listing, order_lookup("gate").pages_by) == ("fetch_closed_orders", "page")
-    assert order_lookup("kucoin").pages_by == "currentPage"
+    assert (order_lookup("gate").since_listing, order_lookup("gate").pages_by) == ("fetch_closed_orders", "until")
+    assert order_lookup("kucoin").pages_by == "until"
     # Elsewhere a page of open, then closed orders, matched here.
     generic = order_lookup("htx")
     assert (generic.by_id_param, generic.listing_filter_param, generic.since_listing) == (None, None, None)

@@ -55,6 +55,9 @@ T = TypeVar("T")
 CLOCK_SKEW = timedelta(minutes=10)
 # Pages of orders a look-up by time reads at most before it says it cannot tell.
 MAX_LISTING_PAGES = 50
+# Orders asked for per page where pages go back in time: within Gate's and KuCoin's maximum (1,000
+# and 500), so a page shorter than this is the listing's last.
+LISTING_PAGE_SIZE = 100
 log = logging.getLogger(__name__)
 
 
@@ -423,38 +426,58 @@ class CcxtExchange:
         and says so: a miss would be sent again."""
         assert lookup.since_listing is not None
         fetch = getattr(self._client, lookup.since_listing)
-        since = int((placed_after - CLOCK_SKEW).timestamp() * 1000) if placed_after is not None else None
+        # From a whole second: Gate takes seconds, and ccxt drops the orders of a page placed
+        # before ``since`` itself, which would make a full page look like the listing's last.
+        since = int((placed_after - CLOCK_SKEW).timestamp()) * 1000 if placed_after is not None else None
         by_cursor = lookup.pages_by == "cursor"
-        params: dict[str, Any] = {} if by_cursor else {lookup.pages_by: 1}
-        previous: set[str] = set()
-        for number in range(1, MAX_LISTING_PAGES + 1):
+        limit = None if by_cursor else LISTING_PAGE_SIZE
+        params: dict[str, Any] = {}
+        seen: set[str] = set()
+        for _ in range(MAX_LISTING_PAGES):
             page: list[dict[str, Any]] = await self._call(
-                lookup.since_listing, functools.partial(fetch, symbol, since, None, params)
+                lookup.since_listing, functools.partial(fetch, symbol, since, limit, params)
             )
             if (found := _with_client_id(page, client_order_id)) is not None:
                 return found
-            if not page:
-                return None
             listed = {str(o.get("id")) for o in page}
-            if listed == previous:
-                # The same page again: this listing does not page that way (KuCoin's high-frequency
-                # accounts page by the last id), so the orders past the first page were never seen.
-                raise port.RetryLater(
-                    f"{self.exchange_id}: its order listing answered the same page twice; order"
-                    f" {client_order_id} cannot be looked for past it"
-                )
-            previous = listed
+            unseen = listed - seen
+            seen |= listed
             if by_cursor:
+                if not page:
+                    return None
+                if not unseen:
+                    raise self._listing_stuck(client_order_id)
                 # ccxt leaves the next page's cursor in the raw answer of one order of the page.
                 cursor = next((str(o["info"]["cursor"]) for o in page if (o.get("info") or {}).get("cursor")), "")
                 if not cursor:
                     return None
                 params = {"cursor": cursor}
-            else:
-                params = {lookup.pages_by: number + 1}  # numbered pages, until an empty one
+                continue
+            assert limit is not None
+            if len(page) < limit:
+                return None  # the whole window fit on the page: nothing older since ``since``
+            if not unseen:
+                raise self._listing_stuck(client_order_id)
+            # The next page ends where this one did, by creation time, not by number: a numbered
+            # page shifts when an order above it leaves the listing (Gate drops canceled orders that
+            # never traded), and the order at its top would never be read. The second's overlap
+            # reads the page's oldest orders again, which ``seen`` tells apart.
+            times = [o.get("timestamp") for o in page]
+            if any(not isinstance(t, int) for t in times):
+                raise self._listing_stuck(client_order_id)
+            params = {"until": min(t for t in times if isinstance(t, int)) + 1000}
         raise port.RetryLater(
             f"{self.exchange_id}: order {client_order_id} not among more than {MAX_LISTING_PAGES} pages of"
             f" {symbol} orders since its run began; looked up again later"
+        )
+
+    def _listing_stuck(self, client_order_id: str) -> port.RetryLater:
+        """A listing that answered no order it had not answered before: it does not page the way
+        it was asked (KuCoin's high-frequency accounts page by the last id), or more than a page of
+        orders share one second, so the orders past it were never seen."""
+        return port.RetryLater(
+            f"{self.exchange_id}: its order listing answered the same page twice; order"
+            f" {client_order_id} cannot be looked for past it"
         )
 
     async def cancel_order(self, symbol: str, exchange_order_id: str) -> port.OrderResult:

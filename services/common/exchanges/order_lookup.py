@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from services.common.exchanges.ccxt_family import family
 
@@ -29,10 +29,11 @@ class OrderLookup:
     # The ccxt listings the id is looked for in, in turn, where not open then closed orders.
     listings: tuple[str, ...] | None = None
     # The ccxt method that lists every order since a time, and how its pages go: "cursor" (ccxt
-    # leaves the next page's cursor in the raw answer of one order of a page) or the name of a
-    # page-number param (pages from 1 until an empty one).
+    # leaves the next page's cursor in the raw answer of one order of a page) or "until" (each page
+    # ends at the creation time of the last one's oldest order; never by page number, whose pages
+    # shift when an order leaves the listing).
     since_listing: str | None = None
-    pages_by: str = "cursor"
+    pages_by: Literal["cursor", "until"] = "cursor"
 
     @property
     def proves_absence(self) -> bool:
@@ -67,14 +68,16 @@ LOOKUPS: dict[str, OrderLookup] = {
     # are its filled ones alone: every order of any status since the run began.
     "coinbase": OrderLookup(since_listing="fetch_orders", pages_by="cursor"),
     # Gate finds an order by its text while it is open alone; its finished orders are listed from a
-    # start time, page by page (ccxt sends the text as the path's order id).
+    # start time (``from``), each page ending (``to``) where the last one did (ccxt sends the text as
+    # the path's order id).
     "gate": OrderLookup(
-        by_id_param="clientOrderId", by_id_open_only=True, since_listing="fetch_closed_orders", pages_by="page"
+        by_id_param="clientOrderId", by_id_open_only=True, since_listing="fetch_closed_orders", pages_by="until"
     ),
     # KuCoin (classic account) finds an order by its clientOid while it is active alone ("order not
-    # exist." once it is done); its done orders are listed from a start time, page by page.
+    # exist." once it is done); its done orders are listed from a start time (``startAt``), each page
+    # ending (``endAt``) where the last one did.
     "kucoin": OrderLookup(
-        by_id_param="clientOid", by_id_open_only=True, since_listing="fetch_closed_orders", pages_by="currentPage"
+        by_id_param="clientOid", by_id_open_only=True, since_listing="fetch_closed_orders", pages_by="until"
     ),
 }
 _GENERIC = OrderLookup()
