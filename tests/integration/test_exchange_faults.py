@@ -643,11 +643,17 @@ FAULT_PATHS = {
     # "/orders" is every order call (placing, listing, canceling); "/orders/historical" the look-ups.
     "coinbase": ["/api/v3/brokerage/orders", "/api/v3/brokerage/orders/historical", "/api/v3/brokerage/accounts",
                  "/api/v3/brokerage/market/products"],
+    # "/spot/orders" is placing, listing and one order's look-up and cancel.
+    "gate": ["/api/v4/spot/orders", "/api/v4/spot/open_orders", "/api/v4/spot/accounts", "/api/v4/spot/tickers"],
+    "kucoin": ["/api/v1/orders", "/api/v1/order/client-order", "/api/v1/accounts", "/api/v1/market/allTickers"],
+    "bitget": ["/api/v2/spot/trade/place-order", "/api/v2/spot/trade/orderInfo", "/api/v2/spot/trade/unfilled-orders",
+               "/api/v2/spot/trade/history-orders", "/api/v2/spot/trade/cancel-order", "/api/v2/spot/account/assets",
+               "/api/v2/spot/market/tickers"],
 }
 FAULT_KINDS = ["timeout", "http_500", "rate_limit", "drop"]
 
 
-@pytest.mark.parametrize("rig", ALL_EXCHANGES, indirect=True)
+@pytest.mark.parametrize("rig", ALL_EXCHANGES + NEWER_EXCHANGES, indirect=True)
 @pytest.mark.parametrize("seed", range(int(os.environ.get("RANDOM_FAULT_SEEDS", "3"))))
 async def test_random_faults_never_trade_twice_nor_lose_a_fill(rig: Rig, seed: int) -> None:
     rng = random.Random(f"{rig.exchange_id}-{seed}")
