@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 
+import pytest
+
+from services.common.exchanges import ccxt_adapter, port
 from services.common.exchanges.ccxt_adapter import CcxtExchange
+from services.common.exchanges.ccxt_client_ids import client_order_id_for
 from services.common.exchanges.ccxt_family import family
 from services.common.secrets import Credentials
 from tests.fakes.binance import start_fake_binance
@@ -66,3 +72,27 @@ async def fake_session(exchange_id: str) -> AsyncIterator[FakeSession]:
             yield FakeSession(exchange_id, fake, exchange, credentials)
         finally:
             await exchange.close()
+
+
+def order(session: FakeSession, side: port.Side = "buy", amount: str = "0.01", leg: int = 0) -> port.OrderRequest:
+    """A market order of BTC as a run's leg sends it (its client id, the plan's price)."""
+    cid = client_order_id_for(session.exchange_id, str(uuid.uuid4()), leg)
+    symbol = session.symbol("BTC")
+    # The plan's price goes with every order: where a market buy is sized by what it spends.
+    return port.OrderRequest(symbol, side, Decimal(amount), cid, reference_price=session.fake.state.prices[symbol])
+
+
+def pages_of(fake: FakeExchangeServer, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listings of ``size`` orders a page, as the adapter asks for them and expects them where pages
+    go back in time (Gate, KuCoin)."""
+    fake.listing_page = size
+    monkeypatch.setattr(ccxt_adapter, "LISTING_PAGE_SIZE", size)
+    monkeypatch.setattr(ccxt_adapter, "SMALLEST_FULL_PAGE", size)
+
+
+def spread_in_time(fake: FakeExchangeServer, seconds: float = 5.0) -> None:
+    """The fake's orders placed ``seconds`` apart, the last one now (they were placed within a
+    second, which the pages by time of Gate and KuCoin read together)."""
+    orders = sorted(fake.state.orders, key=lambda o: o.created_at)
+    for age, placed in enumerate(reversed(orders)):
+        placed.created_at -= age * seconds

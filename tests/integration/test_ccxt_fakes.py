@@ -12,9 +12,8 @@ from services.common.exchanges.ccxt_adapter import CcxtExchange
 from services.common.exchanges.ccxt_client_ids import client_order_id_for
 from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
 from services.common.secrets import Credentials
-from tests.fakes.clients import STARTERS, FakeSession, fake_session
+from tests.fakes.clients import STARTERS, FakeSession, fake_session, order, pages_of, spread_in_time
 from tests.fakes.gate import FakeGate
-from tests.fakes.server import FakeExchangeServer
 
 EXCHANGES = sorted(STARTERS)
 
@@ -23,13 +22,6 @@ EXCHANGES = sorted(STARTERS)
 async def session(request):
     async with fake_session(request.param) as running:
         yield running
-
-
-def order(session: FakeSession, side: port.Side = "buy", amount: str = "0.01", leg: int = 0):
-    cid = client_order_id_for(session.exchange_id, str(uuid.uuid4()), leg)
-    symbol = session.symbol("BTC")
-    # The plan's price goes with every order: where a market buy is sized by what it spends.
-    return port.OrderRequest(symbol, side, Decimal(amount), cid, reference_price=session.fake.state.prices[symbol])
 
 
 async def test_markets_balances_and_prices_parse_into_port_types(session: FakeSession):
@@ -82,21 +74,6 @@ async def test_dropped_response_is_outcome_unknown_and_lookup_finds_exactly_one_
     assert found.filled == Decimal("0.01")
     assert found.status == "closed"
     assert len(session.fake.orders_with_client_id(request.client_order_id)) == 1
-
-
-def pages_of(fake: FakeExchangeServer, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Listings of ``size`` orders a page, as the adapter asks for them where pages go back in time
-    (Gate, KuCoin: a page shorter than it asked for is the last)."""
-    fake.listing_page = size
-    monkeypatch.setattr(ccxt_adapter, "LISTING_PAGE_SIZE", size)
-
-
-def spread_in_time(fake: FakeExchangeServer, seconds: float = 5.0) -> None:
-    """The fake's orders placed ``seconds`` apart, the last one now (they were placed within a
-    second, which the pages by time of Gate and KuCoin read together)."""
-    orders = sorted(fake.state.orders, key=lambda o: o.created_at)
-    for age, placed in enumerate(reversed(orders)):
-        placed.created_at -= age * seconds
 
 
 async def test_an_order_of_a_busy_account_is_found_by_its_client_id_past_a_listings_first_page(
@@ -301,6 +278,24 @@ async def test_a_listing_that_answers_the_same_page_again_is_not_taken_for_the_w
         listings = [r for r in session.fake.requests[before:] if r.path == "/api/v4/spot/orders"]
         assert len(listings) == 2
         gate.paging_ignored = False
+        found = await session.exchange.fetch_order_by_client_id(oldest.symbol, oldest.client_order_id)
+        assert found is not None and found.client_order_id == oldest.client_order_id
+
+
+async def test_a_page_shorter_than_asked_for_does_not_end_the_lookup(monkeypatch: pytest.MonkeyPatch):
+    # KuCoin's high-frequency listing answers 20 orders a page whatever size ccxt asks for (it reads
+    # another parameter). Taken for the listing's last because it is short of the 100 asked for, it
+    # hid every older order: a lost leg among them was taken for absent and sent again. Here Gate's
+    # fake pages by fewer than it is asked for (3), and the look-up reads on until a page brings
+    # nothing new.
+    async with fake_session("gate") as session:
+        session.fake.listing_page = 3  # the exchange's own page size, below the one asked for
+        monkeypatch.setattr(ccxt_adapter, "SMALLEST_FULL_PAGE", 3)
+        requests = [order(session, side="sell", amount="0.0002", leg=leg) for leg in range(7)]
+        for request in requests:
+            assert (await session.exchange.create_order(request)).status == "closed"
+        spread_in_time(session.fake)
+        oldest = requests[0]  # finished: Gate finds it by its text no more
         found = await session.exchange.fetch_order_by_client_id(oldest.symbol, oldest.client_order_id)
         assert found is not None and found.client_order_id == oldest.client_order_id
 

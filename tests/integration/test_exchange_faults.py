@@ -37,6 +37,7 @@ from tests.support.ccxt_pipeline import (
     EXCHANGES,
     NEWER_EXCHANGES,
     PipelineFake,
+    PipelineKucoin,
     RunHistory,
     ccxt_pipeline,
     create_requests,
@@ -188,6 +189,23 @@ async def test_a_clean_run_and_a_lost_answer_on_the_newer_fakes(rig: Rig) -> Non
     assert_fees_as_reported(rig, history)
     for intent in history.intents:
         assert create_requests(rig.fake, rig.exchange_id, intent["client_order_id"]) == 1
+
+
+@pytest.mark.parametrize("rig", ["kucoin"], indirect=True)
+async def test_a_kucoin_high_frequency_account_trades_through_its_own_endpoints(rig: Rig) -> None:
+    # Most KuCoin accounts are high-frequency ones, whose balances and orders ccxt reads and places
+    # at other endpoints; the fake serves them there alone. A clean run, the sell's answer lost and
+    # found by its client id, every leg placed once and recorded as the exchange reports it.
+    fake = rig.fake
+    assert isinstance(fake, PipelineKucoin)
+    fake.high_frequency = True
+    fake.drop_response_next()
+    history = await rig.rebalance()
+    assert_everything_filled(rig, history)
+    assert_fees_as_reported(rig, history)
+    for intent in history.intents:
+        assert create_requests(fake, rig.exchange_id, intent["client_order_id"]) == 1
+    assert {r.path for r in fake.requests if r.method == "POST"} == {"/api/v1/hf/orders"}
 
 
 async def test_timeout_on_create_is_looked_up_by_client_id_never_resent(rig: Rig) -> None:

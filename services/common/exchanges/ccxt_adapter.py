@@ -55,9 +55,19 @@ T = TypeVar("T")
 CLOCK_SKEW = timedelta(minutes=10)
 # Pages of orders a look-up by time reads at most before it says it cannot tell.
 MAX_LISTING_PAGES = 50
+# The reads of an account's own settings that ccxt makes while it loads markets with keys, by
+# exchange family: KuCoin's, whether the account trades through the high-frequency endpoints
+# (most do), which ccxt then calls instead of the classic ones. A client given another account's
+# markets (``ccxt_shared_markets``) makes the read itself, or it would take a high-frequency
+# account for a classic one: its balances read as empty, its orders sent where they are refused.
+ACCOUNT_SETTINGS_READS = {"kucoin": "load_migration_status"}
 # Orders asked for per page where pages go back in time: within Gate's and KuCoin's maximum (1,000
-# and 500), so a page shorter than this is the listing's last.
+# and 500). A page may hold fewer while more remain (KuCoin's high-frequency listing ignores the
+# size ccxt asks for and answers 20), so a short page alone does not end the look-up.
 LISTING_PAGE_SIZE = 100
+# The fewest orders such a page holds while more remain (KuCoin's least page size): a page of fewer
+# that brings no order not seen before is the listing's end, not a second too full to page past.
+SMALLEST_FULL_PAGE = 10
 log = logging.getLogger(__name__)
 
 
@@ -183,6 +193,10 @@ class CcxtExchange:
         call = account_id_call(exchange_id)
         self._account_id_read: str | None = call[0] if call is not None else None
         self._shared_markets = shared_markets
+        # The ccxt method of the read of this account's settings (``ACCOUNT_SETTINGS_READS``),
+        # while it is still to be made.
+        self._settings_read = ACCOUNT_SETTINGS_READS.get(family(exchange_id)) if credentials is not None else None
+        self._settings_lock = asyncio.Lock()
         self._client = build_ccxt_client(
             exchange_id,
             credentials,
@@ -209,6 +223,12 @@ class CcxtExchange:
         any call: ccxt would otherwise load its own copy first."""
         if not self._client.markets:
             await self._shared_markets.share_into(self._market_key, self._client, self._load_own_markets)
+        if self._settings_read is not None:
+            async with self._settings_lock:  # every call waits for it: none may go out before it
+                if self._settings_read is not None:
+                    # Asks nothing where this client loaded the markets itself (ccxt read them then).
+                    await self._answer_of(self._settings_read, getattr(self._client, self._settings_read))
+                    self._settings_read = None
 
     async def _load_own_markets(self) -> None:
         await self._call("load_markets", self._client.load_markets)
@@ -218,6 +238,12 @@ class CcxtExchange:
     ) -> T:
         if operation != "load_markets":
             await self._ensure_markets()
+        return await self._answer_of(operation, call, placing_order=placing_order)
+
+    async def _answer_of(
+        self, operation: str, call: Callable[[], Awaitable[T]], *, placing_order: bool = False
+    ) -> T:
+        """``call``'s answer, or the ``port.ExchangeError`` its failure is (its message masked)."""
         try:
             return await call()
         except asyncio.CancelledError:
@@ -433,6 +459,7 @@ class CcxtExchange:
         limit = None if by_cursor else LISTING_PAGE_SIZE
         params: dict[str, Any] = {}
         seen: set[str] = set()
+        largest = 0  # the most orders a page has held: the exchange's page size, or more
         for _ in range(MAX_LISTING_PAGES):
             page: list[dict[str, Any]] = await self._call(
                 lookup.since_listing, functools.partial(fetch, symbol, since, limit, params)
@@ -453,11 +480,14 @@ class CcxtExchange:
                     return None
                 params = {"cursor": cursor}
                 continue
-            assert limit is not None
-            if len(page) < limit:
-                return None  # the whole window fit on the page: nothing older since ``since``
+            if len(page) < largest:
+                return None  # a page the exchange did not fill: nothing older remains
             if not unseen:
+                # Only the last page's final second again: the end, unless it fills a page.
+                if len(page) < SMALLEST_FULL_PAGE:
+                    return None
                 raise self._listing_stuck(client_order_id)
+            largest = len(page)
             # The next page ends where this one did, by creation time, not by number: a numbered
             # page shifts when an order above it leaves the listing (Gate drops canceled orders that
             # never traded), and the order at its top would never be read. The second's overlap
