@@ -293,3 +293,20 @@ async def test_a_key_of_an_exchange_whose_keys_have_a_passphrase_needs_it(api: A
     again = await alice.put(url, {"apiKey": f"OKX{uuid.uuid4().hex}", "secret": "ANOTHER-SECRET"})
     assert again.status_code == 422 and again.json()["fields"] == ["passphrase"], again.text
     assert await _connections(api, alice.id) == before
+
+
+async def test_a_bitget_unified_accounts_key_is_refused_naming_the_field_and_nothing_is_saved(api: Api) -> None:
+    # The rebalancer does not trade Bitget's unified trading accounts yet (ccxt's path for them is
+    # wrong where money moves: tests/integration/test_ccxt_bitget_uta.py): the key is refused with
+    # the reason, before anything is saved.
+    alice = await api.user(with_connection=False)
+    _verifying(api)
+    async with STARTERS["bitget"]() as started:
+        fake: Any = started
+        fake.unified = True
+        refused = await alice.post("/api/v1/connections", _key_body("bitget", fake, fake.api_key))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["fields"] == ["apiKey"]
+    [problem] = refused.json()["detail"]
+    assert "unified trading account" in problem["msg"] and "classic account" in problem["msg"]
+    assert await _connections(api, alice.id) == []

@@ -55,12 +55,21 @@ T = TypeVar("T")
 CLOCK_SKEW = timedelta(minutes=10)
 # Pages of orders a look-up by time reads at most before it says it cannot tell.
 MAX_LISTING_PAGES = 50
-# The reads of an account's own settings that ccxt makes while it loads markets with keys, by
-# exchange family: KuCoin's, whether the account trades through the high-frequency endpoints
-# (most do), which ccxt then calls instead of the classic ones. A client given another account's
-# markets (``ccxt_shared_markets``) makes the read itself, or it would take a high-frequency
-# account for a classic one: its balances read as empty, its orders sent where they are refused.
-ACCOUNT_SETTINGS_READS = {"kucoin": "load_migration_status"}
+# The exchanges (by family) where ccxt reads an account's own settings to choose the endpoints it
+# calls: KuCoin, whether the account trades through the high-frequency endpoints (most do); Bitget,
+# whether it is a unified trading account. A client given another account's markets
+# (``ccxt_shared_markets``) must read them itself, or it takes a high-frequency account for a
+# classic one (its balances read as empty, its orders sent where they are refused); and ccxt takes
+# any failure of Bitget's read (a timeout) for a classic account, for the client's life.
+ACCOUNT_SETTINGS_READS = frozenset({"kucoin", "bitget"})
+# Account kinds the rebalancer does not trade, by exchange family: ccxt's path for them is wrong
+# where money moves (tests/integration/test_ccxt_bitget_uta.py pins each defect against the fake).
+REFUSED_ACCOUNT_KINDS: dict[str, str] = {
+    "bitget": "unified trading account, which the rebalancer does not trade yet (ccxt sizes its market buys"
+    " by base where Bitget spends quote, and misreads its fills' prices and fees)",
+}
+# Bitget's answer to the unified-account settings read from a classic account.
+_BITGET_CLASSIC_ACCOUNT = "40084"
 # Orders asked for per page where pages go back in time: within Gate's and KuCoin's maximum (1,000
 # and 500). A page may hold fewer while more remain (KuCoin's high-frequency listing ignores the
 # size ccxt asks for and answers 20), so a short page alone does not end the look-up.
@@ -193,9 +202,8 @@ class CcxtExchange:
         call = account_id_call(exchange_id)
         self._account_id_read: str | None = call[0] if call is not None else None
         self._shared_markets = shared_markets
-        # The ccxt method of the read of this account's settings (``ACCOUNT_SETTINGS_READS``),
-        # while it is still to be made.
-        self._settings_read = ACCOUNT_SETTINGS_READS.get(family(exchange_id)) if credentials is not None else None
+        # Whether this account's settings (``ACCOUNT_SETTINGS_READS``) are still to be read.
+        self._settings_unread = credentials is not None and family(exchange_id) in ACCOUNT_SETTINGS_READS
         self._settings_lock = asyncio.Lock()
         self._client = build_ccxt_client(
             exchange_id,
@@ -223,12 +231,33 @@ class CcxtExchange:
         any call: ccxt would otherwise load its own copy first."""
         if not self._client.markets:
             await self._shared_markets.share_into(self._market_key, self._client, self._load_own_markets)
-        if self._settings_read is not None:
+        if self._settings_unread:
             async with self._settings_lock:  # every call waits for it: none may go out before it
-                if self._settings_read is not None:
-                    # Asks nothing where this client loaded the markets itself (ccxt read them then).
-                    await self._answer_of(self._settings_read, getattr(self._client, self._settings_read))
-                    self._settings_read = None
+                if self._settings_unread:
+                    await self._read_account_settings()
+                    self._settings_unread = False
+
+    async def _read_account_settings(self) -> None:
+        """The account's settings that decide the endpoints ccxt calls (``ACCOUNT_SETTINGS_READS``),
+        read as the exchange answers them; an account of a kind in ``REFUSED_ACCOUNT_KINDS`` raises
+        ``AccountNotSupported``. Any other failure raises, and the read is made again next call."""
+        client, exchange_family = self._client, family(self.exchange_id)
+        if exchange_family == "kucoin":
+            # Asks nothing where this client loaded the markets itself (ccxt read them then).
+            await self._answer_of("load_migration_status", client.load_migration_status)
+            return
+        if client.options.get("uta") is not True:  # True: ccxt's own read was answered
+            try:
+                await self._answer_of("account settings", client.privateUtaGetV3AccountSettings)
+            except port.ExchangeError as exc:
+                if _BITGET_CLASSIC_ACCOUNT not in str(exc):
+                    raise
+                client.options["uta"] = False
+                return
+            client.options["uta"] = True
+        if (refused := REFUSED_ACCOUNT_KINDS.get(exchange_family)) is not None:
+            raise port.AccountNotSupported(f"{self.exchange_id}: this API key opens a {refused}; connect a key of"
+                                           " a classic account")
 
     async def _load_own_markets(self) -> None:
         await self._call("load_markets", self._client.load_markets)

@@ -24,6 +24,8 @@ async def check_connection(exchange: CcxtExchange) -> str | None:
     name = exchange.exchange_id
     try:
         markets = await exchange.load_markets()
+    except port.AccountNotSupported as exc:
+        raise ConnectionCheckError("credentials", str(exc)) from None
     except port.RunFailed as exc:
         # Some exchanges (Binance) load currencies with a signed call during load_markets.
         raise ConnectionCheckError(
@@ -39,6 +41,8 @@ async def check_connection(exchange: CcxtExchange) -> str | None:
         raise ConnectionCheckError("markets", f"{name} returned no spot markets")
     try:
         await exchange.fetch_balance()
+    except port.AccountNotSupported as exc:
+        raise ConnectionCheckError("credentials", str(exc)) from None
     except port.RunFailed as exc:
         raise ConnectionCheckError(
             "credentials",

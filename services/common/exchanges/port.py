@@ -103,6 +103,13 @@ class RunFailed(ExchangeError):
     code = "run_failed"
 
 
+class AccountNotSupported(RunFailed):
+    """The key opens an account of a kind the rebalancer does not trade (Bitget's unified trading
+    account): nothing is sent; its owner connects a key of another account."""
+
+    code = "account_not_supported"
+
+
 class KeyRefused(RunFailed):
     """The exchange refused the connection's API key (revoked, expired, lacking a permission):
     whoever holds the connection reads it again before its next call, in case its owner has
