@@ -138,6 +138,7 @@ class FakeKucoin(FakeExchangeServer):
         self._funds: dict[str, Decimal] = {}  # each market order's funds, where it was sized by them
         self._high_frequency = False
         self.high_frequency = high_frequency
+        self.unified = False  # a unified trading account: the account mode says so, nothing more
 
     @property
     def high_frequency(self) -> bool:
@@ -312,8 +313,9 @@ class FakeKucoin(FakeExchangeServer):
 
     # ------------------------------------------------------------------ account
     async def account_mode(self, request: web.Request, params: Json) -> web.Response:
-        """GET /api/ua/v1/account/mode: a classic account (ccxt then uses the classic endpoints)."""
-        return _ok({"selfAccountMode": "CLASSIC"})
+        """GET /api/ua/v1/account/mode: a classic account (ccxt then uses the classic endpoints), or,
+        with ``unified``, a unified one (whose own endpoints this fake does not serve)."""
+        return _ok({"selfAccountMode": "UNIFIED" if self.unified else "CLASSIC"})
 
     def named_account(self) -> str | None:
         return str(self.uid)

@@ -295,16 +295,19 @@ async def test_a_key_of_an_exchange_whose_keys_have_a_passphrase_needs_it(api: A
     assert await _connections(api, alice.id) == before
 
 
-async def test_a_bitget_unified_accounts_key_is_refused_naming_the_field_and_nothing_is_saved(api: Api) -> None:
-    # The rebalancer does not trade Bitget's unified trading accounts yet (ccxt's path for them is
-    # wrong where money moves: tests/integration/test_ccxt_bitget_uta.py): the key is refused with
-    # the reason, before anything is saved.
+@pytest.mark.parametrize("exchange_id", ["bitget", "kucoin"])
+async def test_a_unified_accounts_key_is_refused_naming_the_field_and_nothing_is_saved(
+    api: Api, exchange_id: str
+) -> None:
+    # The rebalancer does not trade Bitget's and KuCoin's unified trading accounts yet (ccxt's path
+    # for Bitget's is wrong where money moves: tests/integration/test_ccxt_bitget_uta.py; KuCoin's is
+    # unproven): the key is refused with the reason, before anything is saved.
     alice = await api.user(with_connection=False)
     _verifying(api)
-    async with STARTERS["bitget"]() as started:
+    async with STARTERS[exchange_id]() as started:
         fake: Any = started
         fake.unified = True
-        refused = await alice.post("/api/v1/connections", _key_body("bitget", fake, fake.api_key))
+        refused = await alice.post("/api/v1/connections", _key_body(exchange_id, fake, fake.api_key))
     assert refused.status_code == 422, refused.text
     assert refused.json()["fields"] == ["apiKey"]
     [problem] = refused.json()["detail"]

@@ -485,16 +485,17 @@ async def test_the_classic_endpoints_refuse_a_unified_key_and_the_v3_ones_a_clas
 async def test_a_failed_settings_probe_is_passing_trouble_not_a_classic_account(uta: FakeSession, fault: str) -> None:
     # ccxt's handle_uta_and_params takes any exception of the probe for "not unified" and keeps
     # options["uta"] = False for the client's life: the classic endpoints would refuse the key, and
-    # the adapter report a refused key for a passing fault. The adapter reads the settings itself
-    # wherever ccxt was not answered, and a read that fails is made again at the next call.
+    # the adapter report a refused key for a passing fault. The adapter reads the settings itself,
+    # before ccxt would, and a read that fails is made again at the next call.
     fake, exchange = bitget(uta), uta.exchange
-    fake.fail_next(fault, 2, SETTINGS)  # ccxt's probe while it loads markets, then the adapter's read
+    fake.fail_next(fault, 1, SETTINGS)
     with pytest.raises(port.RetryLater):
         await exchange.load_markets()
+    assert exchange.client.options.get("uta") is None and not exchange.client.markets
     balances = await exchange.fetch_balance()  # read again, answered: the v3 endpoints
     assert balances["BTC"] == port.Balance(free=Decimal("0.5"), total=Decimal("0.5"))
     assert exchange.client.options["uta"] is True
-    assert len(asked(fake, SETTINGS)) == 3
+    assert len(asked(fake, SETTINGS)) == 2
     assert_v3_only(fake)
 
 

@@ -277,3 +277,19 @@ async def test_each_account_is_asked_whether_it_is_a_high_frequency_one(hf: Fake
     assert [r.path for r in fake.requests if r.method == "POST"] == ["/api/v1/orders"]
     assert len([r for r in fake.requests if r.path == "/api/v1/hf/accounts/opened"]) == 2
     assert fake.unknown_paths == []
+
+
+async def test_a_unified_account_is_refused_before_anything_is_sent(hf: FakeSession) -> None:
+    # KuCoin's unified trading accounts trade at endpoints of their own, which ccxt picks once the
+    # account mode says UNIFIED; that path is not proven here, so the adapter refuses the account at
+    # its first call, with the reason, before any balance, order or listing request.
+    fake = kucoin(hf)
+    fake.unified = True
+    with pytest.raises(port.AccountNotSupported, match="unified trading account"):
+        await hf.exchange.fetch_balance()
+    with pytest.raises(port.AccountNotSupported):
+        await hf.exchange.create_order(order(hf, side="sell", amount="0.01"))
+    asked = {r.path for r in fake.requests}
+    assert not any(p.startswith(("/api/v1/accounts", "/api/v1/hf/orders", "/api/v1/orders", "/api/ua/v1/account/b"))
+                   for p in asked), asked
+    assert fake.state.orders == [] and fake.unknown_paths == []

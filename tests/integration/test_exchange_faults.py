@@ -208,6 +208,21 @@ async def test_a_kucoin_high_frequency_account_trades_through_its_own_endpoints(
     assert {r.path for r in fake.requests if r.method == "POST"} == {"/api/v1/hf/orders"}
 
 
+@pytest.mark.parametrize("rig", ["bitget", "kucoin"], indirect=True)
+async def test_a_unified_account_fails_its_run_before_anything_is_sent(rig: Rig) -> None:
+    # A unified trading account the rebalancer does not trade: the run fails when the pricer first
+    # reads the account, with the reason and what to do, and no order or balance request goes out.
+    fake: Any = rig.fake
+    fake.unified = True
+    history = await rig.rebalance()
+    assert history.status == "failed", history.run["errors"]
+    assert history.intents == [] and history.trades == [] and fake.state.orders == []
+    [error] = history.run["errors"]
+    assert error["code"] == "account_not_supported", error
+    assert "unified trading account" in error["message"] and "classic account" in error["message"]
+    assert not [r for r in fake.requests if r.method == "POST"]
+
+
 async def test_timeout_on_create_is_looked_up_by_client_id_never_resent(rig: Rig) -> None:
     rig.fake.timeout_next(path=rig.fake.order_path)  # executed, answered after the client gave up
     history = await rig.rebalance()

@@ -56,8 +56,8 @@ CLOCK_SKEW = timedelta(minutes=10)
 # Pages of orders a look-up by time reads at most before it says it cannot tell.
 MAX_LISTING_PAGES = 50
 # The exchanges (by family) where ccxt reads an account's own settings to choose the endpoints it
-# calls: KuCoin, whether the account trades through the high-frequency endpoints (most do); Bitget,
-# whether it is a unified trading account. A client given another account's markets
+# calls: KuCoin, whether the account trades through the high-frequency endpoints (most do) and
+# whether it is a unified one; Bitget, whether it is a unified trading account. A client given another account's markets
 # (``ccxt_shared_markets``) must read them itself, or it takes a high-frequency account for a
 # classic one (its balances read as empty, its orders sent where they are refused); and ccxt takes
 # any failure of Bitget's read (a timeout) for a classic account, for the client's life.
@@ -67,6 +67,8 @@ ACCOUNT_SETTINGS_READS = frozenset({"kucoin", "bitget"})
 REFUSED_ACCOUNT_KINDS: dict[str, str] = {
     "bitget": "unified trading account, which the rebalancer does not trade yet (ccxt sizes its market buys"
     " by base where Bitget spends quote, and misreads its fills' prices and fees)",
+    "kucoin": "unified trading account, which the rebalancer does not trade yet (ccxt trades it at"
+    " endpoints of its own, not yet proven)",
 }
 # Bitget's answer to the unified-account settings read from a classic account.
 _BITGET_CLASSIC_ACCOUNT = "40084"
@@ -229,35 +231,47 @@ class CcxtExchange:
     async def _ensure_markets(self) -> None:
         """This client's markets, from the process's shared ones (``ccxt_shared_markets``), before
         any call: ccxt would otherwise load its own copy first."""
-        if not self._client.markets:
-            await self._shared_markets.share_into(self._market_key, self._client, self._load_own_markets)
         if self._settings_unread:
+            # First: ccxt's own market load then reads no settings (and no unified account's markets).
             async with self._settings_lock:  # every call waits for it: none may go out before it
                 if self._settings_unread:
                     await self._read_account_settings()
                     self._settings_unread = False
+        if not self._client.markets:
+            await self._shared_markets.share_into(self._market_key, self._client, self._load_own_markets)
 
     async def _read_account_settings(self) -> None:
         """The account's settings that decide the endpoints ccxt calls (``ACCOUNT_SETTINGS_READS``),
-        read as the exchange answers them; an account of a kind in ``REFUSED_ACCOUNT_KINDS`` raises
-        ``AccountNotSupported``. Any other failure raises, and the read is made again next call."""
-        client, exchange_family = self._client, family(self.exchange_id)
-        if exchange_family == "kucoin":
-            # Asks nothing where this client loaded the markets itself (ccxt read them then).
-            await self._answer_of("load_migration_status", client.load_migration_status)
-            return
-        if client.options.get("uta") is not True:  # True: ccxt's own read was answered
+        read as the exchange answers them; a unified account of an exchange in
+        ``REFUSED_ACCOUNT_KINDS`` raises ``AccountNotSupported``. Any other failure raises, and the
+        read is made again at the next call."""
+        exchange_family = family(self.exchange_id)
+        unified = await (self._kucoin_is_unified() if exchange_family == "kucoin" else self._bitget_is_unified())
+        if unified and (refused := REFUSED_ACCOUNT_KINDS.get(exchange_family)) is not None:
+            raise port.AccountNotSupported(f"{self.exchange_id}: this API key opens a {refused}; connect a key of"
+                                           " a classic account")
+
+    async def _kucoin_is_unified(self) -> bool:
+        """KuCoin: whether the account trades through the high-frequency endpoints, and whether it is
+        a unified one (ccxt keeps both, and asks neither again)."""
+        client = self._client
+        await self._answer_of("load_migration_status", client.load_migration_status)
+        return bool(await self._answer_of("is_uta_enabled", client.is_uta_enabled))
+
+    async def _bitget_is_unified(self) -> bool:
+        """Bitget: whether the account is unified (ccxt keeps it, and asks no more; its own read would
+        take a failure for a classic account); only Bitget's 40084 says classic."""
+        client = self._client
+        if client.options.get("uta") is not True:
             try:
                 await self._answer_of("account settings", client.privateUtaGetV3AccountSettings)
             except port.ExchangeError as exc:
                 if _BITGET_CLASSIC_ACCOUNT not in str(exc):
                     raise
                 client.options["uta"] = False
-                return
+                return False
             client.options["uta"] = True
-        if (refused := REFUSED_ACCOUNT_KINDS.get(exchange_family)) is not None:
-            raise port.AccountNotSupported(f"{self.exchange_id}: this API key opens a {refused}; connect a key of"
-                                           " a classic account")
+        return True
 
     async def _load_own_markets(self) -> None:
         await self._call("load_markets", self._client.load_markets)
