@@ -179,6 +179,8 @@ async def test_a_busy_accounts_oldest_order_is_found_and_the_done_list_is_read_b
     assert await exchange.fetch_order_by_client_id(SYMBOL, missing, placed_after=run_began) is None
     listings = [r for r in fake.requests[before:] if r.path == HF_DONE]
     assert len(listings) == 4  # [4, 3], [3, 2], [2, 1], [1]
+    # The HF list's page size is its own ``limit`` (ccxt sends the classic ``pageSize`` alone).
+    assert {r.query.get("limit") for r in listings} == {"2"}
     assert "endAt" not in listings[0].query
     oldest_first = sorted(fake.state.orders, key=lambda o: o.created_at)
     ends = [int(r.query["endAt"]) for r in listings[1:]]

@@ -500,7 +500,7 @@ class CcxtExchange:
         since = int((placed_after - CLOCK_SKEW).timestamp()) * 1000 if placed_after is not None else None
         by_cursor = lookup.pages_by == "cursor"
         limit = None if by_cursor else LISTING_PAGE_SIZE
-        params: dict[str, Any] = {}
+        params = self._listing_params()
         seen: set[str] = set()
         largest = 0  # the most orders a page has held: the exchange's page size, or more
         for _ in range(MAX_LISTING_PAGES):
@@ -538,11 +538,18 @@ class CcxtExchange:
             times = [o.get("timestamp") for o in page]
             if any(not isinstance(t, int) for t in times):
                 raise self._listing_stuck(client_order_id)
-            params = {"until": min(t for t in times if isinstance(t, int)) + 1000}
+            params = {**self._listing_params(), "until": min(t for t in times if isinstance(t, int)) + 1000}
         raise port.RetryLater(
             f"{self.exchange_id}: order {client_order_id} not among more than {MAX_LISTING_PAGES} pages of"
             f" {symbol} orders since its run began; looked up again later"
         )
+
+    def _listing_params(self) -> dict[str, Any]:
+        """What a look-up's listing adds to ccxt's request: KuCoin's high-frequency done list reads its
+        page size from ``limit`` (20 by default, 100 at most), not the ``pageSize`` ccxt sends."""
+        if family(self.exchange_id) == "kucoin" and self._client.options.get("hf") is True:
+            return {"limit": LISTING_PAGE_SIZE}
+        return {}
 
     def _listing_stuck(self, client_order_id: str) -> port.RetryLater:
         """A listing that answered no order it had not answered before: it does not page the way
