@@ -20,6 +20,7 @@ from tests.support.ccxt_pipeline import (
     ALL_EXCHANGES,
     CREDENTIALS,
     NEWER_EXCHANGES,
+    PipelineKucoin,
     ccxt_pipeline,
     fake_exchange,
     run_rebalance,
@@ -109,9 +110,10 @@ async def stored_texts(pool: asyncpg.Pool, run_ids: list[str]) -> list[str]:
     return [r["t"] for r in rows]
 
 
-@pytest.mark.parametrize("exchange_id", ALL_EXCHANGES + NEWER_EXCHANGES)
+# "kucoin-hf": KuCoin's high-frequency account, whose orders go to endpoints of their own.
+@pytest.mark.parametrize("dialect", [*ALL_EXCHANGES, *NEWER_EXCHANGES, "kucoin-hf"])
 async def test_a_rebalance_and_an_auth_failure_at_debug_leak_no_credentials(
-    exchange_id: str,
+    dialect: str,
     capture: Capture,
     monkeypatch: pytest.MonkeyPatch,
     database_url: str,
@@ -119,12 +121,16 @@ async def test_a_rebalance_and_an_auth_failure_at_debug_leak_no_credentials(
     namespace: str,
     db_pool: asyncpg.Pool,
 ) -> None:
+    exchange_id, _, mode = dialect.partition("-")
     box = use_exchange_clients(monkeypatch)
     raised: list[str] = []
     async with (
         fake_exchange(exchange_id) as fake,
         ccxt_pipeline(database_url, nats_url, namespace, log_level="DEBUG"),
     ):
+        if mode == "hf":
+            assert isinstance(fake, PipelineKucoin)
+            fake.high_frequency = True
         attach_capture(capture)
         ok = await run_rebalance(
             db_pool, nats_url, namespace, await seed_ccxt_portfolio(db_pool, exchange_id, fake, box)
@@ -167,3 +173,5 @@ async def test_a_rebalance_and_an_auth_failure_at_debug_leak_no_credentials(
     assert any("Traceback" in t and "auth failure" in t for t in capture.texts)
     assert raised and "AuthenticationError" in raised[0]
     assert any("AuthenticationError" in t for t in stored)
+    if mode == "hf":
+        assert any(r.path == "/api/v1/hf/orders" for r in fake.requests), "the HF endpoints were used"
