@@ -708,7 +708,9 @@ async def test_random_faults_never_trade_twice_nor_lose_a_fill(rig: Rig, seed: i
     faults.append(f"{kind} x1 on {rig.fake.order_path} after {after}")
     case = f"{order_type}, fill ratio {rig.fake.state.fill_ratio}, resting {rig.fake.faulty.resting}, {faults}"
     planned = rig.fake.faults_left
-    history = await rig.rebalance(timeout=90.0, order_type=order_type, limit_timeout_seconds=1)
+    # Up to nine failed calls: each backs the plan's redelivery off further (0.5 s doubling, 30 s at
+    # most), so four in a row on one cancel alone can hold a run for a minute and a half.
+    history = await rig.rebalance(timeout=240.0, order_type=order_type, limit_timeout_seconds=1)
     assert rig.fake.faults_left < planned, f"no fault met a request: the seed tests nothing ({case})"
     intents = by_leg(history)
     ours = {i["client_order_id"] for i in intents.values()}
