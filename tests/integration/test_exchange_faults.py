@@ -679,6 +679,9 @@ FAULT_PATHS = {
     # "/spot/orders" is placing, listing and one order's look-up and cancel.
     "gate": ["/api/v4/spot/orders", "/api/v4/spot/open_orders", "/api/v4/spot/accounts", "/api/v4/spot/tickers"],
     "kucoin": ["/api/v1/orders", "/api/v1/order/client-order", "/api/v1/accounts", "/api/v1/market/allTickers"],
+    # "/hf/orders" is every order call of a high-frequency account; "/hf/orders/done" its look-ups' list.
+    "kucoin-hf": ["/api/v1/hf/orders", "/api/v1/hf/orders/client-order", "/api/v1/hf/orders/done",
+                  "/api/v1/accounts", "/api/v1/market/allTickers"],
     "bitget": ["/api/v2/spot/trade/place-order", "/api/v2/spot/trade/orderInfo", "/api/v2/spot/trade/unfilled-orders",
                "/api/v2/spot/trade/history-orders", "/api/v2/spot/trade/cancel-order", "/api/v2/spot/account/assets",
                "/api/v2/spot/market/tickers"],
@@ -686,10 +689,26 @@ FAULT_PATHS = {
 FAULT_KINDS = ["timeout", "http_500", "rate_limit", "drop"]
 
 
+RANDOM_SEEDS = range(int(os.environ.get("RANDOM_FAULT_SEEDS", "3")))
+
+
 @pytest.mark.parametrize("rig", ALL_EXCHANGES + NEWER_EXCHANGES, indirect=True)
-@pytest.mark.parametrize("seed", range(int(os.environ.get("RANDOM_FAULT_SEEDS", "3"))))
+@pytest.mark.parametrize("seed", RANDOM_SEEDS)
 async def test_random_faults_never_trade_twice_nor_lose_a_fill(rig: Rig, seed: int) -> None:
-    rng = random.Random(f"{rig.exchange_id}-{seed}")
+    await random_faults(rig, seed, rig.exchange_id)
+
+
+@pytest.mark.parametrize("rig", ["kucoin"], indirect=True)
+@pytest.mark.parametrize("seed", RANDOM_SEEDS)
+async def test_random_faults_on_a_kucoin_high_frequency_account(rig: Rig, seed: int) -> None:
+    assert isinstance(rig.fake, PipelineKucoin)
+    rig.fake.high_frequency = True  # its orders, look-ups and listings at the HF endpoints
+    await random_faults(rig, seed, "kucoin-hf")
+
+
+async def random_faults(rig: Rig, seed: int, dialect: str) -> None:
+    """One seed's random mix of faults on ``dialect``'s calls (``FAULT_PATHS``), and the checks."""
+    rng = random.Random(f"{dialect}-{seed}")
     order_type = rng.choice(["market", "limit"])
     if rng.random() < 0.4:
         rig.fake.partial_fill(rng.choice(["0.5", "0.3"]))
@@ -697,7 +716,7 @@ async def test_random_faults_never_trade_twice_nor_lose_a_fill(rig: Rig, seed: i
         rig.fake.faulty.resting.add(rig.symbol(rng.choice(list(LEGS))))
     faults = []
     for _ in range(rng.randint(1, 4)):
-        kind, path = rng.choice(FAULT_KINDS), rng.choice(FAULT_PATHS[rig.exchange_id])
+        kind, path = rng.choice(FAULT_KINDS), rng.choice(FAULT_PATHS[dialect])
         count, after = rng.randint(1, 2), rng.randint(0, 3)
         rig.fake.fail_next(kind, count, path, after=after)
         faults.append(f"{kind} x{count} on {path} after {after}")
