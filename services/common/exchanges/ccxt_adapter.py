@@ -56,12 +56,13 @@ CLOCK_SKEW = timedelta(minutes=10)
 # Pages of orders a look-up by time reads at most before it says it cannot tell.
 MAX_LISTING_PAGES = 50
 # The exchanges (by family) where ccxt reads an account's own settings to choose the endpoints it
-# calls: KuCoin, whether the account trades through the high-frequency endpoints (most do) and
-# whether it is a unified one; Bitget, whether it is a unified trading account. A client given another account's markets
+# calls, and the adapter's method that reads them (answering whether the account is a unified one):
+# KuCoin, whether the account trades through the high-frequency endpoints (most do) and whether it
+# is unified; Bitget, whether it is unified. A client given another account's markets
 # (``ccxt_shared_markets``) must read them itself, or it takes a high-frequency account for a
 # classic one (its balances read as empty, its orders sent where they are refused); and ccxt takes
 # any failure of Bitget's read (a timeout) for a classic account, for the client's life.
-ACCOUNT_SETTINGS_READS = frozenset({"kucoin", "bitget"})
+ACCOUNT_SETTINGS_READS = {"kucoin": "_kucoin_is_unified", "bitget": "_bitget_is_unified"}
 # Account kinds the rebalancer does not trade, by exchange family: ccxt's path for them is wrong
 # where money moves (tests/integration/test_ccxt_bitget_uta.py pins each defect against the fake).
 REFUSED_ACCOUNT_KINDS: dict[str, str] = {
@@ -204,8 +205,9 @@ class CcxtExchange:
         call = account_id_call(exchange_id)
         self._account_id_read: str | None = call[0] if call is not None else None
         self._shared_markets = shared_markets
-        # Whether this account's settings (``ACCOUNT_SETTINGS_READS``) are still to be read.
-        self._settings_unread = credentials is not None and family(exchange_id) in ACCOUNT_SETTINGS_READS
+        # The read of this account's settings (``ACCOUNT_SETTINGS_READS``), while it is still to be made.
+        reader = ACCOUNT_SETTINGS_READS.get(family(exchange_id)) if credentials is not None else None
+        self._settings_read: Callable[[], Awaitable[bool]] | None = getattr(self, reader) if reader else None
         self._settings_lock = asyncio.Lock()
         self._client = build_ccxt_client(
             exchange_id,
@@ -231,23 +233,21 @@ class CcxtExchange:
     async def _ensure_markets(self) -> None:
         """This client's markets, from the process's shared ones (``ccxt_shared_markets``), before
         any call: ccxt would otherwise load its own copy first."""
-        if self._settings_unread:
+        if self._settings_read is not None:
             # First: ccxt's own market load then reads no settings (and no unified account's markets).
             async with self._settings_lock:  # every call waits for it: none may go out before it
-                if self._settings_unread:
-                    await self._read_account_settings()
-                    self._settings_unread = False
+                if self._settings_read is not None:
+                    await self._read_account_settings(self._settings_read)
+                    self._settings_read = None
         if not self._client.markets:
             await self._shared_markets.share_into(self._market_key, self._client, self._load_own_markets)
 
-    async def _read_account_settings(self) -> None:
-        """The account's settings that decide the endpoints ccxt calls (``ACCOUNT_SETTINGS_READS``),
-        read as the exchange answers them; a unified account of an exchange in
+    async def _read_account_settings(self, read: Callable[[], Awaitable[bool]]) -> None:
+        """The account's settings that decide the endpoints ccxt calls, read (``read``, from
+        ``ACCOUNT_SETTINGS_READS``) as the exchange answers them; a unified account of an exchange in
         ``REFUSED_ACCOUNT_KINDS`` raises ``AccountNotSupported``. Any other failure raises, and the
         read is made again at the next call."""
-        exchange_family = family(self.exchange_id)
-        unified = await (self._kucoin_is_unified() if exchange_family == "kucoin" else self._bitget_is_unified())
-        if unified and (refused := REFUSED_ACCOUNT_KINDS.get(exchange_family)) is not None:
+        if await read() and (refused := REFUSED_ACCOUNT_KINDS.get(family(self.exchange_id))) is not None:
             raise port.AccountNotSupported(f"{self.exchange_id}: this API key opens a {refused}; connect a key of"
                                            " a classic account")
 
@@ -500,7 +500,8 @@ class CcxtExchange:
         since = int((placed_after - CLOCK_SKEW).timestamp()) * 1000 if placed_after is not None else None
         by_cursor = lookup.pages_by == "cursor"
         limit = None if by_cursor else LISTING_PAGE_SIZE
-        params = self._listing_params()
+        extra = self._listing_params()
+        params = dict(extra)
         seen: set[str] = set()
         largest = 0  # the most orders a page has held: the exchange's page size, or more
         for _ in range(MAX_LISTING_PAGES):
@@ -538,7 +539,7 @@ class CcxtExchange:
             times = [o.get("timestamp") for o in page]
             if any(not isinstance(t, int) for t in times):
                 raise self._listing_stuck(client_order_id)
-            params = {**self._listing_params(), "until": min(t for t in times if isinstance(t, int)) + 1000}
+            params = {**extra, "until": min(t for t in times if isinstance(t, int)) + 1000}
         raise port.RetryLater(
             f"{self.exchange_id}: order {client_order_id} not among more than {MAX_LISTING_PAGES} pages of"
             f" {symbol} orders since its run began; looked up again later"
