@@ -539,22 +539,37 @@ class FakeBitget(FakeExchangeServer):
             cost, amount = size * (price or last), size
         if cost < market.min_cost:
             return _error("45110", f"less than the minimum amount {dec(market.min_cost)} {market.quote}")
+        order = self._on_engine(symbol, side, order_type, amount, price, client_oid, force,
+                                _ERRORS, (_PARAM_ERROR, "Parameter verification failed"))
+        if isinstance(order, FakeOrder):
+            self._sizes[order.id] = params["size"]
+        return order
+
+    def _on_engine(
+        self, symbol: str, side: str, order_type: str, amount: Decimal, price: Decimal | None,
+        client_oid: str | None, force: str, refusals: dict[str, tuple[str, str]], refused: tuple[str, str],
+    ) -> FakeOrder | web.Response:
+        """The order placed on the engine, its unfilled rest canceled at once where it is ioc; or
+        the error the engine's refusal is (``refusals`` by its kind, ``refused`` otherwise)."""
         order_id = str(_ORDER_ID_BASE + self.state.next_number())
         try:
             order = self.state.place(symbol, side, order_type, amount, price, client_oid, order_id)
         except EngineError as exc:
-            return _error(*_ERRORS.get(exc.kind, (_PARAM_ERROR, "Parameter verification failed")))
+            return _error(*refusals.get(exc.kind, refused))
         if force == "ioc" and order.status == "open":
             self.state.cancel(order_id=order.id)
-        self._sizes[order.id] = params["size"]
         return order
 
-    async def place_order(self, params: Params) -> web.Response:
-        """POST /api/v2/spot/trade/place-order: answers the order's ids only."""
-        placed = self._place_checked(params)
+    @staticmethod
+    def _ids_of(placed: FakeOrder | web.Response) -> web.Response:
+        """A place-order answer (v2 and v3 alike): the order's ids alone, or the refusal."""
         if isinstance(placed, web.Response):
             return placed
         return _ok({"orderId": placed.id, "clientOid": placed.client_order_id or ""})
+
+    async def place_order(self, params: Params) -> web.Response:
+        """POST /api/v2/spot/trade/place-order: answers the order's ids only."""
+        return self._ids_of(self._place_checked(params))
 
     def _visible(self, order: FakeOrder, by_client_id: bool) -> bool:
         """Whether look-ups find the order: closed ones only while ``closed_listed``; by client
@@ -719,23 +734,16 @@ class FakeBitget(FakeExchangeServer):
             return _error("25611", "Order quantity must be greater than the minimum order amount")
         if amount < market.min_amount:
             return _error("25207", f"{symbol_id} trading quantity cannot be less than {dec(market.min_amount)} units")
-        order_id = str(_ORDER_ID_BASE + self.state.next_number())
-        try:
-            order = self.state.place(symbol, side, order_type, amount, price, client_oid, order_id)
-        except EngineError as exc:
-            return _error(*_UTA_ERRORS.get(exc.kind, _UTA_PARAM_ERROR))
-        if force == "ioc" and order.status == "open":
-            self.state.cancel(order_id=order.id)
-        self._sizes[order.id] = params["qty"]
-        self._time_in_force[order.id] = force
+        order = self._on_engine(symbol, side, order_type, amount, price, client_oid, force, _UTA_ERRORS,
+                                _UTA_PARAM_ERROR)
+        if isinstance(order, FakeOrder):
+            self._sizes[order.id] = params["qty"]
+            self._time_in_force[order.id] = force
         return order
 
     async def uta_place_order(self, params: Params) -> web.Response:
         """POST /api/v3/trade/place-order: answers the order's ids only."""
-        placed = self._uta_place_checked(params)
-        if isinstance(placed, web.Response):
-            return placed
-        return _ok({"orderId": placed.id, "clientOid": placed.client_order_id or ""})
+        return self._ids_of(self._uta_place_checked(params))
 
     def _uta_wanted(self, params: Params) -> FakeOrder | None:
         """The order ``orderId`` (which wins) or ``clientOid`` names, if the look-up finds it."""

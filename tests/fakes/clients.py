@@ -74,12 +74,33 @@ async def fake_session(exchange_id: str) -> AsyncIterator[FakeSession]:
             await exchange.close()
 
 
+def client_id(exchange_id: str, leg: int = 0) -> str:
+    """A client order id as the services make them (a run's leg)."""
+    return client_order_id_for(exchange_id, str(uuid.uuid4()), leg)
+
+
 def order(session: FakeSession, side: port.Side = "buy", amount: str = "0.01", leg: int = 0) -> port.OrderRequest:
     """A market order of BTC as a run's leg sends it (its client id, the plan's price)."""
-    cid = client_order_id_for(session.exchange_id, str(uuid.uuid4()), leg)
     symbol = session.symbol("BTC")
     # The plan's price goes with every order: where a market buy is sized by what it spends.
-    return port.OrderRequest(symbol, side, Decimal(amount), cid, reference_price=session.fake.state.prices[symbol])
+    return port.OrderRequest(symbol, side, Decimal(amount), client_id(session.exchange_id, leg),
+                             reference_price=session.fake.state.prices[symbol])
+
+
+def limit_buy(session: FakeSession, price: str = "50000", amount: str = "0.01", leg: int = 0) -> port.OrderRequest:
+    """A limit buy of BTC below its price (60,000): it rests on the book."""
+    return port.OrderRequest(session.symbol("BTC"), "buy", Decimal(amount), client_id(session.exchange_id, leg),
+                             order_type="limit", price=Decimal(price))
+
+
+async def placed_apart(session: FakeSession, count: int, side: port.Side = "sell") -> list[port.OrderRequest]:
+    """``count`` market orders of 0.0002 BTC, each filled at once, then placed 5 s apart in time
+    (``spread_in_time``), the first the oldest."""
+    requests = [order(session, side=side, amount="0.0002", leg=leg) for leg in range(count)]
+    for request in requests:
+        assert (await session.exchange.create_order(request)).status == "closed"
+    spread_in_time(session.fake)
+    return requests
 
 
 def pages_of(fake: FakeExchangeServer, size: int, monkeypatch: pytest.MonkeyPatch) -> None:

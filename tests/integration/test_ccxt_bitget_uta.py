@@ -25,7 +25,6 @@ by a test that passes):
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -35,10 +34,9 @@ import pytest
 
 from services.common.exchanges import ccxt_adapter, port
 from services.common.exchanges.ccxt_adapter import CcxtExchange
-from services.common.exchanges.ccxt_client_ids import client_order_id_for
 from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
 from tests.fakes.bitget import FakeBitget
-from tests.fakes.clients import CLIENT_TIMEOUT_MS, FakeSession, fake_session, order
+from tests.fakes.clients import CLIENT_TIMEOUT_MS, FakeSession, client_id, fake_session, limit_buy, order
 from tests.fakes.server import RecordedRequest
 
 pytestmark = pytest.mark.integration
@@ -76,14 +74,6 @@ def bitget(session: FakeSession) -> FakeBitget:
     return fake
 
 
-def client_id(leg: int = 0) -> str:
-    """A client order id as the services make them (a run's leg)."""
-    return client_order_id_for("bitget", str(uuid.uuid4()), leg)
-
-
-def limit_buy(price: str = "50000", amount: str = "0.01") -> port.OrderRequest:
-    """A limit buy below the price (60,000): it rests on the book."""
-    return port.OrderRequest(SYMBOL, "buy", Decimal(amount), client_id(), order_type="limit", price=Decimal(price))
 
 
 def body(request: RecordedRequest) -> dict[str, str]:
@@ -141,7 +131,7 @@ async def test_a_market_sell_and_a_resting_limit_order_trade_through_the_v3_endp
         stored_sell.id, "closed", Decimal("0.01"), Decimal("0.01")
     )
 
-    rest = limit_buy()
+    rest = limit_buy(uta)
     resting = await exchange.create_order(rest)
     assert (resting.status, resting.filled, resting.fee) == ("open", Decimal(0), Decimal(0))
     assert resting.exchange_order_id is not None
@@ -215,7 +205,7 @@ async def test_ccxt_sends_a_unified_market_buys_base_amount_as_the_qty_bitget_sp
     assert fake.orders_with_client_id(buy.client_order_id) == []
 
     # A base amount that reaches the minimum is spent as that many USDT, and reads as a whole fill.
-    sol = port.OrderRequest("SOL/USDT", "buy", Decimal(6), client_id(1), reference_price=Decimal(150))
+    sol = port.OrderRequest("SOL/USDT", "buy", Decimal(6), client_id("bitget", 1), reference_price=Decimal(150))
     bought = await exchange.create_order(sol)
     [stored] = fake.orders_with_client_id(sol.client_order_id)
     assert (stored.cost, stored.filled) == (Decimal(6), Decimal("0.04"))  # 6 USDT spent, not 900
@@ -240,7 +230,7 @@ async def test_a_market_buy_sized_by_the_plans_price_fills(uta: FakeSession) -> 
 async def test_lookup_by_client_id_finds_an_open_and_a_filled_order(uta: FakeSession) -> None:
     fake, exchange = bitget(uta), uta.exchange
     run_began = datetime.now(UTC)
-    rest = limit_buy()
+    rest = limit_buy(uta)
     resting = await exchange.create_order(rest)
     done = order(uta, side="sell", amount="0.01", leg=1)
     await exchange.create_order(done)
@@ -271,7 +261,7 @@ async def test_listings_are_newest_first_a_page_at_a_time_and_go_back_by_cursor(
     sells = [order(uta, side="sell", amount="0.01", leg=leg) for leg in range(3)]
     for request in sells:
         await exchange.create_order(request)
-    rests = [limit_buy(), limit_buy(price="49000")]
+    rests = [limit_buy(uta), limit_buy(uta, price="49000")]
     for request in rests:
         await exchange.create_order(request)
     newest_first = [fake.orders_with_client_id(r.client_order_id)[0].id for r in reversed(sells)]
@@ -315,7 +305,7 @@ async def test_an_order_bitget_does_not_have_is_error_25204_which_ccxt_raises_as
     # an error (the v2 one answered an empty list, which ccxt raises as OrderNotFound).
     fake, exchange = bitget(uta), uta.exchange
     await exchange.load_markets()
-    never_sent = client_id(7)
+    never_sent = client_id("bitget", 7)
     with pytest.raises(ccxt_async.ExchangeError, match="25204") as raised:
         await exchange.client.fetch_order(never_sent, SYMBOL, {"clientOrderId": never_sent})
     assert not isinstance(raised.value, ccxt_async.OrderNotFound)
@@ -355,7 +345,7 @@ async def test_lookup_by_client_id_says_an_order_bitget_does_not_have_is_not_the
 ) -> None:
     fake, exchange = bitget(uta), uta.exchange
     run_began = datetime.now(UTC)
-    cid = client_id(7)
+    cid = client_id("bitget", 7)
     if case != "never sent":
         request = order(uta, side="sell", amount="0.01")
         await exchange.create_order(request)
@@ -412,7 +402,7 @@ async def test_the_base_class_faults_and_partial_fills_strike_the_v3_endpoints(u
     half = order(uta, side="sell", leg=2)
     sold = await exchange.create_order(half)  # a market order's unfilled rest is canceled at once
     assert (sold.status, sold.filled) == ("canceled", Decimal("0.005"))
-    marketable = port.OrderRequest(SYMBOL, "buy", Decimal("0.01"), client_id(3), order_type="limit",
+    marketable = port.OrderRequest(SYMBOL, "buy", Decimal("0.01"), client_id("bitget", 3), order_type="limit",
                                    price=Decimal("61000"))
     partly = await exchange.create_order(marketable)  # half fills, the rest rests: partially_filled
     assert (partly.status, partly.filled) == ("open", Decimal("0.005"))
@@ -468,7 +458,8 @@ async def test_the_classic_endpoints_refuse_a_unified_key_and_the_v3_ones_a_clas
         await client.privateSpotGetV2SpotAccountAssets()
     with pytest.raises(ccxt_async.PermissionDenied, match="Classic Account API is not supported"):
         await client.privateSpotPostV2SpotTradePlaceOrder({
-            "symbol": SYMBOL_ID, "side": "sell", "orderType": "market", "size": "0.01", "clientOid": client_id(),
+            "symbol": SYMBOL_ID, "side": "sell", "orderType": "market", "size": "0.01",
+            "clientOid": client_id("bitget"),
         })
     assert fake.state.orders == []
     assert (await client.privateSpotGetV2SpotAccountInfo())["data"]["userId"] == str(fake.uid)
@@ -512,7 +503,7 @@ async def test_a_unified_account_is_refused_before_anything_is_sent(unified: Fak
                           rate_limit_ms=1)
     try:
         with pytest.raises(port.AccountNotSupported):
-            await second.fetch_order_by_client_id(SYMBOL, client_id(), placed_after=datetime.now(UTC))
+            await second.fetch_order_by_client_id(SYMBOL, client_id("bitget"), placed_after=datetime.now(UTC))
     finally:
         await second.close()
     private = [r.path for r in fake.requests if r.path.startswith(("/api/v2/spot/trade", "/api/v2/spot/account",

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 
 import pytest
 
 from services.common.exchanges import ccxt_adapter, port
 from services.common.exchanges.ccxt_adapter import CcxtExchange
-from services.common.exchanges.ccxt_client_ids import client_order_id_for
 from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
 from services.common.secrets import Credentials
-from tests.fakes.clients import STARTERS, FakeSession, fake_session, order, pages_of, spread_in_time
+from tests.fakes.clients import (
+    STARTERS,
+    FakeSession,
+    client_id,
+    fake_session,
+    limit_buy,
+    order,
+    pages_of,
+    placed_apart,
+    spread_in_time,
+)
 from tests.fakes.gate import FakeGate
 
 EXCHANGES = sorted(STARTERS)
@@ -85,10 +93,7 @@ async def test_an_order_of_a_busy_account_is_found_by_its_client_id_past_a_listi
     # Coinbase's listing takes no client id: every page since the order's run began is read (Gate's
     # and KuCoin's finished orders too).
     pages_of(session.fake, 2, monkeypatch)
-    requests = [order(session, amount="0.0002", leg=leg) for leg in range(4)]
-    for request in requests:
-        assert (await session.exchange.create_order(request)).status == "closed"
-    spread_in_time(session.fake)
+    requests = await placed_apart(session, 4, side="buy")
     oldest = requests[0]
     found = await session.exchange.fetch_order_by_client_id(oldest.symbol, oldest.client_order_id)
     assert found is not None and found.client_order_id == oldest.client_order_id
@@ -266,10 +271,7 @@ async def test_a_listing_that_answers_the_same_page_again_is_not_taken_for_the_w
         gate = session.fake
         assert isinstance(gate, FakeGate)
         pages_of(gate, 2, monkeypatch)
-        requests = [order(session, side="sell", amount="0.0002", leg=leg) for leg in range(3)]
-        for request in requests:
-            assert (await session.exchange.create_order(request)).status == "closed"
-        spread_in_time(gate)
+        requests = await placed_apart(session, 3)
         gate.paging_ignored = True
         before = len(session.fake.requests)
         oldest = requests[0]
@@ -291,10 +293,7 @@ async def test_a_page_shorter_than_asked_for_does_not_end_the_lookup(monkeypatch
     async with fake_session("gate") as session:
         session.fake.listing_page = 3  # the exchange's own page size, below the one asked for
         monkeypatch.setattr(ccxt_adapter, "SMALLEST_FULL_PAGE", 3)
-        requests = [order(session, side="sell", amount="0.0002", leg=leg) for leg in range(7)]
-        for request in requests:
-            assert (await session.exchange.create_order(request)).status == "closed"
-        spread_in_time(session.fake)
+        requests = await placed_apart(session, 7)
         oldest = requests[0]  # finished: Gate finds it by its text no more
         found = await session.exchange.fetch_order_by_client_id(oldest.symbol, oldest.client_order_id)
         assert found is not None and found.client_order_id == oldest.client_order_id
@@ -315,8 +314,7 @@ async def test_an_order_leaving_the_listing_mid_lookup_does_not_hide_the_next_pa
         assert (await session.exchange.create_order(sought)).status == "closed"
         middle = order(session, side="sell", amount="0.0002", leg=1)
         assert (await session.exchange.create_order(middle)).status == "closed"
-        resting = port.OrderRequest(sought.symbol, "buy", Decimal("0.0002"), client_order_id_for(
-            "gate", str(uuid.uuid4()), 2), order_type="limit", price=Decimal("30000"))
+        resting = limit_buy(session, price="30000", amount="0.0002", leg=2)
         placed = await session.exchange.create_order(resting)
         assert placed.status == "open" and placed.exchange_order_id is not None
         await session.exchange.cancel_order(resting.symbol, placed.exchange_order_id)
@@ -348,7 +346,7 @@ async def test_a_market_buy_sized_by_what_it_spends_is_whole_when_the_exchange_c
     # partly filled" for every run whose spend did not divide evenly).
     async with fake_session(exchange_id) as session:
         symbol = session.symbol("ETH")
-        cid = client_order_id_for(exchange_id, str(uuid.uuid4()), 1)
+        cid = client_id(exchange_id, 1)
         buy = port.OrderRequest(symbol, "buy", Decimal("1.1984766666666666"), cid, reference_price=Decimal("3000"))
         placed = await session.exchange.create_order(buy)
         found = await session.exchange.fetch_order_by_client_id(symbol, cid)

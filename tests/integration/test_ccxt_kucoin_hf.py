@@ -8,7 +8,6 @@ endpoints are unknown paths to it), so ``fake.unknown_paths == []`` proves ccxt 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,8 +16,16 @@ import pytest
 
 from services.common.exchanges import port
 from services.common.exchanges.ccxt_adapter import CcxtExchange
-from services.common.exchanges.ccxt_client_ids import client_order_id_for
-from tests.fakes.clients import CLIENT_TIMEOUT_MS, FakeSession, fake_session, order, pages_of, spread_in_time
+from tests.fakes.clients import (
+    CLIENT_TIMEOUT_MS,
+    FakeSession,
+    client_id,
+    fake_session,
+    limit_buy,
+    order,
+    pages_of,
+    placed_apart,
+)
 from tests.fakes.kucoin import FakeKucoin
 
 pytestmark = pytest.mark.integration
@@ -43,14 +50,6 @@ def kucoin(session: FakeSession) -> FakeKucoin:
     return fake
 
 
-def client_id(leg: int = 0) -> str:
-    """A client order id as the services make them (a run's leg)."""
-    return client_order_id_for("kucoin", str(uuid.uuid4()), leg)
-
-
-def limit_buy(price: str = "50000", amount: str = "0.01") -> port.OrderRequest:
-    """A limit buy below the price (60,000): it rests on the book."""
-    return port.OrderRequest(SYMBOL, "buy", Decimal(amount), client_id(), order_type="limit", price=Decimal(price))
 
 
 def paths(fake: FakeKucoin, method: str, since: int = 0) -> list[str]:
@@ -88,7 +87,7 @@ async def test_market_orders_and_a_resting_limit_order_trade_through_the_hf_endp
             Decimal("600"), stored.fee, "USDT", True
         )
 
-    rest = limit_buy()
+    rest = limit_buy(hf)
     resting = await exchange.create_order(rest)
     assert (resting.status, resting.filled, resting.fee) == ("open", Decimal(0), Decimal(0))
     assert resting.exchange_order_id is not None
@@ -123,7 +122,7 @@ async def test_lookup_by_client_id_finds_active_and_done_orders_and_none_for_an_
 ) -> None:
     fake, exchange = kucoin(hf), hf.exchange
     run_began = datetime.now(UTC)
-    rest = limit_buy()
+    rest = limit_buy(hf)
     resting = await exchange.create_order(rest)
     done = order(hf, side="sell", amount="0.01", leg=1)
     await exchange.create_order(done)
@@ -147,7 +146,7 @@ async def test_lookup_by_client_id_finds_active_and_done_orders_and_none_for_an_
     assert canceled is not None and (canceled.status, canceled.filled) == ("canceled", Decimal(0))
 
     before = len(fake.requests)
-    never_sent = client_id(7)
+    never_sent = client_id("kucoin", 7)
     assert await exchange.fetch_order_by_client_id(SYMBOL, never_sent, placed_after=run_began) is None
     # Not found by its clientOid, then looked for among the done orders since the run began: a page
     # short of the size asked for does not end the listing (the HF one answers 20 whatever ccxt
@@ -162,10 +161,8 @@ async def test_a_busy_accounts_oldest_order_is_found_and_the_done_list_is_read_b
     fake, exchange = kucoin(hf), hf.exchange
     pages_of(fake, 2, monkeypatch)  # the done list's default limit (ccxt sends no limit there), and the adapter's
     run_began = datetime.now(UTC)
-    requests = [order(hf, side="sell", amount="0.0002", leg=leg) for leg in range(4)]
-    for request in requests:
-        assert (await exchange.create_order(request)).status == "closed"
-    spread_in_time(fake)  # 5 s apart, the newest now (the adapter looks from 10 min before the run began)
+    # 5 s apart, the newest now (the adapter looks from 10 min before the run began)
+    requests = await placed_apart(hf, 4)
 
     oldest = requests[0]
     found = await exchange.fetch_order_by_client_id(SYMBOL, oldest.client_order_id, placed_after=run_began)
@@ -175,7 +172,7 @@ async def test_a_busy_accounts_oldest_order_is_found_and_the_done_list_is_read_b
     # An id never sent: every page of the done list back to the run's start is read, each ending
     # (endAt) where the last one did, until a page shorter than asked for.
     before = len(fake.requests)
-    missing = client_id(9)
+    missing = client_id("kucoin", 9)
     assert await exchange.fetch_order_by_client_id(SYMBOL, missing, placed_after=run_began) is None
     listings = [r for r in fake.requests[before:] if r.path == HF_DONE]
     assert len(listings) == 4  # [4, 3], [3, 2], [2, 1], [1]
