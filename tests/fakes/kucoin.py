@@ -624,12 +624,15 @@ class FakeKucoin(FakeExchangeServer):
             return _error(refused.code, refused.message)
         return _ok(self._hf_order_json(order))
 
+    def _hf_cancel(self, params: Json, found: FakeOrder | None) -> FakeOrder:
+        """``found`` canceled, if it is an order of the request's ``symbol`` (``_cancel``'s refusals)."""
+        symbol = self._hf_symbol(params)
+        return self._cancel(found if found is not None and found.symbol == symbol else None)
+
     async def hf_cancel_order(self, request: web.Request, params: Json) -> web.Response:
         """DELETE /api/v1/hf/orders/{orderId}?symbol=: the canceled order's id alone."""
         try:
-            symbol = self._hf_symbol(params)
-            found = self.state.find(order_id=request.match_info["order_id"])
-            order = self._cancel(found if found is not None and found.symbol == symbol else None)
+            order = self._hf_cancel(params, self.state.find(order_id=request.match_info["order_id"]))
         except _Refused as refused:
             return _error(refused.code, refused.message)
         return _ok({"orderId": order.id})
@@ -637,9 +640,7 @@ class FakeKucoin(FakeExchangeServer):
     async def hf_cancel_order_by_client_oid(self, request: web.Request, params: Json) -> web.Response:
         """DELETE /api/v1/hf/orders/client-order/{clientOid}?symbol=: the canceled order's clientOid alone."""
         try:
-            symbol = self._hf_symbol(params)
-            found = self.state.find(client_order_id=request.match_info["client_oid"])
-            order = self._cancel(found if found is not None and found.symbol == symbol else None)
+            order = self._hf_cancel(params, self.state.find(client_order_id=request.match_info["client_oid"]))
         except _Refused as refused:
             return _error(refused.code, refused.message)
         return _ok({"clientOid": order.client_order_id})
