@@ -55,7 +55,15 @@ DRAIN_ANSWER_SECONDS = 1.0
 
 
 class TransientError(Exception):
-    """Raised by a handler for a condition that will pass (an exchange rate limit, ...)."""
+    """Raised by a handler for a condition that will pass (an exchange rate limit, ...).
+
+    ``retry_in``: the wait before the message is tried again, where the handler knows better than
+    the message's delivery count, which counts every earlier try however far each got (None: the
+    delivery count's back-off)."""
+
+    def __init__(self, *args: object, retry_in: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_in = retry_in
 
 
 RETRYABLE: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, TransientError)
@@ -85,6 +93,13 @@ def _deliveries(raw: Msg) -> int:
 def redelivery_delay(deliveries: int) -> float:
     """Back-off for a nacked message: 0.5 s, 1 s, 2 s ... capped at 30 s."""
     return float(min(0.5 * 2 ** max(deliveries - 1, 0), 30.0))
+
+
+def retry_delay(exc: BaseException, deliveries: int) -> float:
+    """The wait before a message that failed with a passing ``exc`` is delivered again."""
+    if isinstance(exc, TransientError) and exc.retry_in is not None:
+        return exc.retry_in
+    return redelivery_delay(deliveries)
 
 
 def stream_config(settings: ServiceSettings) -> StreamConfig:
@@ -314,7 +329,7 @@ class Bus:
         try:
             await handle(batch)
         except RETRYABLE as exc:
-            delay = redelivery_delay(max(i.deliveries for i in batch))
+            delay = retry_delay(exc, max(i.deliveries for i in batch))
             log.warning(
                 "%s: transient error (%s: %s); redelivering %d message(s) in %.1fs",
                 consumer_id,

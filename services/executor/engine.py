@@ -53,6 +53,7 @@ from services.common.keyed_locks import KeyedLocks
 from services.common.settings import RUN_WINDOW
 from services.executor import intents, reports, resend, sizing
 from services.executor.intents import Intent
+from services.executor.pacing import RetryPacing
 from services.executor.resend import AfterMiss
 
 log = logging.getLogger("services.executor")
@@ -163,6 +164,7 @@ class Executor:
         self._completions = Coalescer(self._write_completions)
         self._outcomes = Coalescer(partial(intents.record_outcomes, pool))
         self._intents = Coalescer(partial(intents.ensure_intents_many, pool))
+        self._pacing = RetryPacing()
 
     # ------------------------------------------------------------------ the run
     async def execute(self, plan: PlanCreated) -> None:
@@ -171,17 +173,24 @@ class Executor:
         The run's events wait in the outbox until its completion is written, then go out together
         (the ledger writes them in one transaction); if the run stops early, they go out at once.
         """
+        state = RunState(plan)
         try:
-            await self._execute(plan)
+            await self._execute(state)
+        except TransientError as exc:
+            # Tried again sooner when this try got further than the last (RetryPacing).
+            exc.retry_in = self._pacing.after_failed_try(plan.run_id, len(state.outcomes))
+            raise
+        else:
+            self._pacing.finished(plan.run_id)
         finally:
             self.relay.wake()
 
-    async def _execute(self, plan: PlanCreated) -> None:
+    async def _execute(self, state: RunState) -> None:
+        plan = state.plan
         async with self._account_locks.hold(plan.strategy.connection_id):
             done, holder, expired = await self._run_status(plan)
             if done:
                 return
-            state = RunState(plan)
             if holder is not None or expired:
                 # The scheduler failed this run (lease expired) and released the portfolio, which a
                 # newer run holds or may claim at any moment: a newer run valued while this one

@@ -17,8 +17,10 @@ The portfolio is 0.15 BTC + 5000 in cash with targets 40/30/20/10 over BTC/ETH/S
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -260,6 +262,48 @@ async def test_rate_limited_order_is_retried_later_and_placed_once(rig: Rig) -> 
     first = by_leg(history)[0]["client_order_id"]
     assert create_requests(rig.fake, rig.exchange_id, first) == 2  # refused, then placed
     assert_fees_as_reported(rig, history)
+
+
+@pytest.mark.parametrize("rig", ["kraken"], indirect=True)
+async def test_a_run_that_gets_further_is_tried_again_without_the_earlier_tries_back_off(rig: Rig) -> None:
+    # The sell's request is refused for now (a rate limit): the next tries look it up, miss it and
+    # wait (0.5, 1, 2 s ...) until it may be sent again, and it fills. Reading the balance to size
+    # the buys then meets a rate limit: a later try of the run, but its first failure since it got
+    # further, so it waits as a first failure (0.5 s), not as the plan's n-th delivery (2-30 s),
+    # and the run's time to trade is not spent on waits its progress does not call for.
+    rig.fake.fail_next("rate_limit", 1, rig.fake.order_path)
+    rig.fake.fail_next("rate_limit", 1, "BalanceEx", after=1)  # after the pricer's read
+    waits = RetryWaits("executor.plans")
+    bus_log = logging.getLogger("services.common.bus")
+    bus_log.addHandler(waits)
+    try:
+        history = await rig.rebalance()
+    finally:
+        bus_log.removeHandler(waits)
+    assert_everything_filled(rig, history)
+    sell = by_leg(history)[LEGS["BTC"]]["client_order_id"]
+    assert create_requests(rig.fake, rig.exchange_id, sell) == 2  # refused, then placed
+    *before, (balance_failure, wait) = waits.seen
+    assert "fetch_balance" in balance_failure and wait == 0.5
+    assert len(before) >= 2, before  # the refusal and at least one miss: the plan's 3rd delivery or later
+    assert [w for _, w in before] == [0.5 * 2**n for n in range(len(before))]
+
+
+class RetryWaits(logging.Handler):
+    """The waits the bus chose before delivering a consumer's messages again, with their
+    failures, from its log lines."""
+
+    LINE = re.compile(r"^(?P<consumer>\S+): transient error \((?P<failure>.*)\); redelivering \d+ message\(s\) in"
+                      r" (?P<wait>[\d.]+)s$")
+
+    def __init__(self, consumer: str) -> None:
+        super().__init__()
+        self.consumer, self.seen = consumer, list[tuple[str, float]]()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.LINE.match(record.getMessage())
+        if line and line["consumer"] == self.consumer:
+            self.seen.append((line["failure"], float(line["wait"])))
 
 
 async def test_rate_limited_valuation_is_retried_and_the_run_completes(rig: Rig) -> None:
