@@ -34,6 +34,7 @@ def _error(code: int, message: str, status: int = 400) -> web.Response:
 
 class FakeBinance(FakeExchangeServer):
     order_path = "/api/v3/order"
+    fee_in_received = True  # a buy's fee is charged in the coin it buys
     key_header = "X-MBX-APIKEY"
     private_paths = ("/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/allOrders",
                      "/api/v3/myTrades", "/sapi/")

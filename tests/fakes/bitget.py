@@ -151,6 +151,7 @@ class FakeBitget(FakeExchangeServer):
     key_header = "ACCESS-KEY"
     private_paths = ("/api/v2/spot/account/", "/api/v2/spot/trade/", "/api/v3/account/", "/api/v3/trade/")
     taker_fee = "0.001"  # the symbols' takerFeeRate (the state's fee rate), which ccxt reads
+    fee_in_received = True  # a buy's fee is charged in the coin it buys
     passphrase: str | None = "bitget-test-passphrase"
 
     def __init__(
@@ -644,7 +645,7 @@ class FakeBitget(FakeExchangeServer):
 
     async def fills(self, params: Params) -> web.Response:
         """GET /api/v2/spot/trade/fills: the account's trades of one symbol, newest first; fees are
-        the engine's (in the quote currency)."""
+        the engine's (a buy's in the coin it buys)."""
         wanted = params.get("symbol")
         if not wanted:
             return _error("40019", "Parameter symbol cannot be empty")
@@ -834,7 +835,7 @@ class FakeBitget(FakeExchangeServer):
     async def uta_fills(self, params: Params) -> web.Response:
         """GET /api/v3/trade/fills: the account's trades (of ``orderId`` alone, if sent), newest first,
         ``{"list", "cursor"}`` (older pages by ``cursor``, the last execId of the page before); fees
-        are the engine's (in the quote currency), positive amounts."""
+        are the engine's (a buy's in the coin it buys), positive amounts."""
         window = self._uta_window(params, _UTA_MAX_LIMIT, required_category=False)
         if window is None:
             return _error(*_UTA_PARAM_ERROR)

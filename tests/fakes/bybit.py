@@ -87,6 +87,7 @@ class FakeBybit(FakeExchangeServer):
     key_header = "X-BAPI-API-KEY"
     private_paths = ("/v5/account/", "/v5/order/", "/v5/execution/", "/v5/user/", "/v5/asset/")
     taker_fee = "0.001"  # ccxt's bybit gives every spot market 0.1% (it reads no fee from the API)
+    fee_in_received = True  # a buy's fee is charged in the coin it buys
 
     def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
         super().__init__(state, api_key, secret, hang_seconds)
@@ -538,7 +539,8 @@ class FakeBybit(FakeExchangeServer):
         return self._listing(orders, params)
 
     async def executions(self, params: dict[str, str], api_key: str) -> web.Response:
-        """GET /v5/execution/list: the account's trades, newest first; fees are the engine's (quote coin)."""
+        """GET /v5/execution/list: the account's trades, newest first; fees are the engine's (a buy's
+        in the coin it buys)."""
         if params.get("category") != "spot":
             return _error(10001, "params error: category only support spot here")
         order_id, link_id = params.get("orderId") or None, params.get("orderLinkId") or None

@@ -1,7 +1,9 @@
 """The trading state a fake exchange keeps: balances, prices, orders and their fills. Dialect-free.
 
 Market orders (and marketable limit orders) fill at the current price at once, times the
-configured fill ratio; fees are charged in the quote currency; balances move with every fill.
+configured fill ratio; fees are charged in the quote currency, or, where the exchange does so
+(``fee_in_received``), in the currency an order receives (a buy's in the base, taken from what it
+buys); balances move with every fill.
 Each fill is kept as a trade (id, price, quantity, fee), as exchanges list them in trade history.
 """
 
@@ -58,6 +60,11 @@ class FakeOrder:
     def average(self) -> Decimal | None:
         return self.cost / self.filled if self.filled else None
 
+    @property
+    def fee_currency(self) -> str | None:
+        """The currency its fee was charged in (None while nothing filled)."""
+        return self.fills[0].fee_currency if self.fills else None
+
 
 @dataclass
 class FakeMarket:
@@ -89,6 +96,9 @@ class ExchangeState:
     # True: a market order's unfilled rest is canceled at once (OKX's and Bybit's spot market
     # orders are immediate-or-cancel); False: it rests on the book, as a limit order would.
     market_ioc: bool = False
+    # True: a fee is charged in the currency the order receives, so a buy's fee is in the base and
+    # comes out of what it buys (Binance, OKX, Bybit, Gate, Bitget); False: always in the quote.
+    fee_in_received: bool = False
     orders: list[FakeOrder] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _trade_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
@@ -152,15 +162,19 @@ class ExchangeState:
             return
         price = self.prices[order.symbol]
         cost = quantity * price
-        fee = cost * self.fee_rate
-        sign = Decimal(1) if order.side == "buy" else Decimal(-1)
-        self.balances[market.base] = self.balances.get(market.base, Decimal(0)) + sign * quantity
-        quote_change = -cost - fee if order.side == "buy" else cost - fee
+        buying = order.side == "buy"
+        if buying and self.fee_in_received:
+            fee, fee_currency = quantity * self.fee_rate, market.base
+            base_change, quote_change = quantity - fee, -cost
+        else:
+            fee, fee_currency = cost * self.fee_rate, market.quote
+            base_change, quote_change = (quantity, -cost - fee) if buying else (-quantity, cost - fee)
+        self.balances[market.base] = self.balances.get(market.base, Decimal(0)) + base_change
         self.balances[market.quote] = self.balances.get(market.quote, Decimal(0)) + quote_change
         order.filled += quantity
         order.cost += cost
         order.fee += fee
-        order.fills.append(FakeFill(next(self._trade_ids), price, quantity, fee, market.quote, time.time()))
+        order.fills.append(FakeFill(next(self._trade_ids), price, quantity, fee, fee_currency, time.time()))
         if order.filled >= order.amount:
             order.status = "closed"
             order.closed_at = time.time()

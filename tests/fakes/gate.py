@@ -83,6 +83,7 @@ class FakeGate(FakeExchangeServer):
     private_paths = (f"{_API}/account/", f"{_API}/spot/accounts", f"{_API}/spot/orders",
                      f"{_API}/spot/open_orders", f"{_API}/spot/my_trades")
     taker_fee = "0.002"  # the pair's ``fee`` (0.2 %), which ccxt gives the market
+    fee_in_received = True  # a buy's fee is charged in the coin it buys
 
     def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
         super().__init__(state, api_key, secret, hang_seconds)

@@ -72,6 +72,7 @@ class FakeOkx(FakeExchangeServer):
     key_header = "OK-ACCESS-KEY"
     private_paths = ("/api/v5/account/", "/api/v5/trade/", "/api/v5/asset/")
     taker_fee = "0.0015"  # ccxt's okx takes its spot fees from its own defaults, not from the API
+    fee_in_received = True  # a buy's fee is charged in the coin it buys
     min_cost = None  # OKX's instruments state no minimum order value, so ccxt reports none
 
     def __init__(

@@ -58,9 +58,13 @@ class FakeExchangeServer:
     min_cost: str | None = "5"  # the minimum order value ccxt reports (None: the exchange states none)
     passphrase: str | None = None  # the API key's passphrase, on exchanges that have one (OKX)
     listing_page: int | None = None  # orders a closed-order listing answers at most (its default page)
+    # The exchange charges a fee in the currency the order receives (a buy's in the base): set on
+    # the state the fake serves (ExchangeState.fee_in_received).
+    fee_in_received = False
 
     def __init__(self, state: ExchangeState, api_key: str, secret: str, hang_seconds: float = 3.0) -> None:
         self.state = state
+        state.fee_in_received = self.fee_in_received
         self.api_key = api_key
         self.secret = secret
         self.hang_seconds = hang_seconds

@@ -64,9 +64,17 @@ async def test_market_order_fills_moves_balances_and_sends_client_id_the_exchang
     sent = [r for r in session.fake.requests if r.path == session.fake.order_path and r.method == "POST"]
     assert len(sent) == 1
     assert session.fake.sent_client_order_id(sent[0]) == request.client_order_id
+    # The fee as the exchange charges it: in the coin a buy receives, taken from it, or in the quote.
+    rate = session.fake.state.fee_rate
     balances = await session.exchange.fetch_balance()
-    assert balances["BTC"].total == Decimal("0.51")
-    assert balances[session.quote].total < Decimal("10000") - Decimal("600")  # cost plus fee
+    if session.fake.fee_in_received:
+        assert (result.fee, result.fee_currency) == (Decimal("0.01") * rate, "BTC")
+        assert balances["BTC"].total == Decimal("0.51") - Decimal("0.01") * rate
+        assert balances[session.quote].total == Decimal("10000") - Decimal("600")
+    else:
+        assert (result.fee, result.fee_currency) == (Decimal("600") * rate, session.quote)
+        assert balances["BTC"].total == Decimal("0.51")
+        assert balances[session.quote].total == Decimal("10000") - Decimal("600") * (1 + rate)
 
 
 async def test_dropped_response_is_outcome_unknown_and_lookup_finds_exactly_one_order(session: FakeSession):

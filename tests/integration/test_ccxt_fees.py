@@ -28,7 +28,7 @@ from services.common.exchanges.ccxt_fees import (
     trades_of_order,
     with_unknown_fee,
 )
-from tests.fakes.clients import QUOTES, FakeSession, fake_session
+from tests.fakes.clients import FakeSession, fake_session
 from tests.fakes.server import RecordedRequest
 from tests.support.ccxt_pipeline import (
     ccxt_pipeline,
@@ -151,7 +151,9 @@ def trade_history_requests(session: FakeSession) -> list[RecordedRequest]:
 def assert_fee_is_the_charged_one(session: FakeSession, found: port.OrderResult) -> None:
     [charged] = session.fake.orders_with_client_id(found.client_order_id)
     assert charged.fee > 0
-    assert (found.fee, found.fee_currency) == (charged.fee, session.quote)
+    # In the coin the order received where the exchange charges so (Binance: a buy's base), else the quote.
+    assert charged.fee_currency == ("BTC" if session.fake.fee_in_received else session.quote)
+    assert (found.fee, found.fee_currency) == (charged.fee, charged.fee_currency)
     assert fee_unknown_reason(found) is None
 
 
@@ -185,7 +187,9 @@ async def test_a_canceled_partial_fill_has_the_fee_of_all_its_trades(session: Fa
     canceled = await session.exchange.cancel_order(request.symbol, placed.exchange_order_id)
     assert canceled.status == "canceled" and canceled.filled == Decimal("0.03")
     assert len(resting.fills) == 2
-    assert resting.fee == (Decimal("0.02") * 60000 + Decimal("0.01") * 61000) * session.fake.state.fee_rate
+    rate = session.fake.state.fee_rate
+    charged = Decimal("0.03") if session.fake.fee_in_received else Decimal("0.02") * 60000 + Decimal("0.01") * 61000
+    assert resting.fee == charged * rate
     assert_fee_is_the_charged_one(session, canceled)
 
 
@@ -247,6 +251,7 @@ async def test_a_trade_history_outage_completes_the_run_with_that_fee_recorded_u
     assert [e["code"] for e in history.run["errors"]] == ["fee_unknown"]
     for cid, recorded in trades.items():  # the buys were answered with their fills
         [charged] = fake.orders_with_client_id(cid)
-        assert (recorded["fee"], recorded["fee_currency"]) == (charged.fee, QUOTES["binance"])
+        assert (recorded["fee"], recorded["fee_currency"]) == (charged.fee, charged.fee_currency)
+        assert charged.fee_currency == recorded["symbol"].partition("/")[0], "Binance charges a buy's base"
         assert recorded["fee_known"] is True
     assert fake.unknown_paths == []

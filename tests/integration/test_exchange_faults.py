@@ -38,6 +38,7 @@ from tests.support.ccxt_pipeline import (
     ALL_EXCHANGES,
     EXCHANGES,
     NEWER_EXCHANGES,
+    PRICES,
     PipelineFake,
     PipelineKucoin,
     RunHistory,
@@ -147,14 +148,20 @@ class FeeNotRecorded(AssertionError):
 
 
 def assert_fees_as_reported(rig: Rig, history: RunHistory) -> None:
-    """Every trade's fee is the one the exchange charged for that order, in the quote."""
+    """Every trade's fee is the one the exchange charged for that order, in the currency it charged
+    it in (the quote, or a buy's base where the exchange charges the coin an order receives)."""
     wrong = []
     for trade in history.trades:
         [exchange_order] = rig.fake.orders_with_client_id(trade["client_order_id"])
-        if trade["fee"] != exchange_order.fee or trade["fee_currency"] != QUOTES[rig.exchange_id]:
+        if trade["fee"] != exchange_order.fee or trade["fee_currency"] != exchange_order.fee_currency:
             wrong.append((trade["symbol"], trade["fee"], trade["fee_currency"], exchange_order.fee))
     if wrong:
         raise FeeNotRecorded(f"recorded vs charged fees differ: {wrong}")
+    # The run's fees are their value in the quote, whatever coin each was charged in (the prices stay put).
+    value = {QUOTES[rig.exchange_id]: Decimal(1), **PRICES}
+    charged = sum((t["fee"] * value[t["fee_currency"]] for t in history.trades if t["fee_currency"]), Decimal(0))
+    if history.run["fees"] != charged:
+        raise FeeNotRecorded(f"the run's fees {history.run['fees']} are not the {charged} charged")
 
 
 def activity_line(history: RunHistory, event_type: str) -> str:
