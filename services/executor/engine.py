@@ -486,7 +486,13 @@ class Executor:
             log.error("FAILED: run stopped at %s %s: %s", order.side, order.symbol, answer)
             state.run_failed = error
             return Finished(order, intent, "failed", None, error)
-        # RetryLater (nothing happened) or an unclassified error: the run is tried again later.
+        if isinstance(answer, RetryLater):
+            # Refused for now before anything was done (a rate limit, an IP ban, a stale nonce:
+            # port.RetryLater): the leg was not placed, so the retry sends it at once, without
+            # first waiting for it to go unlisted, which on an exchange whose look-ups prove no
+            # absence would stop the run with the leg unknown for good.
+            await intents.unmark_unsent(self.pool, [request.client_order_id])
+        # An unclassified error leaves the leg 'sending': it is looked up before it is sent again.
         raise TransientError(str(answer))
 
     async def _placed(

@@ -163,8 +163,9 @@ async def mark_sending_many(pool: asyncpg.Pool, legs: list[tuple[str, Decimal]])
 
 
 async def unmark_unsent(pool: asyncpg.Pool, client_order_ids: list[str]) -> None:
-    """Legs marked 'sending' that the exchange was never asked for (a batch stopped before them):
-    back to 'intent', uncounted, so a retry sends them without looking them up first."""
+    """Legs marked 'sending' that the exchange was never asked for (a batch stopped before them),
+    or that it refused for now before doing anything (a rate limit): back to 'intent', uncounted,
+    so a retry sends them without looking them up first."""
     if client_order_ids:
         await pool.execute(
             "UPDATE order_intents SET state = 'intent', attempts = attempts - 1, updated_at = now()"

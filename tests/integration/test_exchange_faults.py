@@ -268,17 +268,20 @@ async def test_rate_limited_order_is_retried_later_and_placed_once(rig: Rig) -> 
     assert_everything_filled(rig, history)
     first = by_leg(history)[0]["client_order_id"]
     assert create_requests(rig.fake, rig.exchange_id, first) == 2  # refused, then placed
+    # The refusal placed nothing: the leg went back to never sent, so the retry sent it without a
+    # look-up or a wait for it to go unlisted, and only the attempt that reached the book counts.
+    assert by_leg(history)[0]["attempts"] == 1
     assert_fees_as_reported(rig, history)
 
 
 @pytest.mark.parametrize("rig", ["kraken"], indirect=True)
 async def test_a_run_that_gets_further_is_tried_again_without_the_earlier_tries_back_off(rig: Rig) -> None:
-    # The sell's request is refused for now (a rate limit): the next tries look it up, miss it and
-    # wait (0.5, 1, 2 s ...) until it may be sent again, and it fills. Reading the balance to size
-    # the buys then meets a rate limit: a later try of the run, but its first failure since it got
-    # further, so it waits as a first failure (0.5 s), not as the plan's n-th delivery (2-30 s),
-    # and the run's time to trade is not spent on waits its progress does not call for.
-    rig.fake.fail_next("rate_limit", 1, rig.fake.order_path)
+    # The sell is refused for now (a rate limit) three times in a row, each retry backing off
+    # further (0.5, 1, 2 s); then it fills, and reading the balance to size the buys meets a rate
+    # limit: the plan's fifth delivery, but the run's first failure since it got further, so it
+    # waits as a first failure (0.5 s), not as the plan's fourth retry (4 s), and the run's time to
+    # trade is not spent on waits its progress does not call for.
+    rig.fake.fail_next("rate_limit", 3, rig.fake.order_path)
     rig.fake.fail_next("rate_limit", 1, "BalanceEx", after=1)  # after the pricer's read
     waits = RetryWaits("executor.plans")
     bus_log = logging.getLogger("services.common.bus")
@@ -289,11 +292,9 @@ async def test_a_run_that_gets_further_is_tried_again_without_the_earlier_tries_
         bus_log.removeHandler(waits)
     assert_everything_filled(rig, history)
     sell = by_leg(history)[LEGS["BTC"]]["client_order_id"]
-    assert create_requests(rig.fake, rig.exchange_id, sell) == 2  # refused, then placed
-    *before, (balance_failure, wait) = waits.seen
-    assert "fetch_balance" in balance_failure and wait == 0.5
-    assert len(before) >= 2, before  # the refusal and at least one miss: the plan's 3rd delivery or later
-    assert [w for _, w in before] == [0.5 * 2**n for n in range(len(before))]
+    assert create_requests(rig.fake, rig.exchange_id, sell) == 4  # refused thrice, then placed
+    assert [wait for _, wait in waits.seen] == [0.5, 1.0, 2.0, 0.5]
+    assert "fetch_balance" in waits.seen[-1][0]
 
 
 class RetryWaits(logging.Handler):
@@ -646,6 +647,36 @@ async def test_a_lost_order_an_exchange_cannot_be_asked_for_is_never_sent_again(
         [trade] = history.trades
         assert (trade["quantity"], trade["exchange_order_id"]) == (sell.filled, sell.id)
         assert create_requests(fake, "kraken", btc["client_order_id"]) == 1
+        assert fake.unknown_paths == []
+
+
+async def test_a_rate_limited_order_is_sent_again_on_an_exchange_whose_look_ups_prove_no_absence(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, nats_url: str, namespace: str, db_pool: asyncpg.Pool
+) -> None:
+    # As above, the adapter declares it cannot ask for an order by its client id, so a leg that may
+    # be on the exchange is never sent again once a look-up misses it. A rate limit is not such a
+    # leg: the exchange refused the request before doing anything, so the run sends it again and
+    # completes, rather than stopping with the leg unknown for good (the reconciler could never
+    # prove it absent there, and the connection could not be deleted until its owner gave it up).
+    box = use_exchange_clients(monkeypatch)
+    timed = ccxt_adapter.CcxtExchange
+
+    class PageMatchingExchange(timed):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.finds_orders_by_client_id = False
+
+    monkeypatch.setattr(ccxt_adapter, "CcxtExchange", PageMatchingExchange)
+    async with fake_exchange("kraken") as fake, ccxt_pipeline(
+        database_url, nats_url, namespace, executor_resend_after_seconds=1
+    ):
+        rig = Rig("kraken", fake, db_pool, nats_url, namespace, box)
+        fake.rate_limit_next(2, path=fake.order_path)
+        history = await rig.rebalance()
+        assert_everything_filled(rig, history)
+        sell = by_leg(history)[LEGS["BTC"]]
+        assert create_requests(fake, "kraken", sell["client_order_id"]) == 3  # refused twice, then placed
+        assert sell["attempts"] == 1
         assert fake.unknown_paths == []
 
 
