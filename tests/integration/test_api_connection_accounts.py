@@ -295,13 +295,27 @@ async def test_a_key_of_an_exchange_whose_keys_have_a_passphrase_needs_it(api: A
     assert await _connections(api, alice.id) == before
 
 
-@pytest.mark.parametrize("exchange_id", ["bitget", "kucoin"])
+async def test_a_bitget_unified_accounts_key_is_connected_and_its_account_named(api: Api) -> None:
+    # Bitget's unified trading accounts are traded (ccxt's defects mended: ccxt_bitget), so the check
+    # passes and records the account Bitget names, as for a classic one.
+    alice = await api.user(with_connection=False)
+    _verifying(api)
+    async with STARTERS["bitget"]() as started:
+        fake: Any = started
+        fake.unified = True
+        made = await alice.post("/api/v1/connections", _key_body("bitget", fake, fake.api_key))
+        uid = fake.named_account()
+    assert made.status_code == 201, made.text
+    [ref] = await api.pool.fetch("SELECT account_uid_ref FROM exchange_connections WHERE user_id = $1", alice.id)
+    assert ref["account_uid_ref"] == exchange_account_uid_ref("bitget", uid, api_url=fake.url, sandbox=False)
+
+
+@pytest.mark.parametrize("exchange_id", ["kucoin"])
 async def test_a_unified_accounts_key_is_refused_naming_the_field_and_nothing_is_saved(
     api: Api, exchange_id: str
 ) -> None:
-    # The rebalancer does not trade Bitget's and KuCoin's unified trading accounts yet (ccxt's path
-    # for Bitget's is wrong where money moves: tests/integration/test_ccxt_bitget_uta.py; KuCoin's is
-    # unproven): the key is refused with the reason, before anything is saved.
+    # The rebalancer does not trade KuCoin's unified trading accounts yet (their endpoints are not
+    # proven here): the key is refused with the reason, before anything is saved.
     alice = await api.user(with_connection=False)
     _verifying(api)
     async with STARTERS[exchange_id]() as started:

@@ -7,19 +7,16 @@ spot trading and asset endpoints (40085), as Bitget does, and ``assert_v3_only``
 request went there; ``GET /api/v2/spot/account/info`` (the account's id, which the adapter reads once)
 still answers, Bitget's documents not saying otherwise.
 
-The adapter refuses a unified account (``REFUSED_ACCOUNT_KINDS``) at its first call, before any
-balance, order or listing request: ``test_a_unified_account_is_refused_before_anything_is_sent``. The
-other tests lift that refusal (the ``uta`` fixture) to show ccxt's unified path as it is, the reasons
-for it. What ccxt (4.5.90) gets wrong on a unified account, each pinned by a strict xfail (and the wire
-by a test that passes):
+What ccxt (4.5.90) gets wrong on a unified account's spot trading, each shown on the raw ccxt client
+(``test_ccxt_...``: when ccxt changes, they fail, and the mend is to be looked at again) and mended
+by the adapter (``ccxt_bitget``), each mend proven through CcxtExchange:
 - a market buy's ``qty`` is sent as the base amount, which Bitget spends as quote;
 - a filled order's average price and cost are read under the classic names: lost;
 - the fee, which Bitget states as a positive amount, is negated and given no currency;
-- an order Bitget does not have (error 25204) is a bare ExchangeError, not OrderNotFound: a look-up by
-  client id cannot say the order is not there;
+- an order Bitget does not have (error 25204) is a bare ExchangeError, not OrderNotFound;
 - a settings probe that fails for any reason (a timeout, a 5xx) makes the client classic for good (the
   adapter reads the settings itself, again at the next call after a failure);
-- prices read through the account's own client (no symbols) are the USDT futures' tickers.
+- tickers read without symbols are the USDT futures'.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ import pytest
 
 from services.common.exchanges import ccxt_adapter, port
 from services.common.exchanges.ccxt_adapter import CcxtExchange
-from services.common.exchanges.ccxt_connection import ConnectionCheckError, check_connection
+from services.common.exchanges.ccxt_connection import check_connection
 from tests.fakes.bitget import FakeBitget
 from tests.fakes.clients import CLIENT_TIMEOUT_MS, FakeSession, client_id, fake_session, limit_buy, order
 from tests.fakes.server import RecordedRequest
@@ -53,19 +50,11 @@ CLASSIC_SPOT = ("/api/v2/spot/trade/", "/api/v2/spot/account/assets")
 
 
 @pytest.fixture
-async def unified() -> AsyncIterator[FakeSession]:
+async def uta() -> AsyncIterator[FakeSession]:
     """A fake Bitget whose account is a unified trading account, and a CcxtExchange for it."""
     async with fake_session("bitget") as session:
         bitget(session).unified = True  # before ccxt's first private call
         yield session
-
-
-@pytest.fixture
-async def uta(unified: FakeSession, monkeypatch: pytest.MonkeyPatch) -> FakeSession:
-    """The same, with the adapter's refusal of unified accounts lifted: ccxt's unified path as it is
-    (what it gets right and, in the strict xfails, wrong), the reasons the adapter refuses it."""
-    monkeypatch.setattr(ccxt_adapter, "REFUSED_ACCOUNT_KINDS", {})
-    return unified
 
 
 def bitget(session: FakeSession) -> FakeBitget:
@@ -165,66 +154,63 @@ async def test_a_market_sell_and_a_resting_limit_order_trade_through_the_v3_endp
     assert_v3_only(fake)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ccxt's bitget parse_order reads a unified order's fill price and value under the classic names "
-    "(priceAvg, quoteVolume), not avgPrice and cumExecValue: a filled market order comes back with average and "
-    "cost None, and CcxtExchange reports average_price None and cost 0",
-)
+async def test_ccxt_misreads_a_unified_orders_fill_and_fee(uta: FakeSession) -> None:
+    # ccxt's bitget parse_order reads a unified order's fill price and value under the classic names
+    # (priceAvg, quoteVolume), not avgPrice and cumExecValue, and negates the fee its feeDetail states
+    # as the positive amount charged, giving it the market's settle currency (None on spot).
+    client = uta.exchange.client
+    await uta.exchange.load_markets()
+    request = order(uta, side="sell", amount="0.01")
+    placed = await client.create_order(SYMBOL, "market", "sell", 0.01, None, {"clientOid": request.client_order_id})
+    read = await client.fetch_order(placed["id"], SYMBOL)
+    assert (read["status"], read["filled"], read["average"], read["cost"]) == ("closed", 0.01, None, None)
+    assert (read["fee"]["cost"], read["fee"]["currency"]) == (-0.6, None)
+    assert (read["info"]["avgPrice"], read["info"]["cumExecValue"]) == ("60000", "600")
+
+
 async def test_a_filled_orders_average_price_and_cost_are_read(uta: FakeSession) -> None:
     sold = await uta.exchange.create_order(order(uta, side="sell", amount="0.01"))
     assert (sold.status, sold.filled) == ("closed", Decimal("0.01"))
     assert (sold.average_price, sold.cost) == (Decimal("60000"), Decimal("600"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ccxt's bitget parse_order negates the fee of a unified order's feeDetail, which Bitget states as the "
-    "positive amount charged, and gives it the market's settle currency, None on spot: CcxtExchange reports fee "
-    "-0.6 with fee_currency None, as known (the order states a fee, so its trades are not read; their fee is "
-    "negated too)",
-)
 async def test_a_filled_orders_fee_is_reported_as_charged(uta: FakeSession) -> None:
     request = order(uta, side="sell", amount="0.01")
     sold = await uta.exchange.create_order(request)
     [stored] = bitget(uta).orders_with_client_id(request.client_order_id)
     assert (sold.fee, sold.fee_currency, sold.fee_known) == (stored.fee, "USDT", True)
+    # The order states its fee: its trades (whose fee ccxt negates too) are not read.
+    assert asked(bitget(uta), "/api/v3/trade/fills") == []
 
 
 async def test_ccxt_sends_a_unified_market_buys_base_amount_as_the_qty_bitget_spends_as_quote(uta: FakeSession) -> None:
-    # The wire behind the xfail below. ccxt's UTA order request sizes every order by its base amount
-    # and drops the price of a market order (createMarketBuyOrderRequiresPrice is not consulted), while
-    # Bitget spends a spot market buy's qty as quote.
-    fake, exchange = bitget(uta), uta.exchange
-    buy = order(uta, side="buy", amount="0.01")  # with the plan's price, as the services send it
-    with pytest.raises(port.LegFailed, match="25611"):  # 0.01 USDT: under the 5 USDT minimum
-        await exchange.create_order(buy)
+    # ccxt's UTA order request sizes every order by its base amount and drops the price of a market
+    # order (createMarketBuyOrderRequiresPrice is not consulted), while Bitget spends a spot market
+    # buy's qty as quote: a 0.01 BTC buy is a 0.01 USDT one, refused under the 5 USDT minimum.
+    fake, client = bitget(uta), uta.exchange.client
+    await uta.exchange.load_markets()
+    cid = client_id("bitget")
+    with pytest.raises(ccxt_async.ExchangeError, match="25611"):
+        await client.create_order(SYMBOL, "market", "buy", 0.01, 60000, {"clientOid": cid})
     [sent] = [body(r) for r in fake.requests if r.path == UTA_PLACE]
     assert (sent["orderType"], sent["side"], sent["qty"]) == ("market", "buy", "0.01")
     assert "price" not in sent
-    assert fake.orders_with_client_id(buy.client_order_id) == []
-
-    # A base amount that reaches the minimum is spent as that many USDT, and reads as a whole fill.
-    sol = port.OrderRequest("SOL/USDT", "buy", Decimal(6), client_id("bitget", 1), reference_price=Decimal(150))
-    bought = await exchange.create_order(sol)
-    [stored] = fake.orders_with_client_id(sol.client_order_id)
-    assert (stored.cost, stored.filled) == (Decimal(6), Decimal("0.04"))  # 6 USDT spent, not 900
-    assert (bought.status, bought.filled, bought.amount) == ("closed", Decimal("0.04"), Decimal("0.04"))
-    assert_v3_only(fake)
+    assert fake.orders_with_client_id(cid) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=port.LegFailed,
-    reason="ccxt's create_uta_order_request sends a market buy's base amount as qty and drops the plan's price, "
-    "while Bitget spends a spot market buy's qty as quote: a 0.01 BTC buy becomes a 0.01 USDT buy, refused under "
-    "the 5 USDT minimum (25611, LegFailed); a buy whose base amount reaches the minimum spends that many USDT and "
-    "reads as a whole fill of what little it bought",
-)
 async def test_a_market_buy_sized_by_the_plans_price_fills(uta: FakeSession) -> None:
-    buy = order(uta, side="buy", amount="0.01")
+    fake = bitget(uta)
+    buy = order(uta, side="buy", amount="0.01")  # with the plan's price, as the services send it
     bought = await uta.exchange.create_order(buy)
-    assert (bought.status, bought.filled, bought.cost) == ("closed", Decimal("0.01"), Decimal("600"))
+    [sent] = [body(r) for r in fake.requests if r.path == UTA_PLACE]
+    assert (sent["orderType"], sent["side"], sent["qty"]) == ("market", "buy", "600")  # 0.01 at 60000
+    [stored] = fake.orders_with_client_id(buy.client_order_id)
+    assert (stored.cost, stored.filled) == (Decimal(600), Decimal("0.01"))
+    assert (bought.status, bought.filled, bought.cost, bought.amount) == (
+        "closed", Decimal("0.01"), Decimal("600"), Decimal("0.01")
+    )
+    assert (bought.fee, bought.fee_currency) == (stored.fee, "BTC")  # Bitget charges a buy in the coin it buys
+    assert_v3_only(fake)
 
 
 async def test_lookup_by_client_id_finds_an_open_and_a_filled_order(uta: FakeSession) -> None:
@@ -298,21 +284,18 @@ async def test_listings_are_newest_first_a_page_at_a_time_and_go_back_by_cursor(
     assert_v3_only(fake)
 
 
-async def test_an_order_bitget_does_not_have_is_error_25204_which_ccxt_raises_as_a_bare_exchange_error(
+async def test_ccxt_raises_bitgets_25204_for_an_order_it_does_not_have_as_a_bare_exchange_error(
     uta: FakeSession,
 ) -> None:
-    # The wire behind the xfail below: Bitget's v3 order-info answers an order it does not find with
-    # an error (the v2 one answered an empty list, which ccxt raises as OrderNotFound).
+    # Bitget's v3 order-info answers an order it does not find with error 25204 (the v2 one answered
+    # an empty list, which ccxt raises as OrderNotFound), which ccxt's bitget error map lacks.
     fake, exchange = bitget(uta), uta.exchange
     await exchange.load_markets()
     never_sent = client_id("bitget", 7)
     with pytest.raises(ccxt_async.ExchangeError, match="25204") as raised:
         await exchange.client.fetch_order(never_sent, SYMBOL, {"clientOrderId": never_sent})
     assert not isinstance(raised.value, ccxt_async.OrderNotFound)
-    with pytest.raises(port.ExchangeError, match="Order does not exist") as adapted:
-        await exchange.fetch_order_by_client_id(SYMBOL, never_sent)
-    assert getattr(adapted.value, "ccxt_error", None) == "ExchangeError"
-    assert [r.query for r in asked(fake, UTA_ORDER)] == [{"clientOid": never_sent}] * 2
+    assert [r.query for r in asked(fake, UTA_ORDER)] == [{"clientOid": never_sent}]
 
     # An order not listed yet (Bitget's index lags) or no longer listed is answered the same way.
     request = order(uta, side="sell", amount="0.01")
@@ -332,13 +315,6 @@ async def test_an_order_bitget_does_not_have_is_error_25204_which_ccxt_raises_as
     assert_v3_only(fake)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=port.ExchangeError,
-    reason="Bitget answers an order-info it does not find with error 25204 'Order does not exist', which ccxt's "
-    "bitget error map lacks: ccxt raises a bare ExchangeError, not OrderNotFound, so "
-    "CcxtExchange.fetch_order_by_client_id raises port.ExchangeError instead of returning None",
-)
 @pytest.mark.parametrize("case", ["never sent", "not listed yet", "no longer listed"])
 async def test_lookup_by_client_id_says_an_order_bitget_does_not_have_is_not_there(
     uta: FakeSession, case: str
@@ -355,6 +331,10 @@ async def test_lookup_by_client_id_says_an_order_bitget_does_not_have_is_not_the
     if case == "no longer listed":
         fake.state.closed_listed = False
     assert await exchange.fetch_order_by_client_id(SYMBOL, cid, placed_after=run_began) is None
+    # Any other error of a look-up is still one: the leg is not taken for absent.
+    fake.http_500_next(path=UTA_ORDER)
+    with pytest.raises(port.RetryLater):
+        await exchange.fetch_order_by_client_id(SYMBOL, cid, placed_after=run_began)
 
 
 async def test_a_lost_answer_to_a_placement_is_found_by_its_client_id_and_the_order_exists_once(
@@ -490,28 +470,14 @@ async def test_a_failed_settings_probe_is_passing_trouble_not_a_classic_account(
     assert_v3_only(fake)
 
 
-async def test_a_unified_account_is_refused_before_anything_is_sent(unified: FakeSession) -> None:
-    # The adapter's default: ccxt's unified path sizes market buys wrong and misreads fills (the
-    # xfails above), so a unified account's first call fails the run with a reason its owner can act
-    # on, and no order, balance or listing request goes out, with this client or a second one.
-    fake, exchange = bitget(unified), unified.exchange
-    with pytest.raises(port.AccountNotSupported, match="unified trading account"):
-        await exchange.fetch_balance()
-    with pytest.raises(port.AccountNotSupported):
-        await exchange.create_order(order(unified, side="sell", amount="0.01"))
-    second = CcxtExchange("bitget", unified.credentials, api_url=fake.url, timeout_ms=CLIENT_TIMEOUT_MS,
-                          rate_limit_ms=1)
-    try:
-        with pytest.raises(port.AccountNotSupported):
-            await second.fetch_order_by_client_id(SYMBOL, client_id("bitget"), placed_after=datetime.now(UTC))
-    finally:
-        await second.close()
-    private = [r.path for r in fake.requests if r.path.startswith(("/api/v2/spot/trade", "/api/v2/spot/account",
-                                                                    "/api/v3/trade", "/api/v3/account/assets"))]
-    assert private == [] and fake.state.orders == []
-    with pytest.raises(ConnectionCheckError, match="unified trading account") as refused:
-        await check_connection(exchange)
-    assert refused.value.reason == "credentials"
+async def test_a_unified_account_passes_the_connection_check_and_kucoins_is_refused(uta: FakeSession) -> None:
+    # Bitget's unified accounts are traded (ccxt's defects mended); KuCoin's, whose endpoints are not
+    # proven here, are still refused before anything is sent.
+    await check_connection(uta.exchange)
+    assert uta.exchange.client.options["uta"] is True
+    assert "bitget" not in ccxt_adapter.REFUSED_ACCOUNT_KINDS
+    assert "kucoin" in ccxt_adapter.REFUSED_ACCOUNT_KINDS
+    assert_v3_only(bitget(uta))
 
 
 async def test_a_classic_account_is_read_as_one_and_trades_at_the_classic_endpoints() -> None:
@@ -532,12 +498,17 @@ async def test_prices_of_given_symbols_are_the_v3_spot_tickers(uta: FakeSession)
     assert_v3_only(fake)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ccxt's bitget fetch_tickers without symbols on a unified account asks /api/v3/market/tickers for "
-    "category USDT-FUTURES (handle_product_type_and_params takes the linear default subType when no market is "
-    "given): no spot price comes back, and the pricer reads every price through the account's own client",
-)
+async def test_ccxt_reads_all_tickers_of_a_unified_account_as_the_usdt_futures(uta: FakeSession) -> None:
+    # ccxt's bitget fetch_tickers without symbols on a unified account asks for category USDT-FUTURES
+    # (handle_product_type_and_params takes the linear default subType when no market is given).
+    await uta.exchange.load_markets()
+    assert await uta.exchange.client.fetch_tickers() == {}
+    assert asked(bitget(uta), "/api/v3/market/tickers")[-1].query == {"category": "USDT-FUTURES"}
+
+
 async def test_all_prices_read_through_a_unified_accounts_client_are_the_spot_ones(uta: FakeSession) -> None:
+    # The pricer reads every price of an exchange at once, through an account's own client.
     prices = await uta.exchange.fetch_prices(None)
-    assert prices.get(SYMBOL) == Decimal(60000)
+    assert prices == {SYMBOL: Decimal(60000), "ETH/USDT": Decimal(3000), "SOL/USDT": Decimal(150)}
+    assert asked(bitget(uta), "/api/v3/market/tickers")[-1].query == {"category": "SPOT"}
+    assert_v3_only(bitget(uta))

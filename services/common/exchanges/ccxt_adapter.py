@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import aiohttp
 import ccxt.async_support as ccxt_async
 
-from services.common.exchanges import port
+from services.common.exchanges import ccxt_bitget, port
 from services.common.exchanges.account_ref import account_id_call, account_uid_in_answer, account_uid_in_balance
 from services.common.exchanges.ccxt_client_ids import client_order_params
 from services.common.exchanges.ccxt_errors import classify, revoked_credentials, safe_message
@@ -65,9 +65,8 @@ MAX_LISTING_PAGES = 50
 ACCOUNT_SETTINGS_READS = {"kucoin": "_kucoin_is_unified", "bitget": "_bitget_is_unified"}
 # Account kinds the rebalancer does not trade, by exchange family: ccxt's path for them is wrong
 # where money moves (tests/integration/test_ccxt_bitget_uta.py pins each defect against the fake).
+# (Bitget's unified accounts are traded, with ccxt's defects mended: ``ccxt_bitget``.)
 REFUSED_ACCOUNT_KINDS: dict[str, str] = {
-    "bitget": "unified trading account, which the rebalancer does not trade yet (ccxt sizes its market buys"
-    " by base where Bitget spends quote, and misreads its fills' prices and fees)",
     "kucoin": "unified trading account, which the rebalancer does not trade yet (ccxt trades it at"
     " endpoints of its own, not yet proven)",
 }
@@ -335,9 +334,16 @@ class CcxtExchange:
         self.account_uid = account_uid_in_answer(self.exchange_id, answer)
 
     async def fetch_prices(self, symbols: list[str] | None = None) -> dict[str, Decimal]:
-        tickers = await self._call("fetch_tickers", lambda: self._client.fetch_tickers(symbols))
+        tickers = await self._call(
+            "fetch_tickers", lambda: self._client.fetch_tickers(symbols, self._tickers_params(symbols))
+        )
         prices = prices_from_tickers(tickers)
         return prices if symbols is None else {s: p for s, p in prices.items() if s in symbols}
+
+    def _tickers_params(self, symbols: list[str] | None) -> dict[str, Any]:
+        """Known once the call's settings read is made: a unified Bitget account's client reads
+        tickers without symbols as the futures' unless told to read the spot ones."""
+        return dict(ccxt_bitget.SPOT) if symbols is None and self._bitget_unified else {}
 
     async def create_orders(self, requests: Sequence[port.OrderRequest]) -> list[port.OrderAnswer]:
         """One at a time: spot batch endpoints differ by exchange and most have none."""
@@ -362,6 +368,9 @@ class CcxtExchange:
         except Exception as exc:  # nothing was sent: this leg cannot be placed as asked
             raise port.LegFailed(safe_message(self.exchange_id, "create_order", exc)) from None
         params = client_order_params(self.exchange_id, request.client_order_id)
+        if price is not None and request.order_type == "market" and self._bitget_unified:
+            spend = Decimal(precise_amount) * Decimal(str(price))
+            params.update(ccxt_bitget.market_buy_params(str(client.cost_to_precision(request.symbol, str(spend)))))
         # ccxt's exchange classes do arithmetic on amounts, so they get floats; a string of at
         # most 15 significant digits survives the float round trip exactly (ccxt formats with str).
         placed = await self._call(
@@ -371,6 +380,7 @@ class CcxtExchange:
             ),
             placing_order=True,
         )
+        placed = self._as_answered(placed)
         result = order_from_ccxt(placed, client_order_id=request.client_order_id, symbol=request.symbol,
                                  side=request.side, amount=Decimal(str(precise_amount)))
         if placed.get("status") is None and result.exchange_order_id is not None:
@@ -389,10 +399,19 @@ class CcxtExchange:
     async def _order_result(
         self, order: dict[str, Any], client_order_id: str, symbol: str, side: port.Side, amount: Decimal
     ) -> port.OrderResult:
+        order = self._as_answered(order)
         result = order_from_ccxt(
             order, client_order_id=client_order_id, symbol=symbol, side=side, amount=amount
         )
         return await self._finished(result, order, symbol)
+
+    @property
+    def _bitget_unified(self) -> bool:
+        return family(self.exchange_id) == "bitget" and ccxt_bitget.is_unified(self._client.options)
+
+    def _as_answered(self, order: dict[str, Any]) -> dict[str, Any]:
+        """ccxt's order, with its fill and fee as the exchange stated them where ccxt misreads them."""
+        return ccxt_bitget.mended_order(order) if self._bitget_unified else order
 
     async def _finished(self, result: port.OrderResult, order: dict[str, Any], symbol: str) -> port.OrderResult:
         """The result as the exchange ended the order: a market buy sized by what it spends that
@@ -470,7 +489,8 @@ class CcxtExchange:
                 )
                 return order
             except port.ExchangeError as exc:
-                if getattr(exc, "ccxt_error", None) != "OrderNotFound":
+                bitget_has_none = self._bitget_unified and ccxt_bitget.says_order_not_found(str(exc))
+                if getattr(exc, "ccxt_error", None) != "OrderNotFound" and not bitget_has_none:
                     raise
             if not lookup.by_id_open_only:
                 return None
