@@ -20,6 +20,7 @@ from tests.support.ccxt_pipeline import (
     ALL_EXCHANGES,
     CREDENTIALS,
     NEWER_EXCHANGES,
+    PipelineBitget,
     PipelineKucoin,
     ccxt_pipeline,
     fake_exchange,
@@ -110,8 +111,9 @@ async def stored_texts(pool: asyncpg.Pool, run_ids: list[str]) -> list[str]:
     return [r["t"] for r in rows]
 
 
-# "kucoin-hf": KuCoin's high-frequency account, whose orders go to endpoints of their own.
-@pytest.mark.parametrize("dialect", [*ALL_EXCHANGES, *NEWER_EXCHANGES, "kucoin-hf"])
+# "kucoin-hf": KuCoin's high-frequency account, whose orders go to endpoints of their own;
+# "bitget-uta": Bitget's unified trading account, traded at its v3 endpoints.
+@pytest.mark.parametrize("dialect", [*ALL_EXCHANGES, *NEWER_EXCHANGES, "kucoin-hf", "bitget-uta"])
 async def test_a_rebalance_and_an_auth_failure_at_debug_leak_no_credentials(
     dialect: str,
     capture: Capture,
@@ -131,6 +133,9 @@ async def test_a_rebalance_and_an_auth_failure_at_debug_leak_no_credentials(
         if mode == "hf":
             assert isinstance(fake, PipelineKucoin)
             fake.high_frequency = True
+        if mode == "uta":
+            assert isinstance(fake, PipelineBitget)
+            fake.unified = True
         attach_capture(capture)
         ok = await run_rebalance(
             db_pool, nats_url, namespace, await seed_ccxt_portfolio(db_pool, exchange_id, fake, box)
