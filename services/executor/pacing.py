@@ -9,8 +9,9 @@ may not have (a run sends nothing after 90 % of it, and sells left without their
 until the next run). Progress is how many legs have an outcome: a try that records more than any
 before starts the back-off again.
 
-Kept in memory per executor process: a plan tried by another replica, or after a restart, starts
-from its delivery count's back-off at worst (the bus's), never shorter.
+Kept in memory per executor process: a run this process has not seen fail (tried by another
+replica, after a restart, or forgotten past ``MAX_RUNS``) waits as at a first failure, which costs
+the exchange one early retry at most.
 """
 
 from __future__ import annotations

@@ -369,6 +369,7 @@ class CcxtExchange:
             raise port.LegFailed(safe_message(self.exchange_id, "create_order", exc)) from None
         params = client_order_params(self.exchange_id, request.client_order_id)
         if price is not None and request.order_type == "market" and self._bitget_unified:
+            # A market buy that spends (it has its price): ccxt would send its base amount as qty.
             spend = Decimal(precise_amount) * Decimal(str(price))
             params.update(ccxt_bitget.market_buy_params(str(client.cost_to_precision(request.symbol, str(spend)))))
         # ccxt's exchange classes do arithmetic on amounts, so they get floats; a string of at
