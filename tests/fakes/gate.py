@@ -96,6 +96,9 @@ class FakeGate(FakeExchangeServer):
         self.paging_ignored = False
         self.text_lookup_window = 0.0  # seconds a finished order is still found by its text
         self.unfilled_cancel_retention = 60.0  # seconds a canceled order without fills stays listed
+        # The key opens a unified account (/account/detail's key mode 2); nothing more of one is
+        # modelled (its balances and orders are another account's), so only the mode read is tested.
+        self.unified = False
         self._sent: dict[str, _Sent] = {}
 
     @staticmethod
@@ -239,7 +242,8 @@ class FakeGate(FakeExchangeServer):
     async def account_detail(self, request: web.Request, body: Json) -> web.Response:
         """GET /account/detail: the key's account; ``key.mode`` 1 is a classic account (2: unified)."""
         return web.json_response({
-            "user_id": self.uid, "ip_whitelist": [], "currency_pairs": [], "key": {"mode": 1}, "tier": 0,
+            "user_id": self.uid, "ip_whitelist": [], "currency_pairs": [], "key": {"mode": 2 if self.unified else 1},
+            "tier": 0,
             "tier_expire_time": "0001-01-01T00:00:00Z", "copy_trading_role": 0,
         })
 

@@ -58,11 +58,11 @@ MAX_LISTING_PAGES = 50
 # The exchanges (by family) where ccxt reads an account's own settings to choose the endpoints it
 # calls, and the adapter's method that reads them (answering whether the account is a unified one):
 # KuCoin, whether the account trades through the high-frequency endpoints (most do) and whether it
-# is unified; Bitget, whether it is unified. A client given another account's markets
+# is unified; Bitget and Gate, whether it is unified. A client given another account's markets
 # (``ccxt_shared_markets``) must read them itself, or it takes a high-frequency account for a
 # classic one (its balances read as empty, its orders sent where they are refused); and ccxt takes
-# any failure of Bitget's read (a timeout) for a classic account, for the client's life.
-ACCOUNT_SETTINGS_READS = {"kucoin": "_kucoin_is_unified", "bitget": "_bitget_is_unified"}
+# any failure of Bitget's or Gate's read (a timeout) for a classic account, for the client's life.
+ACCOUNT_SETTINGS_READS = {"kucoin": "_kucoin_is_unified", "bitget": "_bitget_is_unified", "gate": "_gate_is_unified"}
 # Account kinds the rebalancer does not trade, by exchange family: ccxt's path for them is wrong
 # where money moves (tests/integration/test_ccxt_bitget_uta.py pins each defect against the fake).
 # (Bitget's unified accounts are traded, with ccxt's defects mended: ``ccxt_bitget``.)
@@ -271,6 +271,21 @@ class CcxtExchange:
                 return False
             client.options["uta"] = True
         return True
+
+    async def _gate_is_unified(self) -> bool:
+        """Gate: whether the key's account is unified (``/account/detail``'s key mode 2), whose orders,
+        look-ups and balances ccxt sends with account=unified. ccxt reads it at every private call
+        until it knows, but takes a failed read for a classic account for the client's life: a client
+        made after a restart could then look for a unified account's order in the spot account, miss
+        it and send it again. The same answer names the account (``ACCOUNT_ID_CALL``)."""
+        client = self._client
+        if client.options.get("unifiedAccount") is None:
+            detail = await self._answer_of("account detail", client.privateAccountGetDetail)
+            key = detail.get("key") if isinstance(detail, dict) else None
+            client.options["unifiedAccount"] = str(key.get("mode") if isinstance(key, dict) else "") == "2"
+            if (uid := account_uid_in_answer(self.exchange_id, detail)) is not None:
+                self.account_uid, self._account_id_read = uid, None
+        return client.options["unifiedAccount"] is True
 
     async def _load_own_markets(self) -> None:
         await self._call("load_markets", self._client.load_markets)
