@@ -99,6 +99,8 @@ class FakeGate(FakeExchangeServer):
         # The key opens a unified account (/account/detail's key mode 2); nothing more of one is
         # modelled (its balances and orders are another account's), so only the mode read is tested.
         self.unified = False
+        # The key may not read its account's detail (it lacks that permission): 403 FORBIDDEN.
+        self.detail_forbidden = False
         self._sent: dict[str, _Sent] = {}
 
     @staticmethod
@@ -241,6 +243,8 @@ class FakeGate(FakeExchangeServer):
     # ------------------------------------------------------------------ account
     async def account_detail(self, request: web.Request, body: Json) -> web.Response:
         """GET /account/detail: the key's account; ``key.mode`` 1 is a classic account (2: unified)."""
+        if self.detail_forbidden:
+            return _error("FORBIDDEN", "Your API key does not have the permission to access this endpoint", 403)
         return web.json_response({
             "user_id": self.uid, "ip_whitelist": [], "currency_pairs": [], "key": {"mode": 2 if self.unified else 1},
             "tier": 0,

@@ -85,3 +85,15 @@ async def test_a_classic_account_trades_in_the_spot_account_and_is_named_by_the_
     # The mode read names the account too: no second read of it after the first balance.
     assert exchange.account_uid == str(fake.uid)
     assert len([r for r in fake.requests if r.path == DETAIL]) == 2  # the failed read and its retry
+
+
+async def test_a_key_that_may_not_read_its_accounts_detail_trades_as_a_classic_account(gate: FakeSession) -> None:
+    # A refusal is an answer, not passing trouble: the account is taken for a classic one, as ccxt
+    # takes it, and it trades; it is known by its API key alone.
+    fake, exchange = fake_gate(gate), gate.exchange
+    fake.detail_forbidden = True
+    sold = await exchange.create_order(order(gate, side="sell", amount="0.01"))
+    balances = await exchange.fetch_balance()
+    assert sold.status == "closed" and balances["BTC"].total == Decimal("0.49")
+    assert exchange.client.options["unifiedAccount"] is False and exchange.account_uid is None
+    assert len([r for r in fake.requests if r.path == DETAIL]) == 1, "refused once: not asked again"

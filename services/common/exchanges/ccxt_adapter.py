@@ -280,7 +280,17 @@ class CcxtExchange:
         it and send it again. The same answer names the account (``ACCOUNT_ID_CALL``)."""
         client = self._client
         if client.options.get("unifiedAccount") is None:
-            detail = await self._answer_of("account detail", client.privateAccountGetDetail)
+            try:
+                detail = await self._answer_of("account detail", client.privateAccountGetDetail)
+            except (port.RetryLater, port.OutcomeUnknown):
+                raise  # passing trouble: read again at the next call
+            except port.ExchangeError as exc:
+                # Answered, and refused (a key without the permission to read it): a classic account,
+                # as ccxt takes it; a key refused outright fails at the call that follows.
+                log.warning("%s did not say the account's mode; traded as a classic one: %s", self.exchange_id, exc)
+                client.options["unifiedAccount"] = False
+                self._account_id_read = None  # the same read names the account: refused too
+                return False
             key = detail.get("key") if isinstance(detail, dict) else None
             client.options["unifiedAccount"] = str(key.get("mode") if isinstance(key, dict) else "") == "2"
             if (uid := account_uid_in_answer(self.exchange_id, detail)) is not None:
