@@ -4,7 +4,8 @@ A Gate API key opens a classic account (``/account/detail``'s key mode 1) or a u
 whose orders, look-ups and balances ccxt sends with ``account=unified`` instead of ``spot``. ccxt
 reads the mode at every private call until it knows it, but takes a failed read (a timeout, a 5xx)
 for a classic account for the client's life. A unified account's client made after a restart could
-then look for an order its run placed in the spot account, miss it, and send it again. The adapter
+then look for an order its run placed with account=spot, where Gate may not list it, and send it
+again. The adapter
 reads the mode itself before the client's first call (``ACCOUNT_SETTINGS_READS``), and a failed read
 is made again at the next call. A unified account's own endpoints are not modelled (no Gate document
 of them is in reach here): these tests stop at the mode and the account ccxt names in its requests.

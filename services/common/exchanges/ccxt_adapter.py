@@ -276,8 +276,8 @@ class CcxtExchange:
         """Gate: whether the key's account is unified (``/account/detail``'s key mode 2), whose orders,
         look-ups and balances ccxt sends with account=unified. ccxt reads it at every private call
         until it knows, but takes a failed read for a classic account for the client's life: a client
-        made after a restart could then look for a unified account's order in the spot account, miss
-        it and send it again. The same answer names the account (``ACCOUNT_ID_CALL``)."""
+        made after a restart could then look for a unified account's order with account=spot, where
+        Gate may not list it, and send it again. The same answer names the account (``ACCOUNT_ID_CALL``)."""
         client = self._client
         if client.options.get("unifiedAccount") is None:
             try:
