@@ -339,6 +339,7 @@ class Bus:
                 delay,
             )
             metrics.MESSAGES_PROCESSED.labels(consumer=consumer_id, outcome="retried").inc(len(batch))
+            metrics.record_retry_wait(consumer_id, delay, len(batch))
             await _nak_all(batch, delay)
             return
         except Exception as exc:
@@ -371,6 +372,7 @@ class Bus:
             return
         delay = redelivery_delay(item.deliveries)
         metrics.record_message(consumer_id, "retried")
+        metrics.record_retry_wait(consumer_id, delay)
         log.warning(
             "%s: %s failed (%s: %s), attempt %d/%d; retrying in %.1fs",
             consumer_id,

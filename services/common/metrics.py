@@ -92,6 +92,14 @@ DEAD_LETTERS = Counter("rebalancer_dead_letters", "Messages set aside as dead le
 MESSAGES_PROCESSED = Counter(
     "rebalancer_messages_processed", "Bus messages handled, by consumer and outcome", ["consumer", "outcome"]
 )
+# The bus's back-off: 0.5 s doubling to 30 s (a run's plan: by its tries that got no further).
+RETRY_WAIT_BUCKETS = (0.5, 1, 2, 4, 8, 16, 30)
+RETRY_WAIT = Histogram(
+    "rebalancer_retry_wait_seconds",
+    "Waits chosen before a message that failed for a passing reason is delivered again, by consumer",
+    ["consumer"],
+    buckets=RETRY_WAIT_BUCKETS,
+)
 ORDERS_UNRESOLVED = Gauge(
     "rebalancer_orders_unresolved",
     "Orders whose request may have reached the exchange and whose outcome is not recorded yet"
@@ -255,6 +263,11 @@ def set_unresolved_orders(count: int, oldest_age_seconds: float) -> None:
 
 def record_message(consumer: str, outcome: str) -> None:
     MESSAGES_PROCESSED.labels(consumer=consumer, outcome=bounded(outcome, MESSAGE_OUTCOMES)).inc()
+
+
+def record_retry_wait(consumer: str, seconds: float, messages: int = 1) -> None:
+    for _ in range(messages):
+        RETRY_WAIT.labels(consumer=consumer).observe(seconds)
 
 
 def record_dead_letter(consumer: str, reason: str) -> None:

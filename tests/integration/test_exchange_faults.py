@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from services.common.exchanges import ccxt_adapter
 from tests.fakes.clients import QUOTES
@@ -308,6 +309,7 @@ async def test_a_run_that_gets_further_is_tried_again_without_the_earlier_tries_
     waits = RetryWaits("executor.plans")
     bus_log = logging.getLogger("services.common.bus")
     bus_log.addHandler(waits)
+    waited_before = retry_waits_observed("executor.plans")
     try:
         history = await rig.rebalance()
     finally:
@@ -317,6 +319,16 @@ async def test_a_run_that_gets_further_is_tried_again_without_the_earlier_tries_
     assert create_requests(rig.fake, rig.exchange_id, sell) == 4  # refused thrice, then placed
     assert [wait for _, wait in waits.seen] == [0.5, 1.0, 2.0, 0.5]
     assert "fetch_balance" in waits.seen[-1][0]
+    # And the metric an operator watches (rebalancer_retry_wait_seconds) has the same waits.
+    count, total = retry_waits_observed("executor.plans")
+    assert (count - waited_before[0], total - waited_before[1]) == (4, 4.0)
+
+
+def retry_waits_observed(consumer: str) -> tuple[float, float]:
+    """This process's rebalancer_retry_wait_seconds for ``consumer``: how many waits, and their sum."""
+    labels = {"consumer": consumer}
+    count = REGISTRY.get_sample_value("rebalancer_retry_wait_seconds_count", labels) or 0.0
+    return count, REGISTRY.get_sample_value("rebalancer_retry_wait_seconds_sum", labels) or 0.0
 
 
 class RetryWaits(logging.Handler):
