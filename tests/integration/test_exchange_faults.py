@@ -194,6 +194,12 @@ async def test_a_clean_run_and_a_lost_answer_on_the_newer_fakes(rig: Rig) -> Non
     # Gate, KuCoin and Bitget: every leg placed once and recorded as the exchange reports it (a
     # market buy sized by what it spends on Gate and Bitget), and the sell's lost answer found by
     # its client id, never sent again.
+    await clean_run_with_a_lost_answer(rig)
+
+
+async def clean_run_with_a_lost_answer(rig: Rig) -> None:
+    """The sell's answer is lost: it is found by its client id, never sent again; every leg is
+    placed once and recorded as the exchange reports it, with its fee."""
     rig.fake.drop_response_next()
     history = await rig.rebalance()
     assert_everything_filled(rig, history)
@@ -210,12 +216,7 @@ async def test_a_kucoin_high_frequency_account_trades_through_its_own_endpoints(
     fake = rig.fake
     assert isinstance(fake, PipelineKucoin)
     fake.high_frequency = True
-    fake.drop_response_next()
-    history = await rig.rebalance()
-    assert_everything_filled(rig, history)
-    assert_fees_as_reported(rig, history)
-    for intent in history.intents:
-        assert create_requests(fake, rig.exchange_id, intent["client_order_id"]) == 1
+    await clean_run_with_a_lost_answer(rig)
     assert {r.path for r in fake.requests if r.method == "POST"} == {"/api/v1/hf/orders"}
 
 
@@ -228,12 +229,7 @@ async def test_a_bitget_unified_account_trades_through_the_v3_endpoints(rig: Rig
     fake = rig.fake
     assert isinstance(fake, PipelineBitget)
     fake.unified = True
-    fake.drop_response_next()
-    history = await rig.rebalance()
-    assert_everything_filled(rig, history)
-    assert_fees_as_reported(rig, history)
-    for intent in history.intents:
-        assert create_requests(fake, rig.exchange_id, intent["client_order_id"]) == 1
+    await clean_run_with_a_lost_answer(rig)
     assert {r.path for r in fake.requests if r.method == "POST"} == {"/api/v3/trade/place-order"}
     assert not [r for r in fake.requests if r.path.startswith(("/api/v2/spot/trade", "/api/v2/spot/account/assets"))]
     assert fake.unknown_paths == []
@@ -630,16 +626,15 @@ async def test_an_order_the_exchange_lists_late_is_not_sent_twice(
     assert sell.status == "closed" and btc["state"] == "filled"
 
 
-async def test_a_lost_order_an_exchange_cannot_be_asked_for_is_never_sent_again(
+@pytest.fixture
+async def page_matching(
     monkeypatch: pytest.MonkeyPatch, database_url: str, nats_url: str, namespace: str, db_pool: asyncpg.Pool
-) -> None:
-    # On an exchange whose look-up only matches the client id in a page of the newest orders (KuCoin,
-    # Gate, Bitget, ... through ccxt's generic path), a miss proves nothing: a busy account's order
-    # can be past the page. The fakes all answer a look-up by client id, so Kraken's adapter here
-    # declares it cannot (ExchangePort.finds_orders_by_client_id); what it declares is all the
-    # executor goes by. The BTC sell is taken but its answer is lost, and the look-ups miss it. The
-    # sell must not be sent again, however long it goes unlisted: the run stops, the buys are not
-    # placed, the leg is named unknown, and the reconciler reports its fill once the exchange lists it.
+) -> AsyncIterator[Rig]:
+    """Kraken, whose adapter declares here that it cannot ask for an order by its client id
+    (ExchangePort.finds_orders_by_client_id), as on an exchange whose look-up only matches the client
+    id in a page of the newest orders (HTX, MEXC, ... through ccxt's generic path), where a miss
+    proves nothing: what the adapter declares is all the executor goes by. A leg that may be on the
+    exchange is sent again 1 s after it was sent, where a miss proves absence."""
     box = use_exchange_clients(monkeypatch)
     timed = ccxt_adapter.CcxtExchange
 
@@ -652,66 +647,62 @@ async def test_a_lost_order_an_exchange_cannot_be_asked_for_is_never_sent_again(
     async with fake_exchange("kraken") as fake, ccxt_pipeline(
         database_url, nats_url, namespace, executor_resend_after_seconds=1
     ):
-        rig = Rig("kraken", fake, db_pool, nats_url, namespace, box)
-        fake.state.closed_listed = False
-        fake.drop_response_next()
-        history = await rig.rebalance(timeout=60)
-        legs = by_leg(history)
-        btc = legs[LEGS["BTC"]]
-        [sell] = fake.orders_with_client_id(btc["client_order_id"])
-        assert create_requests(fake, "kraken", btc["client_order_id"]) == 1, "never sent again"
-        assert history.status == "failed" and history.dead_letters == []
-        assert btc["state"] == "sending" and btc["attempts"] == 1
-        codes = {e["code"]: e for e in history.run["errors"]}
-        assert "never sent again" in codes["order_not_found"]["message"]
-        assert codes["outcome_unknown"]["leg"] == LEGS["BTC"]
-        for base in ("ETH", "SOL", "ADA"):  # not placed: the run stopped before its buys
-            assert legs[LEGS[base]]["state"] == "failed"
-        assert len(fake.state.orders) == 1
-
-        fake.state.closed_listed = True  # the exchange lists it again: the reconciler finds the fill
-
-        async def btc_traded() -> bool:
-            cid = btc["client_order_id"]
-            return bool(await db_pool.fetchval("SELECT count(*) FROM trades WHERE client_order_id = $1", cid))
-
-        await eventually(btc_traded, "the reconciler to report the BTC fill to the ledger", timeout=30)
-        history = await run_history(db_pool, str(history.run["id"]))
-        assert by_leg(history)[LEGS["BTC"]]["state"] == "filled"
-        [trade] = history.trades
-        assert (trade["quantity"], trade["exchange_order_id"]) == (sell.filled, sell.id)
-        assert create_requests(fake, "kraken", btc["client_order_id"]) == 1
+        yield Rig("kraken", fake, db_pool, nats_url, namespace, box)
         assert fake.unknown_paths == []
+
+
+async def test_a_lost_order_an_exchange_cannot_be_asked_for_is_never_sent_again(page_matching: Rig) -> None:
+    # A busy account's order can be past the page the look-up reads. The BTC sell is taken but its
+    # answer is lost, and the look-ups miss it. The sell must not be sent again, however long it goes
+    # unlisted: the run stops, the buys are not placed, the leg is named unknown, and the reconciler
+    # reports its fill once the exchange lists it.
+    rig = page_matching
+    fake, db_pool = rig.fake, rig.pool
+    fake.state.closed_listed = False
+    fake.drop_response_next()
+    history = await rig.rebalance(timeout=60)
+    legs = by_leg(history)
+    btc = legs[LEGS["BTC"]]
+    [sell] = fake.orders_with_client_id(btc["client_order_id"])
+    assert create_requests(fake, "kraken", btc["client_order_id"]) == 1, "never sent again"
+    assert history.status == "failed" and history.dead_letters == []
+    assert btc["state"] == "sending" and btc["attempts"] == 1
+    codes = {e["code"]: e for e in history.run["errors"]}
+    assert "never sent again" in codes["order_not_found"]["message"]
+    assert codes["outcome_unknown"]["leg"] == LEGS["BTC"]
+    for base in ("ETH", "SOL", "ADA"):  # not placed: the run stopped before its buys
+        assert legs[LEGS[base]]["state"] == "failed"
+    assert len(fake.state.orders) == 1
+
+    fake.state.closed_listed = True  # the exchange lists it again: the reconciler finds the fill
+
+    async def btc_traded() -> bool:
+        cid = btc["client_order_id"]
+        return bool(await db_pool.fetchval("SELECT count(*) FROM trades WHERE client_order_id = $1", cid))
+
+    await eventually(btc_traded, "the reconciler to report the BTC fill to the ledger", timeout=30)
+    history = await run_history(db_pool, str(history.run["id"]))
+    assert by_leg(history)[LEGS["BTC"]]["state"] == "filled"
+    [trade] = history.trades
+    assert (trade["quantity"], trade["exchange_order_id"]) == (sell.filled, sell.id)
+    assert create_requests(fake, "kraken", btc["client_order_id"]) == 1
 
 
 async def test_a_rate_limited_order_is_sent_again_on_an_exchange_whose_look_ups_prove_no_absence(
-    monkeypatch: pytest.MonkeyPatch, database_url: str, nats_url: str, namespace: str, db_pool: asyncpg.Pool
+    page_matching: Rig,
 ) -> None:
-    # As above, the adapter declares it cannot ask for an order by its client id, so a leg that may
-    # be on the exchange is never sent again once a look-up misses it. A rate limit is not such a
-    # leg: the exchange refused the request before doing anything, so the run sends it again and
-    # completes, rather than stopping with the leg unknown for good (the reconciler could never
-    # prove it absent there, and the connection could not be deleted until its owner gave it up).
-    box = use_exchange_clients(monkeypatch)
-    timed = ccxt_adapter.CcxtExchange
-
-    class PageMatchingExchange(timed):  # type: ignore[valid-type,misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.finds_orders_by_client_id = False
-
-    monkeypatch.setattr(ccxt_adapter, "CcxtExchange", PageMatchingExchange)
-    async with fake_exchange("kraken") as fake, ccxt_pipeline(
-        database_url, nats_url, namespace, executor_resend_after_seconds=1
-    ):
-        rig = Rig("kraken", fake, db_pool, nats_url, namespace, box)
-        fake.rate_limit_next(2, path=fake.order_path)
-        history = await rig.rebalance()
-        assert_everything_filled(rig, history)
-        sell = by_leg(history)[LEGS["BTC"]]
-        assert create_requests(fake, "kraken", sell["client_order_id"]) == 3  # refused twice, then placed
-        assert sell["attempts"] == 1
-        assert fake.unknown_paths == []
+    # A leg that may be on such an exchange is never sent again once a look-up misses it. A rate
+    # limit is not such a leg: the exchange refused the request before doing anything, so the run
+    # sends it again and completes, rather than stopping with the leg unknown for good (the
+    # reconciler could never prove it absent there, and the connection could not be deleted until
+    # its owner gave it up).
+    rig = page_matching
+    rig.fake.rate_limit_next(2, path=rig.fake.order_path)
+    history = await rig.rebalance()
+    assert_everything_filled(rig, history)
+    sell = by_leg(history)[LEGS["BTC"]]
+    assert create_requests(rig.fake, "kraken", sell["client_order_id"]) == 3  # refused twice, then placed
+    assert sell["attempts"] == 1
 
 
 async def test_a_resting_limit_order_is_canceled_after_its_timeout(rig: Rig) -> None:
