@@ -170,6 +170,8 @@ class FakeBitget(FakeExchangeServer):
         self._time_in_force: dict[str, str] = {}  # each v3 order's timeInForce
         self._unified = False
         self.unified = unified
+        # The key may not read the account's settings (it lacks that permission): 40014.
+        self.settings_forbidden = False
 
     @property
     def unified(self) -> bool:
@@ -269,6 +271,8 @@ class FakeBitget(FakeExchangeServer):
             refused = self._refusal(request, body)
             if refused is not None:
                 return refused
+            if self.settings_forbidden and request.path == "/api/v3/account/settings":
+                return _error("40014", "Incorrect permissions")
             if unified is not None and unified != self.unified:
                 return _error(*(_CLASSIC_ACCOUNT if unified else _UNIFIED_ACCOUNT))
             params = dict(request.query)

@@ -480,6 +480,23 @@ async def test_a_unified_account_passes_the_connection_check_and_kucoins_is_refu
     assert_v3_only(bitget(uta))
 
 
+async def test_a_key_that_may_not_read_the_settings_trades_as_a_classic_account() -> None:
+    # A refusal is an answer, not passing trouble: a classic account whose key lacks the permission
+    # to read the settings trades (a unified one would be refused at the classic endpoints, 40085).
+    async with fake_session("bitget") as session:
+        fake = bitget(session)
+        fake.settings_forbidden = True
+        sold = await session.exchange.create_order(order(session, side="sell", amount="0.01"))
+        assert sold.status == "closed" and session.exchange.client.options["uta"] is False
+        assert [r.path for r in fake.requests if r.method == "POST"] == ["/api/v2/spot/trade/place-order"]
+        assert len(asked(fake, SETTINGS)) == 1
+        fake.unified = True  # had it been a unified account: refused, nothing placed
+        with pytest.raises(port.KeyRefused, match="40085"):
+            await session.exchange.create_order(order(session, side="sell", amount="0.01", leg=1))
+        assert len(fake.state.orders) == 1
+        assert fake.unknown_paths == []
+
+
 async def test_a_classic_account_is_read_as_one_and_trades_at_the_classic_endpoints() -> None:
     # The settings read of a classic account is answered 40084: classic, and nothing refused.
     async with fake_session("bitget") as session:

@@ -259,14 +259,20 @@ class CcxtExchange:
 
     async def _bitget_is_unified(self) -> bool:
         """Bitget: whether the account is unified (ccxt keeps it, and asks no more; its own read would
-        take a failure for a classic account); only Bitget's 40084 says classic."""
+        take a passing failure for a classic account, for good). Bitget's 40084 says classic; passing
+        trouble is read again at the next call; another refusal (a key without the permission to read
+        the settings) is taken for a classic account, as ccxt takes it: a unified account's key is
+        then refused at the classic endpoints (40085), so nothing trades from a wrong guess."""
         client = self._client
         if client.options.get("uta") is not True:
             try:
                 await self._answer_of("account settings", client.privateUtaGetV3AccountSettings)
+            except (port.RetryLater, port.OutcomeUnknown):
+                raise
             except port.ExchangeError as exc:
                 if _BITGET_CLASSIC_ACCOUNT not in str(exc):
-                    raise
+                    log.warning("%s did not say whether the account is unified; traded as a classic one: %s",
+                                self.exchange_id, exc)
                 client.options["uta"] = False
                 return False
             client.options["uta"] = True
