@@ -55,6 +55,9 @@ class FakeOrder:
     created_at: float = field(default_factory=time.time)
     closed_at: float | None = None
     fills: list[FakeFill] = field(default_factory=list)
+    # Its fee in the base (True) or the quote (False), where the order chose (Kraken's oflags);
+    # None: as the exchange charges (ExchangeState.fee_in_received).
+    fee_in_base: bool | None = None
 
     @property
     def average(self) -> Decimal | None:
@@ -129,7 +132,10 @@ class ExchangeState:
         price: Decimal | None,
         client_order_id: str | None,
         order_id: str,
+        fee_in_base: bool | None = None,
     ) -> FakeOrder:
+        """``fee_in_base``: the order's own choice of fee currency (FakeOrder.fee_in_base); a sell
+        whose fee is taken in the base needs the fee on top of what it sells."""
         market = self.markets.get(symbol)
         if market is None:
             raise EngineError("unknown_symbol", f"unknown market {symbol}")
@@ -142,9 +148,11 @@ class ExchangeState:
         reference = price if order_type == "limit" and price is not None else self.prices[symbol]
         needed_asset = market.quote if side == "buy" else market.base
         needed = amount * reference * (1 + self.fee_rate) if side == "buy" else amount
+        if side == "sell" and fee_in_base:
+            needed = amount * (1 + self.fee_rate)
         if self.force_insufficient_funds or self.free(needed_asset) < needed:
             raise EngineError("insufficient_funds", f"insufficient {needed_asset}")
-        order = FakeOrder(order_id, client_order_id, symbol, side, order_type, amount, price)
+        order = FakeOrder(order_id, client_order_id, symbol, side, order_type, amount, price, fee_in_base=fee_in_base)
         self.orders.append(order)
         marketable = order_type == "market" or (
             price is not None
@@ -163,9 +171,10 @@ class ExchangeState:
         price = self.prices[order.symbol]
         cost = quantity * price
         buying = order.side == "buy"
-        if buying and self.fee_in_received:
+        in_base = order.fee_in_base if order.fee_in_base is not None else buying and self.fee_in_received
+        if in_base:
             fee, fee_currency = quantity * self.fee_rate, market.base
-            base_change, quote_change = quantity - fee, -cost
+            base_change, quote_change = (quantity - fee, -cost) if buying else (-quantity - fee, cost)
         else:
             fee, fee_currency = cost * self.fee_rate, market.quote
             base_change, quote_change = (quantity, -cost - fee) if buying else (-quantity, cost - fee)

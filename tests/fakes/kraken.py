@@ -192,10 +192,14 @@ class FakeKraken(FakeExchangeServer):
             self.state.next_number()
         )
         price = Decimal(form["price"]) if "price" in form else None
+        # The fee's currency: fcib (base) or fciq (quote) as asked, else Kraken's default: a sell's
+        # fee in the base, a buy's in the quote (AddOrder's oflags).
+        flags = set(form.get("oflags", "").split(","))
+        fee_in_base = "fcib" in flags or (form["type"] == "sell" and "fciq" not in flags)
         try:
             order = self.state.place(
                 symbol, form["type"], form["ordertype"], Decimal(form["volume"]), price,
-                form.get("cl_ord_id"), order_id,
+                form.get("cl_ord_id"), order_id, fee_in_base,
             )
         except EngineError as exc:
             return _error(_ERRORS.get(exc.kind, "EGeneral:Invalid arguments"))
@@ -235,7 +239,7 @@ class FakeKraken(FakeExchangeServer):
             "stopprice": "0",
             "limitprice": "0",
             "misc": "",
-            "oflags": "fciq",
+            "oflags": "fcib" if order.fee_in_base else "fciq",
         }
 
     def _matching(self, form: dict[str, str], statuses: tuple[str, ...]) -> dict[str, Any]:

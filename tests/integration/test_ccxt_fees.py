@@ -10,8 +10,10 @@ import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl
 
 import asyncpg
+import ccxt.async_support as ccxt_async
 import pytest
 
 from services.common.exchanges import port
@@ -28,7 +30,7 @@ from services.common.exchanges.ccxt_fees import (
     trades_of_order,
     with_unknown_fee,
 )
-from tests.fakes.clients import FakeSession, fake_session
+from tests.fakes.clients import FakeSession, fake_session, order
 from tests.fakes.server import RecordedRequest
 from tests.support.ccxt_pipeline import (
     ccxt_pipeline,
@@ -227,6 +229,36 @@ async def test_when_the_trades_cannot_be_read_the_order_stands_with_its_fee_unkn
     again = await binance.exchange.fetch_order_by_client_id(request.symbol, request.client_order_id)
     assert again is not None
     assert_fee_is_the_charged_one(binance, again)
+
+
+# ------------------------------------------------------------------ Kraken's fee currency
+async def test_kraken_charges_a_sells_fee_in_the_base_unless_told_otherwise() -> None:
+    # Kraken's default (AddOrder oflags): a sell's fee in the base (fcib), a buy's in the quote
+    # (fciq), and ccxt names the fee's currency by the order's flags. A sell of a whole holding
+    # would then need its fee on top, in the coin being sold.
+    async with fake_session("kraken") as session:
+        client = session.exchange.client
+        await session.exchange.load_markets()
+        sold = await client.create_order("BTC/USD", "market", "sell", 0.01)
+        read = await client.fetch_order(sold["id"], "BTC/USD")
+        assert read["fee"]["currency"] == "BTC"
+        assert Decimal(str(read["fee"]["cost"])) == Decimal("0.01") * session.fake.state.fee_rate
+        with pytest.raises(ccxt_async.InsufficientFunds):
+            await client.create_order("BTC/USD", "market", "sell", 0.49)  # the whole rest
+        assert len(session.fake.state.orders) == 1
+
+
+async def test_every_kraken_order_asks_for_its_fee_in_the_quote_so_a_whole_holding_can_be_sold() -> None:
+    async with fake_session("kraken") as session:
+        whole = await session.exchange.fetch_balance()
+        sold = await session.exchange.create_order(order(session, side="sell", amount=str(whole["BTC"].free)))
+        assert (sold.status, sold.filled) == ("closed", whole["BTC"].free)
+        assert sold.fee_currency == "USD" and sold.fee == sold.cost * session.fake.state.fee_rate
+        bought = await session.exchange.create_order(order(session, side="buy", amount="0.01", leg=1))
+        assert bought.fee_currency == "USD"
+        sent = [r for r in session.fake.requests if r.path.endswith("/AddOrder")]
+        assert [dict(parse_qsl(r.body)).get("oflags") for r in sent] == ["fciq", "fciq"]
+        assert (await session.exchange.fetch_balance())["BTC"].total == Decimal("0.01")
 
 
 # -------------------------------------------------------------------------------- the pipeline

@@ -112,11 +112,12 @@ class FaultyState(ExchangeState):
         price: Decimal | None,
         client_order_id: str | None,
         order_id: str,
+        fee_in_base: bool | None = None,
     ) -> FakeOrder:
         kind = self.refuse.get(symbol)
         if kind is not None:
             raise EngineError(kind, f"{symbol} refused: {kind}")
-        return super().place(symbol, side, order_type, amount, price, client_order_id, order_id)
+        return super().place(symbol, side, order_type, amount, price, client_order_id, order_id, fee_in_base)
 
     def _fill(self, order: FakeOrder, market: FakeMarket, quantity: Decimal) -> None:
         if order.symbol not in self.resting:

@@ -155,6 +155,17 @@ def build_ccxt_client(
     return client
 
 
+# Order flags sent with every order, by exchange family. Kraken charges a sell's fee in the base
+# unless told otherwise (its AddOrder oflags: fcib is a sell's default, fciq a buy's): in the quote
+# on both sides, a whole holding can be sold (a fee in the base would have to come on top of it) and
+# every fee is in the currency the run's figures and the trade history are kept in.
+ORDER_OPTIONS: dict[str, dict[str, str]] = {"kraken": {"oflags": "fciq"}}
+
+
+def order_options(exchange_id: str) -> dict[str, str]:
+    return dict(ORDER_OPTIONS.get(family(exchange_id), {}))
+
+
 def market_buy_spends(options: dict[str, Any]) -> bool:
     """Whether ccxt sizes this exchange's market buys by the quote they spend (amount x price) and
     refuses one given no price (its ``createMarketBuyOrderRequiresPrice``: Coinbase, Gate, Bitget,
@@ -398,7 +409,7 @@ class CcxtExchange:
                 price = float(client.price_to_precision(request.symbol, str(request.reference_price)))
         except Exception as exc:  # nothing was sent: this leg cannot be placed as asked
             raise port.LegFailed(safe_message(self.exchange_id, "create_order", exc)) from None
-        params = client_order_params(self.exchange_id, request.client_order_id)
+        params = client_order_params(self.exchange_id, request.client_order_id) | order_options(self.exchange_id)
         if price is not None and request.order_type == "market" and self._bitget_unified:
             # A market buy that spends (it has its price): ccxt would send its base amount as qty.
             spend = Decimal(precise_amount) * Decimal(str(price))
