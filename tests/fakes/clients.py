@@ -59,19 +59,32 @@ class FakeSession:
         return f"{base}/{self.quote}"
 
 
+def _client(exchange_id: str, credentials: Credentials, url: str) -> CcxtExchange:
+    return CcxtExchange(exchange_id, credentials, api_url=url, timeout_ms=CLIENT_TIMEOUT_MS, rate_limit_ms=1)
+
+
 @asynccontextmanager
 async def fake_session(exchange_id: str) -> AsyncIterator[FakeSession]:
     """A fake ``exchange_id`` server (its family's: myokx speaks OKX's API) and a CcxtExchange with
     valid credentials for it."""
     async with STARTERS[family(exchange_id)](hang_seconds=HANG_SECONDS) as fake:
         credentials = Credentials(api_key=fake.api_key, secret=fake.secret, passphrase=fake.passphrase)
-        exchange = CcxtExchange(
-            exchange_id, credentials, api_url=fake.url, timeout_ms=CLIENT_TIMEOUT_MS, rate_limit_ms=1
-        )
+        exchange = _client(exchange_id, credentials, fake.url)
         try:
             yield FakeSession(exchange_id, fake, exchange, credentials)
         finally:
             await exchange.close()
+
+
+@asynccontextmanager
+async def another_client(session: FakeSession) -> AsyncIterator[CcxtExchange]:
+    """A second CcxtExchange for the session's fake: another account's client in this process, which
+    takes the markets the first one loaded (``ccxt_shared_markets``)."""
+    exchange = _client(session.exchange_id, session.credentials, session.fake.url)
+    try:
+        yield exchange
+    finally:
+        await exchange.close()
 
 
 def client_id(exchange_id: str, leg: int = 0) -> str:

@@ -30,10 +30,9 @@ import ccxt.async_support as ccxt_async
 import pytest
 
 from services.common.exchanges import ccxt_adapter, port
-from services.common.exchanges.ccxt_adapter import CcxtExchange
 from services.common.exchanges.ccxt_connection import check_connection
 from tests.fakes.bitget import FakeBitget
-from tests.fakes.clients import CLIENT_TIMEOUT_MS, FakeSession, client_id, fake_session, limit_buy, order
+from tests.fakes.clients import FakeSession, another_client, client_id, fake_session, limit_buy, order
 from tests.fakes.server import RecordedRequest
 
 pytestmark = pytest.mark.integration
@@ -397,14 +396,11 @@ async def test_the_base_class_faults_and_partial_fills_strike_the_v3_endpoints(u
 async def test_a_second_account_on_the_same_exchange_trades_at_the_v3_endpoints(uta: FakeSession) -> None:
     fake = bitget(uta)
     await uta.exchange.load_markets()  # the first account loads (and shares) the markets
-    second = CcxtExchange("bitget", uta.credentials, api_url=fake.url, timeout_ms=CLIENT_TIMEOUT_MS, rate_limit_ms=1)
     request = order(uta, side="sell", amount="0.01")
-    try:
+    async with another_client(uta) as second:
         placed = await second.create_order(request)
         balances = await second.fetch_balance()
         assert second.client.options["uta"] is True  # it asked for itself, at its first private call
-    finally:
-        await second.close()
     assert (placed.status, placed.filled) == ("closed", Decimal("0.01"))
     assert balances["BTC"].total == Decimal("0.49")
     assert [r.path for r in fake.requests if r.method == "POST"] == [UTA_PLACE]
@@ -419,12 +415,9 @@ async def test_each_account_is_asked_whether_it_is_a_unified_one(uta: FakeSessio
     fake = bitget(uta)
     await uta.exchange.load_markets()  # a unified account's client loads (and shares) the markets
     fake.unified = False  # the next account is a classic one
-    classic = CcxtExchange("bitget", uta.credentials, api_url=fake.url, timeout_ms=CLIENT_TIMEOUT_MS, rate_limit_ms=1)
-    try:
+    async with another_client(uta) as classic:
         placed = await classic.create_order(order(uta, side="sell", amount="0.01"))
         assert classic.client.options["uta"] is False
-    finally:
-        await classic.close()
     assert placed.status == "closed"
     assert [r.path for r in fake.requests if r.method == "POST"] == ["/api/v2/spot/trade/place-order"]
     assert len(asked(fake, SETTINGS)) == 2

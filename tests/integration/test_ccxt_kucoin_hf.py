@@ -15,10 +15,9 @@ from decimal import Decimal
 import pytest
 
 from services.common.exchanges import port
-from services.common.exchanges.ccxt_adapter import CcxtExchange
 from tests.fakes.clients import (
-    CLIENT_TIMEOUT_MS,
     FakeSession,
+    another_client,
     client_id,
     fake_session,
     limit_buy,
@@ -236,11 +235,8 @@ async def test_the_base_class_faults_strike_the_hf_order_endpoints(hf: FakeSessi
 async def test_a_second_account_on_the_same_exchange_reads_its_hf_balances(hf: FakeSession) -> None:
     fake = kucoin(hf)
     await hf.exchange.fetch_balance()  # the first account loads (and shares) the markets
-    second = CcxtExchange("kucoin", hf.credentials, api_url=fake.url, timeout_ms=CLIENT_TIMEOUT_MS, rate_limit_ms=1)
-    try:
+    async with another_client(hf) as second:
         balances = await second.fetch_balance()
-    finally:
-        await second.close()
     assert balances.get("BTC") == port.Balance(free=Decimal("0.5"), total=Decimal("0.5"))
     assert fake.unknown_paths == []
 
@@ -248,12 +244,9 @@ async def test_a_second_account_on_the_same_exchange_reads_its_hf_balances(hf: F
 async def test_a_second_account_on_the_same_exchange_places_through_the_hf_endpoints(hf: FakeSession) -> None:
     fake = kucoin(hf)
     await hf.exchange.load_markets()  # the first account loads (and shares) the markets
-    second = CcxtExchange("kucoin", hf.credentials, api_url=fake.url, timeout_ms=CLIENT_TIMEOUT_MS, rate_limit_ms=1)
     request = order(hf, side="sell", amount="0.01")
-    try:
+    async with another_client(hf) as second:
         placed = await second.create_order(request)
-    finally:
-        await second.close()
     assert placed.status == "closed"
     assert [r.path for r in fake.requests if r.method == "POST"] == [HF_ORDERS]
     assert fake.unknown_paths == []
@@ -266,12 +259,9 @@ async def test_each_account_is_asked_whether_it_is_a_high_frequency_one(hf: Fake
     fake = kucoin(hf)
     await hf.exchange.load_markets()  # an HF account's client loads (and shares) the markets
     fake.high_frequency = False  # the next account is a classic one
-    classic = CcxtExchange("kucoin", hf.credentials, api_url=fake.url, timeout_ms=CLIENT_TIMEOUT_MS, rate_limit_ms=1)
-    try:
+    async with another_client(hf) as classic:
         placed = await classic.create_order(order(hf, side="sell", amount="0.01"))
         assert classic.client.options["hf"] is False
-    finally:
-        await classic.close()
     assert placed.status == "closed"
     assert [r.path for r in fake.requests if r.method == "POST"] == ["/api/v1/orders"]
     assert len([r for r in fake.requests if r.path == "/api/v1/hf/accounts/opened"]) == 2
