@@ -355,16 +355,24 @@ class FakeBitget(FakeExchangeServer):
             return _error(_PARAM_ERROR, "Parameter verification failed")
         return _ok([])  # spot only
 
+    def _uta_spot_query(self, request: web.Request) -> tuple[str | None, web.Response | None]:
+        """A v3 market read's symbol filter, or its whole answer: refused (an unknown category or
+        symbol), or none for a category other than spot."""
+        category, wanted = request.query.get("category"), request.query.get("symbol")
+        if category not in _UTA_CATEGORIES:
+            return None, _error(*_UTA_PARAM_ERROR)
+        if wanted and wanted not in self._symbol_by_id:
+            return None, _error("25100", f"Trading pair {wanted} does not exist")
+        if category != "SPOT":
+            return None, _ok([])
+        return wanted, None
+
     async def uta_instruments(self, request: web.Request) -> web.Response:
         """GET /api/v3/market/instruments?category=: the spot symbols (no fee rates: Bitget states
         them for futures alone); margin and futures: none."""
-        category, wanted = request.query.get("category"), request.query.get("symbol")
-        if category not in _UTA_CATEGORIES:
-            return _error(*_UTA_PARAM_ERROR)
-        if wanted and wanted not in self._symbol_by_id:
-            return _error("25100", f"Trading pair {wanted} does not exist")
-        if category != "SPOT":
-            return _ok([])
+        wanted, answered = self._uta_spot_query(request)
+        if answered is not None:
+            return answered
         return _ok([
             {
                 "symbol": self.symbol_id(s), "category": "SPOT", "baseCoin": m.base, "quoteCoin": m.quote,
@@ -379,13 +387,9 @@ class FakeBitget(FakeExchangeServer):
 
     async def uta_tickers(self, request: web.Request) -> web.Response:
         """GET /api/v3/market/tickers?category=: the spot tickers; margin and futures: none."""
-        category, wanted = request.query.get("category"), request.query.get("symbol")
-        if category not in _UTA_CATEGORIES:
-            return _error(*_UTA_PARAM_ERROR)
-        if wanted and wanted not in self._symbol_by_id:
-            return _error("25100", f"Trading pair {wanted} does not exist")
-        if category != "SPOT":
-            return _ok([])
+        wanted, answered = self._uta_spot_query(request)
+        if answered is not None:
+            return answered
         now = _ms(time.time())
         rows = []
         for symbol, price in self.state.prices.items():
