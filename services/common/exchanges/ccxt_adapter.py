@@ -270,24 +270,16 @@ class CcxtExchange:
 
     async def _bitget_is_unified(self) -> bool:
         """Bitget: whether the account is unified (ccxt keeps it, and asks no more; its own read would
-        take a passing failure for a classic account, for good). Bitget's 40084 says classic; passing
-        trouble is read again at the next call; another refusal (a key without the permission to read
-        the settings) is taken for a classic account, as ccxt takes it: a unified account's key is
-        then refused at the classic endpoints (40085), so nothing trades from a wrong guess."""
+        take a passing failure for a classic account, for good). Bitget's 40084 says classic; any
+        other refusal is taken so too (``_mode_answer``): a unified account's key is then refused at
+        the classic endpoints (40085), so nothing trades from a wrong guess."""
         client = self._client
         if client.options.get("uta") is not True:
-            try:
-                await self._answer_of("account settings", client.privateUtaGetV3AccountSettings)
-            except (port.RetryLater, port.OutcomeUnknown):
-                raise
-            except port.ExchangeError as exc:
-                if _BITGET_CLASSIC_ACCOUNT not in str(exc):
-                    log.warning("%s did not say whether the account is unified; traded as a classic one: %s",
-                                self.exchange_id, exc)
-                client.options["uta"] = False
-                return False
-            client.options["uta"] = True
-        return True
+            answer = await self._mode_answer(
+                "account settings", client.privateUtaGetV3AccountSettings, classic_code=_BITGET_CLASSIC_ACCOUNT
+            )
+            client.options["uta"] = answer is not None
+        return client.options["uta"] is True
 
     async def _gate_is_unified(self) -> bool:
         """Gate: whether the key's account is unified (``/account/detail``'s key mode 2), whose orders,
@@ -297,22 +289,31 @@ class CcxtExchange:
         Gate may not list it, and send it again. The same answer names the account (``ACCOUNT_ID_CALL``)."""
         client = self._client
         if client.options.get("unifiedAccount") is None:
-            try:
-                detail = await self._answer_of("account detail", client.privateAccountGetDetail)
-            except (port.RetryLater, port.OutcomeUnknown):
-                raise  # passing trouble: read again at the next call
-            except port.ExchangeError as exc:
-                # Answered, and refused (a key without the permission to read it): a classic account,
-                # as ccxt takes it; a key refused outright fails at the call that follows.
-                log.warning("%s did not say the account's mode; traded as a classic one: %s", self.exchange_id, exc)
-                client.options["unifiedAccount"] = False
+            detail = await self._mode_answer("account detail", client.privateAccountGetDetail)
+            if detail is None:
                 self._account_id_read = None  # the same read names the account: refused too
-                return False
             key = detail.get("key") if isinstance(detail, dict) else None
             client.options["unifiedAccount"] = str(key.get("mode") if isinstance(key, dict) else "") == "2"
             if (uid := account_uid_in_answer(self.exchange_id, detail)) is not None:
                 self.account_uid, self._account_id_read = uid, None
         return client.options["unifiedAccount"] is True
+
+    async def _mode_answer(
+        self, what: str, read: Callable[[], Awaitable[T]], *, classic_code: str | None = None
+    ) -> T | None:
+        """The answer of a read of the account's mode, or None when the exchange refused it: an
+        answer, not passing trouble (a key without the permission to make it, or ``classic_code``,
+        the exchange's own word for a classic account), so the account is a classic one, as ccxt
+        takes it; a key refused outright fails at the call that follows. Passing trouble raises, and
+        the read is made again at the next call."""
+        try:
+            return await self._answer_of(what, read)
+        except (port.RetryLater, port.OutcomeUnknown):
+            raise
+        except port.ExchangeError as exc:
+            if classic_code is None or classic_code not in str(exc):
+                log.warning("%s did not say the account's mode; traded as a classic one: %s", self.exchange_id, exc)
+            return None
 
     async def _load_own_markets(self) -> None:
         await self._call("load_markets", self._client.load_markets)
